@@ -563,6 +563,7 @@ class _Operation:
         self.event_keys: list | None = None
         self.emit_events: Callable[..., Any] | None = None
         self.flush = False  # a FLUSHALL/FLUSHDB fan-out (FanOutWrite)
+        self.flushed_all = False  # its run's FLUSHALL ran (AtomicOp: see wire.Decide.flushed)
         # Several acceptors: its first entries are sent under holds (see
         # shardkv.acceptor.holds); once parked, a shard is this acceptor's alone.
         self.holds = server.holds
@@ -728,7 +729,9 @@ class _Operation:
         self.state = DECIDED
         self.decision = commit
         notify = self._notify_after() if commit else None
-        decide = wire.encode_control(wire.Decide(self.id, commit, reply is None, notify))
+        decide = wire.encode_control(
+            wire.Decide(self.id, commit, reply is None, notify, commit and self.flushed_all)
+        )
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held
@@ -1097,6 +1100,7 @@ class AtomicOp(_Operation):
         self.logged = message.logged
         self.written = message.written
         self.applied = message.own == wire.COMMITTED
+        self.flushed_all = message.flushed
         self.run_ns = perf_counter_ns() - self.run_sent
         again = None if self.escaped is None else self.escaped(message.bodies)
         if again is not None:

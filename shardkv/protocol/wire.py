@@ -657,6 +657,9 @@ class Decide:
     # serve notify as it says, as Redis serves them after EXEC (the
     # acceptor's ``__config`` that sets it comes behind).
     notify: str | None = None
+    # Committed, a run whose FLUSHALL (a script's, a WATCHed EXEC's) ran:
+    # each shard saves as Redis's FLUSHALL does (see Saves.flushed_all).
+    flushed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -694,6 +697,8 @@ class Ran:
     # an offset from their end (0: the last one; empty: none noted): the
     # acceptor puts each command's events before its part of EXEC's array.
     bounds: list[int] = field(default_factory=list)
+    # A FLUSHALL ran (see Decide.flushed).
+    flushed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

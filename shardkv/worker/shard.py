@@ -280,6 +280,9 @@ class Shard:
         self.as_eval = 0
         # Cross-shard operations this shard has prepared, outcome unknown.
         self.prepared: dict[int, Prepared] = {}
+        # The operations this shard ran a FLUSHALL of (see _run_foreign):
+        # the changes their runs counted after it, for the commit's save.
+        self.flushes: dict[int, int] = {}
         # The WATCH versions, by database, from before a run of scripts that
         # escaped (run_foreign): its undo puts them back, so that the run
         # again finds the watched keys unchanged, as the run undone never was.
@@ -1842,6 +1845,12 @@ class Shard:
                     # next __config's hook sets it as the acceptors have it)
                     events.set_notify(self.keyspace, notify)
                 self.decide(decided, message.commit)  # type: ignore[union-attr]
+                after_flush = self.flushes.pop(decided, 0)
+                if message.flushed and message.commit and self.persistence is not None:  # type: ignore[union-attr]
+                    # Its FLUSHALL, committed: saved as Redis's (the run's
+                    # changes after it are the count after the save).
+                    self.persistence.flushed_all()
+                    self.persistence.dirty += after_flush
                 at = self.keyspace.exec_frozen.pop(decided, None)
                 if at is not None and message.again:  # type: ignore[union-attr]
                     carried = self.keyspace.exec_carried
@@ -2046,6 +2055,7 @@ class Shard:
             persistence.foreign = states
             persistence.suspended = True
             persistence.suspended_changes = 0
+            persistence.flush_mark = -1
         for key, state in states.items():
             drop_qualified(ks, key)
             if state is not None:
@@ -2226,6 +2236,10 @@ class Shard:
         # shards its other keys go to count them as unsaved only); nothing
         # for a run that escaped: it runs again, and counts then.
         changes = 0 if escaped or persistence is None else persistence.suspended_changes
+        # A FLUSHALL ran (a script's, a WATCHed EXEC's): at the commit every
+        # shard saves, as Redis's FLUSHALL does, and this one then counts
+        # only the changes made after it (as Redis's count after its save).
+        flushed = not escaped and persistence is not None and persistence.flush_mark >= 0
         if persistence is not None and changed and not changes:
             persistence.unsaved += len(changed)  # (what changed must be saved all the same)
         if not changed:
@@ -2242,6 +2256,10 @@ class Shard:
                 persistence.log_states(changed)
                 persistence.end_group(mark)
                 persistence.dirty += changes
+                if flushed:  # (alone: no other shard to tell)
+                    persistence.flushed_all()
+                    persistence.dirty += changes - persistence.flush_mark
+                    flushed = False
             self.waiters.mark_keys(changed)
             outcome = wire.COMMITTED
             # Committed here: its CONFIG SET's setting holds for the
@@ -2253,7 +2271,11 @@ class Shard:
                 # in one of its own: it leaves as the Ran does, or not at all.
                 (self.send if self.hold_frame is None else self.hold_frame)(frame)
         ranks = {key: ready[key] for key in after if key in ready}
-        return wire.Ran(op, bodies, after, outcome, clocks, logged, lines if escaped else [], ranks)
+        if flushed:
+            self.flushes[op] = changes - persistence.flush_mark  # type: ignore[union-attr]
+        return wire.Ran(
+            op, bodies, after, outcome, clocks, logged, lines if escaped else [], ranks, flushed=flushed
+        )
 
     def _log_exec_script(self, args: list[bytes], value: object, ns: int) -> int:
         """An EXEC's script ran (``args``: its ``__eval``/``__fcall``, see

@@ -272,3 +272,39 @@ def test_flushall_with_save_rules_saves_as_redis(clients):
         finally:
             client.config_set("save", "")
     assert got["shardkv"] == got["redis"] == (0, 2, 0)
+
+
+def _flushed_by_a_run(client: redis.Redis, how: str) -> tuple:
+    if how == "eval":
+        value = client.eval(
+            "redis.call('set', KEYS[1], 1) redis.call('flushall') redis.call('set', KEYS[1], 2) return 1",
+            1,
+            "{t}a",
+        )
+    else:  # a WATCHed EXEC: one operation over every shard, not command by command
+        client.watch("{t}q")
+        pipe = client.pipeline(transaction=True)
+        pipe.set("{t}a", "1").flushall().set("{t}a", "2").set(A, "3")
+        value = pipe.execute()
+    return value
+
+
+@pytest.mark.parametrize("how", ["eval", "watched-exec"])
+def test_a_runs_flushall_with_save_rules_saves_on_every_shard_as_redis(clients, how):
+    """A script's FLUSHALL, or a WATCHed EXEC's, saves as Redis's does: on
+    every shard (the keys set before lie on four), the count after it
+    being the changes the run made after the FLUSHALL (before, a script's,
+    run over every shard, saved nothing and counted every key removed, and
+    a start after it loaded them again)."""
+    got = {}
+    for name, client in clients.items():
+        client.delete(*KEYS)
+        client.config_set("save", "3600 1")
+        try:
+            client.mset({A: "1", B: "2", C: "3", D: "4"})
+            saves = client.info("persistence")["rdb_saves"]
+            value = _flushed_by_a_run(client, how)
+            got[name] = (value, _changes(client), client.info("persistence")["rdb_saves"] - saves)
+        finally:
+            client.config_set("save", "")
+    assert got["shardkv"] == got["redis"]

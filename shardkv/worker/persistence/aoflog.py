@@ -115,7 +115,10 @@ class AofLog(Forking):
             # A cross-shard operation's command: the shard that runs it
             # counts what its commands count, once (see Shard._run_foreign).
             self.suspended_changes += changes
-            self.flushed = False  # (not saved: its states may be undone)
+            if self.flushed:
+                self.flushed = False  # (not saved yet: its states may be undone)
+                if args[0].upper() == b"FLUSHALL":
+                    self.flush_mark = self.suspended_changes  # (saved at the commit)
             return
         if changes:
             self.dirty += changes

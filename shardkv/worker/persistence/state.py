@@ -63,6 +63,10 @@ class State:
         # A FLUSHALL has just run: record() then saves as Redis's does (see
         # Saves.flushed_all), once the FLUSHALL is counted.
         self.flushed = False
+        # The changes counted in ``suspended_changes`` as a FLUSHALL of a
+        # cross-shard run (a script's, a WATCHed EXEC's) ran, -1 if none:
+        # the shard saves at its commit (see Shard._run_foreign).
+        self.flush_mark = -1
         self.foreign: dict | tuple = ()  # other shards' keys installed here
         self.inherited_fds: list[int] = []  # closed in forked children
         self.child: Child | None = None
