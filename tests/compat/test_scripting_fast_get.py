@@ -14,6 +14,8 @@ import time
 import pytest
 import redis
 
+from tests.support.placement import key_on
+
 SCRIPT = "return redis.call('get', KEYS[1])"
 PSCRIPT = "local r = redis.pcall('get', KEYS[1]) if type(r) == 'table' then return r.err end return r"
 
@@ -135,3 +137,62 @@ def test_runs_of_one_key_see_their_own_keys(servers):
         replies.append(c.evalsha(shas[0], 1, "{h}after"))
         seen.append(replies)
     assert seen[0] == seen[1]
+
+
+def test_pipelined_runs_of_one_script_count_as_redis_whatever_comes_between(servers):
+    """Back-to-back EVALSHAs of one script run as a group (Engine.run_one_key
+    ``again``: the set-up of the run before kept, its counters kept apart
+    too): a run between them that errors, writes, or reads a key of
+    another shard (undone, it runs again across shards), and a CONFIG SET
+    or SCRIPT FLUSH in the same pipeline, leave INFO commandstats,
+    errorstats and the keyspace hits and misses as Redis's (a state kept
+    stale across them would count elsewhere)."""
+    read = "return redis.call('get', KEYS[1])"
+    odd = (
+        "if ARGV[1] == 'e' then return redis.call('incr', KEYS[1]) end "
+        "if ARGV[1] == 'x' then redis.call('get', KEYS[1]) return redis.call('get', ARGV[2]) end "
+        "return redis.call('get', KEYS[1])"
+    )
+    a, b = key_on(0, "fa", 2), key_on(1, "fb", 2)  # (with two shards: one on each)
+    seen = []
+    for port in servers:
+        c = redis.Redis(port=port)
+        c.flushall()
+        c.config_resetstat()
+        c.set(a, "1")
+        c.set(b, "s")
+        r, e = c.script_load(read), c.script_load(odd)
+        batches = [
+            [(r, 1, a)] * 3 + [(r, 1, "missing")] * 2 + [(r, 1, b)],
+            [(e, 1, a, "n"), (e, 1, b, "e"), (e, 1, a, "n"), (e, 1, a, "e"), (e, 1, a, "n")],
+            [(e, 1, a, "n"), (e, 1, a, "x", b), (e, 1, a, "n"), (e, 1, a, "x", "no"), (e, 1, a)],
+            [(r, 1, a), ("CONFIG", "SET", "slowlog-log-slower-than", "0"), (r, 1, a), (r, 1, a)],
+            [(r, 1, a), ("CONFIG", "SET", "maxmemory", "1"), (r, 1, a), (e, 1, a, "e")],
+            [
+                ("CONFIG", "SET", "maxmemory", "0"),
+                (r, 1, a),
+                ("SCRIPT", "FLUSH"),
+                (r, 1, a),
+                (r, 1, a),
+            ],
+            [("SCRIPT", "LOAD", read), (r, 1, a), (r, 1, b), (r, 1, a)],
+        ]
+        replies = []
+        try:
+            for batch in batches:
+                pipe = c.pipeline(transaction=False)
+                for command in batch:
+                    pipe.execute_command(
+                        *(command if command[0] in ("CONFIG", "SCRIPT") else ("EVALSHA", *command))
+                    )
+                replies.append([str(x).split(" script:")[0] for x in pipe.execute(raise_on_error=False)])
+        finally:
+            c.config_set("slowlog-log-slower-than", "10000")
+            c.config_set("maxmemory", "0")
+        rows = {
+            k: (v["calls"], v["failed_calls"], v["rejected_calls"]) for k, v in c.info("commandstats").items()
+        }
+        stats = c.info("stats")
+        seen.append((replies, rows, c.info("errorstats"), stats["keyspace_hits"], stats["keyspace_misses"]))
+        c.close()
+    assert seen[1] == seen[0]
