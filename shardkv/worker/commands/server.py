@@ -22,13 +22,6 @@ from shardkv.worker.functions import EMPTY_FUNCTIONS_MEMORY
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 
-try:
-    import psutil
-
-    _PROCESS = psutil.Process(os.getpid())
-except ImportError:  # pragma: no cover
-    _PROCESS = None
-
 
 def dbsize(ks: Keyspace, args: list[bytes]) -> object:
     """DBSIZE"""
@@ -115,7 +108,7 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
     """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid,
     persistence figures, other stats (``used_memory``: the shard's memory
     figure, see shardkv.worker.eviction)]"""
-    rss = _PROCESS.memory_info().rss if _PROCESS is not None else 0
+    rss = eviction.process_rss()
     persistence = ks.persistence
     figures = persistence.info() if persistence is not None else {}
     cpu = os.times()
