@@ -85,7 +85,10 @@ Keys on several shards
     run in the order they blocked.  A cross-shard
     XREAD tries so too, on the stream written (not after a script or EXEC,
     served by their ranks), so separate XADDs to two of its streams serve
-    it from the first, as in Redis.
+    it from the first, as in Redis.  A cross-shard XREADGROUP's ``__bwait``
+    claims one entry, and its streams are told as a move's sources (for
+    this acceptor's too): a write of one waits for the notified tries
+    (``__bsettle``), and they run in the order their clients blocked.
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -224,9 +227,13 @@ _BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
 # the client goes (see lost_unwritten).
 _UNWRITTEN: dict[Client, tuple[_CrossShard, bytes]] = {}
 _READS: dict[bytes, dict[_CrossShard, None]] = {}
+# This acceptor's cross-shard XREADGROUPs, by each stream they wait on: a
+# write of one waits for their tries (``__bsettle``, see try_at_once).
+_GROUP_READS: dict[bytes, dict[_CrossShard, None]] = {}
 EAGER: dict[_CrossShard, None] = {}
-# The sources of other acceptors' cross-shard BLMOVE/BRPOPLPUSH waits, by
-# (acceptor, key): how many (bus ``movers``).  They count in EAGER_KEYS too.
+# The sources of other acceptors' cross-shard BLMOVE/BRPOPLPUSH waits, and
+# the streams of their cross-shard XREADGROUPs, by (acceptor, key): how many
+# (bus ``movers``).  They count in EAGER_KEYS too.
 _REMOTE_MOVERS: dict[tuple[int, bytes], int] = {}
 EAGER_KEYS: dict[bytes, int] = {}
 
@@ -657,7 +664,7 @@ class _Notify:
 
     def cancel(self) -> None:
         if self.link.blocked.pop(self.token, None) is not None:
-            if self.wait.stream:  # (claims nothing)
+            if self.wait.read_only:  # (an XREAD's claims nothing)
                 self.link.send_frame(b"X%d" % self.token)
             else:  # it may have claimed elements meanwhile, its wake on its way
                 self.link.send_control(self.verb(Verb.BDONE), _IGNORE)
@@ -874,18 +881,20 @@ class _CrossShard:
         for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
-        if self.read_only or not self.stream:  # (not XREADGROUP: see try_at_once)
-            registry = _READS if self.stream else _BY_KEY
+        # Its claims make a write of its keys wait for its try (see
+        # try_at_once): a move's, an XREADGROUP's.
+        self.claiming = self.move or (self.stream and not self.read_only)
+        registry = _registry(self)
+        for waited in self.wait_keys.values():
+            for key in waited:
+                registry.setdefault(key, {})[self] = None
+        if self.claiming or self.read_only:
+            EAGER[self] = None
             for waited in self.wait_keys.values():
                 for key in waited:
-                    registry.setdefault(key, {})[self] = None
-            if self.move or self.read_only:
-                EAGER[self] = None
-                for waited in self.wait_keys.values():
-                    for key in waited:
-                        EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
-                        if self.move and client.server.bus is not None:
-                            client.server.bus.tell(bus.MOVERS, [1, key])
+                    EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
+                    if self.claiming and client.server.bus is not None:
+                        client.server.bus.tell(bus.MOVERS, [1, key])
         self.trying = False  # an atomic try is on its way
         # Called once the try on its way is answered: a pusher's client
         # that waits for it (see try_at_once).
@@ -1301,13 +1310,13 @@ class _CrossShard:
             return
         self._cancel_notifies()
         if key is not None:
-            if self.move and _moved_elsewhere(key):
+            if self.claiming and _moved_elsewhere(key):
                 self._after_earlier(notify, body, key)
                 return
             # A move's __bwait with nothing left at its turn keeps its place
             # while the try runs (see serve_now).
             keep = self._keep((notify,)) if self.move and body == _CLAIMED else None
-            self.attempt(notified=body, done=() if self.stream else (notify,), ready_key=key, keep=keep)
+            self.attempt(notified=body, done=() if self.read_only else (notify,), ready_key=key, keep=keep)
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:
@@ -1340,7 +1349,7 @@ class _CrossShard:
                     link.send_control(notify.verb(Verb.BDONE), _IGNORE)
                 self._tried()
                 return
-            keep = self._keep((notify,)) if body == _CLAIMED else None
+            keep = self._keep((notify,)) if self.move and body == _CLAIMED else None
             self.attempt(notified=body, done=(notify,), ready_key=key, keep=keep)
 
         settle = _Settled(link, go)
@@ -1464,7 +1473,7 @@ class _CrossShard:
     def _forget_keys(self) -> None:
         """Done: no longer among the waits of its keys (see :data:`_BY_KEY`)."""
         eager = EAGER.pop(self, 0) is None  # (once: finish and drop both call it)
-        registry = _READS if self.stream else _BY_KEY
+        registry = _registry(self)
         for waited in self.wait_keys.values():
             for key in waited:
                 waits = registry.get(key)
@@ -1474,7 +1483,7 @@ class _CrossShard:
                         del registry[key]
                 if eager:
                     _less_eager(key)
-                    if self.move and self.client.server.bus is not None:
+                    if self.claiming and self.client.server.bus is not None:
                         self.client.server.bus.tell(bus.MOVERS, [-1, key])
 
     def serve_now(self, key: bytes) -> None:
@@ -1767,6 +1776,13 @@ def wait_for_replicas(client: Client, timeout_ms: int) -> None:
 _RANKED = frozenset({"exec", "eval", "evalsha", "fcall"})
 
 
+def _registry(wait: _CrossShard) -> dict[bytes, dict[_CrossShard, None]]:
+    """The waits by key that ``wait`` is among (see :data:`_BY_KEY`)."""
+    if not wait.stream:
+        return _BY_KEY
+    return _READS if wait.read_only else _GROUP_READS
+
+
 def _less_eager(key: bytes) -> None:
     left = EAGER_KEYS.pop(key) - 1
     if left:
@@ -1825,10 +1841,12 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     XREADs on them, on the first such key (not after a transaction or
     script: see :data:`_RANKED`); not an XREADGROUP, which would take
     entries that a waiter on that shard alone, blocked before it, is
-    served first."""
+    served first: a write of its stream waits for its notified try as a
+    write of another acceptor's move's source does (``__bsettle``), its
+    ``__bwait`` claiming one entry."""
     reads = cmd.name not in _RANKED
     late: list[tuple[_CrossShard, bytes]] = []
-    remote = [key for key in dict.fromkeys(keys) if _moved_elsewhere(key)]
+    remote = [key for key in dict.fromkeys(keys) if key in _GROUP_READS or _moved_elsewhere(key)]
     for key in dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
         if waits is not None and key not in remote:

@@ -72,8 +72,9 @@ KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
 UNBLOCK = b"unblock"  # ask [id, 1 for ERROR, EXEC's pin id or absent] -> 1 if it unblocked that client (once decided)
 UNPIN = b"unpin"  # tell [pin id, 1 if the EXEC ran]: the clients its UNBLOCKs pinned get their null, or wait again
 # tell [1 or -1, key]: a cross-shard BLMOVE/BRPOPLPUSH of the teller waits on
-# that source (database aside), or no longer: a write of it here waits for
-# its try (__bsettle, see shardkv.acceptor.blocking.try_at_once)
+# that source (database aside), or a cross-shard XREADGROUP on that stream,
+# or no longer: a write of it here waits for its try (__bsettle, see
+# shardkv.acceptor.blocking.try_at_once)
 MOVERS = b"movers"
 LOCATE = (
     b"locate"  # ask [id, ...] -> [[id, pipe, shard, token], ...]: those of its clients blocked on one shard

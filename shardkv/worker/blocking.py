@@ -728,7 +728,8 @@ class Waiters:
                     if pops:
                         self.pop_for(waiter, key)
                         continue
-                    left = not claimed or value is None or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
+                    # (A stream's: its XREADGROUP's try finds whether an entry is left.)
+                    left = not claimed or value is None or type(value) is Stream or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
                     if self._serve(waiter, key, left, order) and wait.claims:
                         claimed += wait.claims
         finally:
@@ -767,6 +768,11 @@ class Waiters:
         if value is None:
             return False
         claims = waiter.wait.claims
+        if claims and type(value) is not int:  # an XREADGROUP's: [BWAIT_READY, key], or its error
+            if type(value) is Error:
+                claims = 0
+            else:
+                value = value[0]  # type: ignore[index]
         if not left:  # (a __bwait's: a one-shard waiter waits while its key is claimed)
             value = wire.BWAIT_CLAIMED
         self._forget(waiter)
@@ -982,7 +988,9 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     element: see :meth:`Waiters.serve_ready`), ``key`` the one made ready,
     which its client's try reads alone, and it claims ``count`` elements of
     that key until ``__bdone``.  (XREAD/XREADGROUP: ``group key id [key id
-    ...]`` after elapsed-ms, no claim.)
+    ...]`` after elapsed-ms; XREAD's claims nothing, XREADGROUP's one
+    entry, so that a waiter on the stream alone that blocked after it is
+    served only once its try has run, as Redis serves the first.)
     """
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
@@ -1015,7 +1023,9 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         if timeout <= 0:
             return 0
     if serve is not _notify:
-        return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None)
+        # An XREADGROUP's claims one entry, as a move's its element: a
+        # waiter on the stream alone behind it waits for its try.
+        return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None, claims=1 if rest[0] else 0)
     return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims)
 
 
@@ -1152,7 +1162,7 @@ class Settle:
 def bsettle(ks: Keyspace, args: list[bytes]) -> object:
     """__bsettle key [token] (sent with a token of its own)
 
-    1 once no ``__bwait`` of a cross-shard move holds a claim on ``key``
+    1 once no ``__bwait`` of a cross-shard move (or XREADGROUP) holds a claim on ``key``
     (every try notified so far has run: its ``__bdone`` came), at once if
     none does; the keys made ready before it serve first.  Sent right
     behind a write of a key that another acceptor's cross-shard

@@ -457,6 +457,17 @@ CASES: dict[str, list] = {
         ("block", "c1", 0, 0, "XREADGROUP", "GROUP", "g", "x1", "BLOCK", 0, "STREAMS", "B", "A", ">", ">"),
         ("pipe", 1, 0, ("XADD", "A", "1-1", "f", "a"), ("XPENDING", "A", "g")),
     ],
+    # Two cross-shard XREADGROUPs through two acceptors: each XADD serves
+    # the first still blocked, and the writer's next command sees it
+    # served (the entry pending).
+    "xreadgroup-two-shards-two-acceptors": [
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("write", 0, 0, "XGROUP", "CREATE", "B", "g", "$", "MKSTREAM"),
+        ("block", "c1", 0, 0, "XREADGROUP", "GROUP", "g", "x1", "BLOCK", 0, "STREAMS", "B", "A", ">", ">"),
+        ("block", "c2", 1, 0, "XREADGROUP", "GROUP", "g", "x2", "BLOCK", 0, "STREAMS", "A", "B", ">", ">"),
+        ("pipe", 1, 0, ("XADD", "A", "1-1", "f", "a"), ("XPENDING", "A", "g")),
+        ("pipe", 0, 0, ("XADD", "A", "1-2", "f", "b"), ("XPENDING", "A", "g")),
+    ],
     "flushall-xreadgroup-databases": [
         ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
         ("write", 0, 1, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
@@ -558,24 +569,13 @@ def _run(port: int, k: int, steps: list) -> list:
             c.close()
 
 
-# A notified cross-shard XREADGROUP claims no entry, so a client blocked
-# on that stream alone after it may take the entry first.
-UNCLAIMED = "a notified cross-shard XREADGROUP claims no entry (documented difference)"
 # A key made ready by a cross-shard operation (an EXEC writing both
 # shards) notifies the client, which tries later: the pusher's next
 # command, pipelined, still sees the element (README, "Still different").
 TRIES = "a key a cross-shard EXEC made ready is tried after the pusher's next command (documented difference)"
-# A notified cross-shard XREADGROUP tries later: the pusher's next
-# command sees the entry not yet delivered (a cross-shard BLMOVE's writer
-# waits for its try: README, "Blocking across shards").
-UNSERVED = "a notified cross-shard XREADGROUP reads after the pusher's next command (issue 22)"
 KNOWN = {
-    ("xreadgroup-two-shards-pipelined", 1): UNSERVED,
-    ("xreadgroup-two-shards-pipelined", 2): UNSERVED,
     ("blpop-two-shards-exec-both-shards", 1): TRIES,
     ("blpop-two-shards-exec-both-shards", 2): TRIES,
-    ("xreadgroup-two-shards", 1): UNCLAIMED,
-    ("xreadgroup-two-shards", 2): UNCLAIMED,
 }
 
 
