@@ -269,21 +269,14 @@ CASES = {
 # shards, run with one.
 ONE_ACCEPTOR = {
     "multi-xadd-both-then-unblock-xread",
-    "xadd-both-then-unblock-xreadgroup",
     "xadd-b-then-a-pipelined-xread",
     "xadd-a-then-b-pipelined-xread",
 }
 
-# Even with one acceptor, a cross-shard XREADGROUP does not try at once
-# behind a write of one of its streams (its try would take entries that a
-# waiter on that shard alone, blocked before it, is served first:
-# blocking.try_at_once): it is served from the stream whose notification
-# reaches its acceptor first (README, "Still different"), which for XADDs
-# pipelined to two shards is usually, not always, the first written
-# (measured: 2 runs of 90 served from the second).
-RACING_GROUP_READ = {
-    "xadd-both-then-unblock-xreadgroup": "the first notification to arrive serves an XREADGROUP (documented race)",
-}
+# (A cross-shard XREADGROUP used to be served from the stream whose
+# notification reached its acceptor first, usually, not always, the first
+# written: now the XADD's reply and its client's next command wait for the
+# try the XADD made (``__bsettle``), through either acceptor.)
 
 
 def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
@@ -340,12 +333,10 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
 
 @pytest.mark.parametrize("layout", ["two-shards", "one-shard"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_blocked_client_served_from_its_ready_key(redis_and_shardkv_k12, case, layout, request):
+def test_blocked_client_served_from_its_ready_key(redis_and_shardkv_k12, case, layout):
     real, port, acceptors = redis_and_shardkv_k12
     if acceptors > 1 and case in ONE_ACCEPTOR and layout == "two-shards":
         pytest.skip("which stream serves depends on the order notifications arrive")
-    if case in RACING_GROUP_READ and layout == "two-shards":
-        request.applymarker(pytest.mark.xfail(reason=RACING_GROUP_READ[case], strict=False))
     same_shard = layout == "one-shard"
     expected = _run(real, 1, case, same_shard)
     assert _run(port, acceptors, case, same_shard) == expected
