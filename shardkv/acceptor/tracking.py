@@ -88,6 +88,7 @@ class Tracking:
         "scripts",
         "reads",
         "by_key",
+        "since",
     )
 
     def __init__(self) -> None:
@@ -108,6 +109,10 @@ class Tracking:
         # The same reads by key, oldest first: an eviction looks up the
         # reads of its key alone (see _reads_after).
         self.by_key: dict[bytes, deque[Read]] = {}
+        # The client's commands in flight when tracking went on (their reply
+        # slots), if any: their own changes ran before it in Redis, so they
+        # tell it nothing, a flush included (see _before_on).
+        self.since: list | None = None
 
     def add_read(self, read: Read) -> None:
         """A tracked read was sent (after those answered are forgotten)."""
@@ -438,6 +443,8 @@ def enable(
     if state is None:
         state = client.tracking = Tracking()
         STATE.clients += 1
+        if client.pending:
+            state.since = _in_flight(client) or None
         if notifications.update_mask(client.server):
             # BCAST hears of keys it never read: the reply waits until every
             # shard notes what changes (a non-BCAST client's reads come after
@@ -503,6 +510,7 @@ def disable(client: Client) -> None:
     state = client.tracking
     if state is None:
         return
+    redirect = state.redirect
     _redirect(client, state, 0)
     for prefix in state.prefixes:
         entry = PREFIXES.get(prefix)
@@ -512,10 +520,53 @@ def disable(client: Client) -> None:
                 _unregister(prefix)
     client.tracking = None
     STATE.clients -= 1
+    if client.pending and not client.closed:
+        # Its commands in flight ran before this in Redis: their own changes
+        # of keys it tracked still tell it (see _retired).
+        in_flight = _in_flight(client)
+        if in_flight:
+            state.redirect = redirect  # (no longer counted in STATE.remote_bcast)
+            _RETIRED[client] = (state, in_flight)
     # As Redis's disableTracking, the table keeps the keys the client read:
     # a key leaves it when it changes (or on a flush), and a client that
     # turns tracking on again still hears of the keys it read before.
     notifications.update_mask(client.server)
+
+
+# Clients that turned tracking off (CLIENT TRACKING off, RESET) while
+# commands they sent before were in flight: the tracking state they had,
+# and those commands' reply slots.  Each such command's own change of a
+# key the client tracked tells it, after the command's reply, as Redis ran
+# it (and sent the invalidation) before tracking went off.
+_RETIRED: dict[Client, tuple[Tracking, list]] = {}
+
+
+def _in_flight(client: Client) -> list:
+    """The reply slots of ``client``'s commands in flight (not ready)."""
+    return [p for p in client.pending if type(p) is not bytes]
+
+
+def _any_pending(client: Client, replies: list) -> bool:
+    """Whether any of ``replies`` (the client's pending replies once) is
+    still pending."""
+    alive = {id(p) for p in client.pending}
+    return any(id(p) in alive for p in replies)
+
+
+def _retired(client: Client, place: object) -> Tracking | None:
+    """The tracking state ``client`` had when it turned tracking off, if
+    the command of reply slot ``place`` was sent before that."""
+    entry = _RETIRED.get(client)
+    if entry is None or place is None or _in_pending(entry[1], place) is None:
+        return None
+    return entry[0]
+
+
+def _before_on(state: Tracking, place: object) -> bool:
+    """Whether the command of reply slot ``place`` was sent before the
+    client turned on tracking of ``state``."""
+    since = state.since
+    return since is not None and place is not None and _in_pending(since, place) is not None
 
 
 def client_caching(client: Client, args: list[bytes]) -> None:
@@ -703,11 +754,16 @@ def atomic_exec_reads(client: Client, queued: list) -> Callable[[Slot], None] | 
         now = client.tracking
         if now is None:
             notifications.update_mask(client.server)  # the table holds keys (again)
-            if kept:
-                # No reads to keep them through its own writes' events,
-                # handed out next: back in the table after those.
-                client.server.loop.call_soon(_keep, [(key, client.id) for key in kept])  # type: ignore[union-attr]
-        elif kept and not now.bcast:
+            # Turned off after the EXEC was sent: its own writes' events
+            # still tell it as tracking was (see _retired).
+            now = _retired(client, place) if _RETIRED else None
+            if now is None:
+                if kept:
+                    # No reads to keep them through its own writes' events,
+                    # handed out next: back in the table after those.
+                    client.server.loop.call_soon(_keep, [(key, client.id) for key in kept])  # type: ignore[union-attr]
+                return
+        if kept and not now.bcast:
             now.add_read(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
 
     return ran
@@ -1030,10 +1086,13 @@ def _invalidate_key(
         target = clients.get(cid)
         if target is None:
             continue
-        state = target.tracking
-        if state is None or state.bcast:
-            continue
         own = target is changer
+        state = target.tracking
+        if state is None:
+            if not own or not _RETIRED or (state := _retired(target, place or early)) is None:
+                continue
+        if state.bcast:
+            continue
         before = None
         if state.reads and target is not ran:
             keep, silent, before = _reads_after(
@@ -1048,8 +1107,8 @@ def _invalidate_key(
                 continue  # it did not track the key before the change
         if not own:
             send(target, [key], before)  # before the reply of a read that ran after it
-        elif not state.noloop:
-            send(target, [key], early, place)
+        elif not state.noloop and not _before_on(state, place or early):
+            send(target, [key], early, place, state)
 
 
 def _keep(kept: list[tuple[bytes, int]]) -> None:
@@ -1076,8 +1135,13 @@ def invalidate_all(server, changer: Client | None = None, place: object = None) 
     slot ``place``, as Redis, before the replies of what it pipelined
     after the flush."""
     for target in list(server.clients.values()):
-        if target.tracking is not None:
-            send(target, None, after=place if target is changer else None)
+        state = target.tracking
+        if state is not None:
+            own = target is changer
+            if not own:
+                send(target, None)
+            elif not _before_on(state, place):  # (tracking on after the flush: nothing, as Redis)
+                send(target, None, after=place)
     TABLE.clear()
     _DRAW.clear()
     STATE.items = 0
@@ -1172,11 +1236,19 @@ def _broadcast(server) -> None:
             causal.settle(server, owed, causal.gathered())
 
 
-def send(client: Client, keys: list[bytes] | None, before: object = None, after: object = None) -> None:
+def send(
+    client: Client,
+    keys: list[bytes] | None,
+    before: object = None,
+    after: object = None,
+    state: Tracking | None = None,
+) -> None:
     """One invalidation message for ``client`` (Redis's ``sendTrackingMessage``);
     ``before``/``after``: the reply slot it must precede/follow, if still
-    pending (else it goes after every reply due)."""
-    state = client.tracking
+    pending (else it goes after every reply due); ``state``: the client's
+    tracking state if not its current one (tracking turned off since)."""
+    if state is None:
+        state = client.tracking
     target: Client | None = client
     redirected = False
     if state is not None and state.redirect:
@@ -1224,7 +1296,7 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
         target.push(message)
 
 
-def _in_pending(pending: deque, at: object) -> object:
+def _in_pending(pending: deque | list, at: object) -> object:
     """The pending reply that ``at`` is, or holds as one of its parts (a
     command that EXEC ran, or the operation of an EXEC run atomically: its
     EXEC's reply), or keeps the place of (a reply CLIENT REPLY dropped);
@@ -1264,6 +1336,9 @@ def drop_answered(server) -> None:
     more eviction pass, as Redis's next command would make one."""
     if STATE.clients:
         _drop_answered(server)
+    for client, (_state, in_flight) in list(_RETIRED.items()):
+        if client.closed or not _any_pending(client, in_flight):
+            del _RETIRED[client]
     if TABLE:
         limit = _max_keys(server)
         if limit and len(TABLE) > limit:
@@ -1276,6 +1351,9 @@ def _drop_answered(server) -> None:
         if state is None:
             continue
         state.prune()
+        since = state.since
+        if since is not None and not _any_pending(client, since):
+            state.since = None
         scripts = state.scripts
         if scripts:
             alive = {id(p) for p in client.pending}
@@ -1286,6 +1364,8 @@ def _drop_answered(server) -> None:
 def on_disconnect(client: Client) -> None:
     if client.tracking is not None:
         disable(client)
+    if _RETIRED:
+        _RETIRED.pop(client, None)
 
 
 def on_config(server, changes: dict) -> None:

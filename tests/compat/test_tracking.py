@@ -1575,3 +1575,88 @@ def test_bcast_random_prefixes_and_keys(ports, seed):
         else:
             steps.append((writer, "DEL", *chosen))
     _same(ports, resp3, steps)
+
+
+@pytest.mark.parametrize(
+    "resp3, on",
+    [
+        (True, ["CLIENT", "TRACKING", "on"]),
+        (True, ["CLIENT", "TRACKING", "on", "OPTIN"]),
+        (True, ["CLIENT", "TRACKING", "on", "NOLOOP"]),
+        (True, ["CLIENT", "TRACKING", "on", "BCAST"]),
+        (True, ["CLIENT", "TRACKING", "on", "REDIRECT", "$id1"]),
+        (False, ["CLIENT", "TRACKING", "on", "REDIRECT", "$id1"]),
+    ],
+    ids=["on", "optin caching yes", "noloop", "bcast", "redirect", "resp2 redirect"],
+)
+def test_own_write_after_a_pipelined_read_then_tracking_off(ports, resp3, on):
+    """Tracking on, a read, the client's own write of the key read and
+    tracking off, all in one write: the write's invalidation comes after
+    its reply (Redis ran it, and told it, before tracking went off: the
+    shard's events come after the acceptor turned it off), unless NOLOOP;
+    keys on one shard and on two.  With several acceptors the REDIRECT
+    target is another acceptor's client."""
+    a, b = _keys_on_two_shards(2)
+    caching = [["CLIENT", "CACHING", "yes"]] if "OPTIN" in on else []
+    steps = [(1, "SUBSCRIBE", "__redis__:invalidate")] if "REDIRECT" in on else []
+    for key, other in ((a, a), (a, b)):
+        read = [*caching, ["GET", key], ["GET", other]]
+        # (A REDIRECT target hears of writes on two shards in the order their
+        # events come: one write there.)
+        writes = (
+            [["SET", other, "3"]]
+            if "REDIRECT" in on and key != other
+            else [["SET", key, "2"], ["SET", other, "3"]]
+        )
+        steps.append(
+            ("write", 0, on, ["SET", key, "1"], *read, *writes, ["ECHO", "x"], ["CLIENT", "TRACKING", "off"])
+        )
+    _same(ports, [resp3, resp3], steps)
+
+
+@pytest.mark.parametrize("on", ["on", "on BCAST", "on OPTIN", "on REDIRECT $id1"])
+def test_flush_pipelined_before_tracking_on_tells_nothing(ports, on):
+    """FLUSHALL (or FLUSHDB) then CLIENT TRACKING on in one write: Redis tells
+    a flush only to clients tracking when it ran (the shards' flush events
+    come after the acceptor turned tracking on)."""
+    steps = [(1, "SUBSCRIBE", "__redis__:invalidate")] if "REDIRECT" in on else []
+    for flush in ("FLUSHALL", "FLUSHDB"):
+        steps.append(("write", 0, [flush], ["CLIENT", "TRACKING", *on.split()], ["GET", "k"]))
+        steps.append((0, "CLIENT", "TRACKING", "off"))
+    # Nor a write of a key it tracked before (the table outlives tracking):
+    # Redis ran it while tracking was off.  The key then left the table.
+    steps.append(
+        ("write", 0, ["CLIENT", "TRACKING", *on.split()], ["GET", "k"], ["CLIENT", "TRACKING", "off"])
+    )
+    steps.append(("write", 0, ["SET", "k", "1"], ["CLIENT", "TRACKING", *on.split()], ["ECHO", "x"]))
+    steps.append((1, "SET", "k", "2"))
+    _same(ports, [True, True], steps)
+
+
+@pytest.mark.parametrize("on", ["on", "on REDIRECT $id1", "on BCAST"])
+def test_own_writes_of_an_exec_then_tracking_off(ports, on):
+    """A transaction's own write of a key the client tracked, with CLIENT
+    TRACKING off pipelined after EXEC: Redis told it after EXEC's reply,
+    run atomically (WATCH) or one by one; an atomic EXEC's reads stay
+    remembered (the other client's write tells nothing: tracking is off)."""
+    off = ["CLIENT", "TRACKING", "off"]
+    steps = [
+        (1, "SUBSCRIBE", "__redis__:invalidate"),
+        (0, "CLIENT", "TRACKING", *on.split()),
+        (0, "GET", "k"),
+    ]
+    steps.append(("write", 0, ["WATCH", "a"], ["MULTI"], ["SET", "k", "2"], ["SET", "b", "2"], ["EXEC"], off))
+    steps.append(
+        (
+            "write",
+            0,
+            ["CLIENT", "TRACKING", *on.split()],
+            ["GET", "k"],
+            ["MULTI"],
+            ["SET", "k", "2"],
+            ["EXEC"],
+            off,
+        )
+    )
+    steps.append((1, "SET", "k", "3"))
+    _same(ports, [True, True], steps)
