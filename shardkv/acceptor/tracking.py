@@ -30,6 +30,11 @@ As Redis's ``tracking.c``, in the acceptor, which sees every client:
   off leaves its keys there until they change, so the shards keep telling
   what changes while the table holds keys, and a client that turns
   tracking on again hears of the keys it read before.
+* A client's own change is told as its tracking was when it sent the
+  command that made it (the shard's events come after the acceptor ran
+  what the client pipelined behind it): through a CLIENT TRACKING off or
+  RESET behind it (:data:`_RETIRED`), and not at all if tracking went on
+  behind it (:attr:`Tracking.since`), a flush included.
 * ``tracking-table-max-keys``: past it, random keys are dropped from the
   table and their clients invalidated, as Redis's ``trackingLimitUsedSlots``.
 
@@ -526,7 +531,7 @@ def disable(client: Client) -> None:
         in_flight = _in_flight(client)
         if in_flight:
             state.redirect = redirect  # (no longer counted in STATE.remote_bcast)
-            _RETIRED[client] = (state, in_flight)
+            _RETIRED[client] = (state, in_flight, client.resp3)  # (RESET then turns RESP3 off)
     # As Redis's disableTracking, the table keeps the keys the client read:
     # a key leaves it when it changes (or on a flush), and a client that
     # turns tracking on again still hears of the keys it read before.
@@ -538,7 +543,7 @@ def disable(client: Client) -> None:
 # and those commands' reply slots.  Each such command's own change of a
 # key the client tracked tells it, after the command's reply, as Redis ran
 # it (and sent the invalidation) before tracking went off.
-_RETIRED: dict[Client, tuple[Tracking, list]] = {}
+_RETIRED: dict[Client, tuple[Tracking, list, bool]] = {}
 
 
 def _in_flight(client: Client) -> list:
@@ -560,6 +565,12 @@ def _retired(client: Client, place: object) -> Tracking | None:
     if entry is None or place is None or _in_pending(entry[1], place) is None:
         return None
     return entry[0]
+
+
+def _resp3_then(client: Client, state: Tracking) -> bool:
+    """``client``'s protocol when it had tracking ``state``."""
+    entry = _RETIRED.get(client)
+    return entry[2] if entry is not None and entry[0] is state else client.resp3
 
 
 def _before_on(state: Tracking, place: object) -> bool:
@@ -1108,7 +1119,7 @@ def _invalidate_key(
         if not own:
             send(target, [key], before)  # before the reply of a read that ran after it
         elif not state.noloop and not _before_on(state, place or early):
-            send(target, [key], early, place, state)
+            send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
 
 
 def _keep(kept: list[tuple[bytes, int]]) -> None:
@@ -1242,13 +1253,17 @@ def send(
     before: object = None,
     after: object = None,
     state: Tracking | None = None,
+    resp3: bool | None = None,
 ) -> None:
     """One invalidation message for ``client`` (Redis's ``sendTrackingMessage``);
     ``before``/``after``: the reply slot it must precede/follow, if still
     pending (else it goes after every reply due); ``state``: the client's
-    tracking state if not its current one (tracking turned off since)."""
+    tracking state if not its current one (tracking turned off since), and
+    ``resp3`` its protocol then (RESET since)."""
     if state is None:
         state = client.tracking
+    if resp3 is None:
+        resp3 = client.resp3
     target: Client | None = client
     redirected = False
     if state is not None and state.redirect:
@@ -1257,12 +1272,12 @@ def send(
         if target is None and _elsewhere(server, state.redirect):
             null = keys is None
             causal.remote(  # the reply of the command that caused it waits for it
-                server, bus.INVALIDATE, [state.redirect, client.id, int(client.resp3), keys or [], int(null)]
+                server, bus.INVALIDATE, [state.redirect, client.id, int(resp3), keys or [], int(null)]
             )
             return
         if target is None or target.closed:
             state.broken = True
-            if client.resp3:
+            if resp3:
                 client.push(Push([b"tracking-redir-broken", state.redirect]))
             return
         redirected = True
@@ -1270,8 +1285,9 @@ def send(
     if target.closing or target.closed:
         return
     if keys is None:  # as Redis: the null of the tracking client's protocol, whoever gets it
-        keys = Raw(b"_\r\n" if client.resp3 else b"$-1\r\n")  # type: ignore[assignment]
-    if target.resp3:
+        keys = Raw(b"_\r\n" if resp3 else b"$-1\r\n")  # type: ignore[assignment]
+    to_resp3 = resp3 if target is client else target.resp3
+    if to_resp3:
         message = Push([b"invalidate", keys])
     elif redirected and target.state.subscribed:
         message = Push([b"message", CHANNEL, keys])
@@ -1288,7 +1304,7 @@ def send(
                 i += 1
                 while i < len(pending) and type(pending[i]) in _AFTER_REPLY:
                     i += 1
-            pending.insert(i, _Sent(encode(message, target.resp3)))
+            pending.insert(i, _Sent(encode(message, to_resp3)))
             target.flush()
         except Exception:  # a bug costs this client alone
             target.failed("pushing an invalidation to it")
@@ -1336,7 +1352,7 @@ def drop_answered(server) -> None:
     more eviction pass, as Redis's next command would make one."""
     if STATE.clients:
         _drop_answered(server)
-    for client, (_state, in_flight) in list(_RETIRED.items()):
+    for client, (_state, in_flight, _resp3) in list(_RETIRED.items()):
         if client.closed or not _any_pending(client, in_flight):
             del _RETIRED[client]
     if TABLE:

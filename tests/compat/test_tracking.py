@@ -1660,3 +1660,15 @@ def test_own_writes_of_an_exec_then_tracking_off(ports, on):
     )
     steps.append((1, "SET", "k", "3"))
     _same(ports, [True, True], steps)
+
+
+@pytest.mark.parametrize("on", ["on", "on REDIRECT $id1"])
+def test_own_write_then_reset(ports, on):
+    """RESET pipelined behind a write of a key read: the RESP3 push of the
+    write comes before RESET's reply (which turns RESP3 off)."""
+    steps = [(1, "SUBSCRIBE", "__redis__:invalidate")]
+    steps.append(
+        ("write", 0, ["CLIENT", "TRACKING", *on.split()], ["GET", "k"], ["SET", "k", "2"], ["RESET"])
+    )
+    steps.append((1, "SET", "k", "3"))
+    _same(ports, [True, True], steps)
