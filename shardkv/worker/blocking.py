@@ -514,7 +514,9 @@ class Waiters:
             self.timeouts.clear()
             self.ready.clear()
             self.ranks.clear()  # (those of the ready keys: see mark_keys)
-            self.wakes.clear()
+            # The other pipes' wakes stay: the __bsettles the claims
+            # dropped above have ended (see _unclaim).
+            self.wakes = [(p, frame) for p, frame in self.wakes if pipe is not None and p != pipe]
             return
         for waiter in [w for (p, _), w in self.by_token.items() if p == pipe]:
             self._forget(waiter)
