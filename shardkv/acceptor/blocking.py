@@ -235,6 +235,8 @@ EAGER: dict[_CrossShard, None] = {}
 # the streams of their cross-shard XREADGROUPs, by (acceptor, key): how many
 # (bus ``movers``).  They count in EAGER_KEYS too.
 _REMOTE_MOVERS: dict[tuple[int, bytes], int] = {}
+# The same by key alone, all acceptors together (see _moved_elsewhere).
+_REMOTE_KEYS: dict[bytes, int] = {}
 EAGER_KEYS: dict[bytes, int] = {}
 
 
@@ -1796,23 +1798,36 @@ def bus_movers(server: Acceptor, origin: int, args: list) -> None:
     n = _REMOTE_MOVERS.get((origin, key), 0) + args[0]
     if args[0] > 0:
         EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
+        _REMOTE_KEYS[key] = _REMOTE_KEYS.get(key, 0) + 1
     elif (origin, key) in _REMOTE_MOVERS:
         _less_eager(key)
+        _less_remote(key, 1)
     if n > 0:
         _REMOTE_MOVERS[origin, key] = n
     else:
         _REMOTE_MOVERS.pop((origin, key), None)
 
 
+def _less_remote(key: bytes, n: int) -> None:
+    left = _REMOTE_KEYS.pop(key) - n
+    if left:
+        _REMOTE_KEYS[key] = left
+
+
 def _moved_elsewhere(key: bytes) -> bool:
-    """Whether another acceptor's cross-shard move waits on ``key``."""
-    return bool(_REMOTE_MOVERS) and any(held[1] == key for held in _REMOTE_MOVERS)
+    """Whether another acceptor's cross-shard move waits on ``key``: a
+    dict look-up: every write off the inline path asks, for each key it
+    writes, while any cross-shard wait exists (it used to scan every other
+    acceptor's movers: with 10,000 of them, ~0.26 ms a key)."""
+    return key in _REMOTE_KEYS
 
 
 def forget_movers(origin: int) -> None:
     """Acceptor ``origin`` (re)started: its waits are gone."""
     for held in [held for held in _REMOTE_MOVERS if held[0] == origin]:
-        for _ in range(_REMOTE_MOVERS.pop(held)):
+        n = _REMOTE_MOVERS.pop(held)
+        _less_remote(held[1], n)
+        for _ in range(n):
             _less_eager(held[1])
 
 

@@ -4,6 +4,7 @@ and the ``__bsettle`` a write of such a source waits in."""
 
 from __future__ import annotations
 
+from shardkv.acceptor import blocking
 from shardkv.protocol import wire
 from shardkv.worker.blocking import bsettle
 from shardkv.worker.shard import Shard
@@ -20,8 +21,28 @@ def test_a_lost_acceptors_claim_answers_the_settles_of_the_others() -> None:
     waiters.claims[0, 5] = (key, 1, wire.BWAIT_CLAIMED, ())
     waiters.claimed[key] = 1
     shard.keyspace.pipe = 1
-    assert waiters.run(lambda args, handler: bsettle(shard.keyspace, args), 9, 2, [wire.Verb.BSETTLE, b"k"]) == b""
+    assert (
+        waiters.run(lambda args, handler: bsettle(shard.keyspace, args), 9, 2, [wire.Verb.BSETTLE, b"k"])
+        == b""
+    )
     assert not waiters.wakes
     waiters.clear(0)
     assert waiters.wakes == [(1, wire.encode_wake(9, b":1\r\n"))]
     assert not waiters.settles and not waiters.claimed
+
+
+def test_other_acceptors_movers_are_counted_by_key_and_forgotten_on_restart() -> None:
+    """A write asks for each key it writes whether another acceptor's move
+    waits on it (a dict look-up, not a scan of every mover); a -1 for a
+    key not told (its acceptor restarted meanwhile) changes nothing."""
+    k = b"movers-unit-key"
+    assert not blocking._moved_elsewhere(k)
+    blocking.bus_movers(None, 1, [1, k])  # type: ignore[arg-type]  # (the server is not used)
+    blocking.bus_movers(None, 1, [1, k])  # type: ignore[arg-type]
+    blocking.bus_movers(None, 2, [1, k])  # type: ignore[arg-type]
+    blocking.bus_movers(None, 3, [-1, k])  # type: ignore[arg-type]
+    assert blocking._moved_elsewhere(k) and blocking.EAGER_KEYS[k] == 3
+    blocking.forget_movers(1)
+    assert blocking._moved_elsewhere(k) and blocking.EAGER_KEYS[k] == 1
+    blocking.bus_movers(None, 2, [-1, k])  # type: ignore[arg-type]
+    assert not blocking._moved_elsewhere(k) and k not in blocking.EAGER_KEYS
