@@ -223,3 +223,61 @@ def test_streams_in_another_database(rr, server, pool):
     rr.execute_command("XADD", "a", "2-0", "db", "3")
     assert waiting.result(WAIT) == {b"a": [[b"2-0", [b"db", b"3"]]]}
     rr.execute_command("FLUSHALL")
+
+
+@pytest.mark.parametrize("gone", ["destroy", "del"])
+def test_xreadgroup_across_shards_group_or_stream_gone(rr, server, pool, gone):
+    """A cross-shard XREADGROUP (its __bwait claims an entry of the stream
+    made ready) gets Redis's error when its group or stream goes."""
+    for key in ("a", "b"):
+        rr.execute_command("XGROUP", "CREATE", key, "g", "$", "MKSTREAM")
+    waiting = start_raw(
+        pool, server, "XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "a", "b", ">", ">"
+    )
+    wait_blocked(rr, 1)
+    if gone == "destroy":
+        rr.execute_command("XGROUP", "DESTROY", "a", "g")
+        match = "NOGROUP the consumer group this client was blocked on no longer exists"
+    else:
+        rr.delete("a")
+        match = "UNBLOCKED the stream key no longer exists"
+    with pytest.raises(redis.ResponseError, match=match):
+        waiting.result(WAIT)
+    rr.execute_command("XADD", "b", "1-0", "n", "1")  # no claim left behind: served at once
+    assert rr.execute_command("XPENDING", "b", "g")[0] == 0
+
+
+def test_xreadgroup_across_shards_count_gets_every_entry_of_a_transaction(rr, server, pool):
+    """Its __bwait claims one entry, its try reads COUNT: both entries of a
+    MULTI's two XADDs, as Redis; an XREAD on the stream alone gets them too."""
+    for key in ("a", "b"):
+        rr.execute_command("XGROUP", "CREATE", key, "g", "$", "MKSTREAM")
+    grouped = start_raw(
+        pool,
+        server,
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "COUNT",
+        5,
+        "NOACK",
+        "BLOCK",
+        0,
+        "STREAMS",
+        "a",
+        "b",
+        ">",
+        ">",
+    )
+    wait_blocked(rr, 1)
+    plain = start_raw(pool, server, "XREAD", "BLOCK", 0, "STREAMS", "a", "$")
+    wait_blocked(rr, 2)
+    pipe = rr.pipeline(transaction=True)
+    pipe.execute_command("XADD", "a", "1-0", "f", "1")
+    pipe.execute_command("XADD", "a", "2-0", "f", "2")
+    pipe.execute()
+    both = [[b"1-0", [b"f", b"1"]], [b"2-0", [b"f", b"2"]]]
+    assert grouped.result(WAIT) == {b"a": both}
+    assert plain.result(WAIT) == {b"a": both}
+    assert rr.execute_command("XPENDING", "a", "g")[0] == 0  # NOACK
