@@ -528,10 +528,17 @@ def disable(client: Client) -> None:
     if client.pending and not client.closed:
         # Its commands in flight ran before this in Redis: their own changes
         # of keys it tracked still tell it (see _retired).
+        # Those sent before it went on ran while it was off (or under an
+        # older state, kept before): each slot is kept once at most.
+        since = state.since
         in_flight = _in_flight(client)
+        if since is not None:
+            before = {id(p) for p in since}
+            in_flight = [p for p in in_flight if id(p) not in before]
         if in_flight:
             state.redirect = redirect  # (no longer counted in STATE.remote_bcast)
-            _RETIRED[client] = (state, in_flight, client.resp3)  # (RESET then turns RESP3 off)
+            # (RESET then turns RESP3 off)
+            _RETIRED.setdefault(client, []).append((state, in_flight, client.resp3))
     # As Redis's disableTracking, the table keeps the keys the client read:
     # a key leaves it when it changes (or on a flush), and a client that
     # turns tracking on again still hears of the keys it read before.
@@ -542,8 +549,10 @@ def disable(client: Client) -> None:
 # commands they sent before were in flight: the tracking state they had,
 # and those commands' reply slots.  Each such command's own change of a
 # key the client tracked tells it, after the command's reply, as Redis ran
-# it (and sent the invalidation) before tracking went off.
-_RETIRED: dict[Client, tuple[Tracking, list, bool]] = {}
+# it (and sent the invalidation) before tracking went off.  One entry per
+# such CLIENT TRACKING off, oldest first (on and off again in one pipeline
+# keeps each span's state for the commands sent in it).
+_RETIRED: dict[Client, list[tuple[Tracking, list, bool]]] = {}
 
 
 def _in_flight(client: Client) -> list:
@@ -561,16 +570,21 @@ def _any_pending(client: Client, replies: list) -> bool:
 def _retired(client: Client, place: object) -> Tracking | None:
     """The tracking state ``client`` had when it turned tracking off, if
     the command of reply slot ``place`` was sent before that."""
-    entry = _RETIRED.get(client)
-    if entry is None or place is None or _in_pending(entry[1], place) is None:
+    entries = _RETIRED.get(client)
+    if entries is None or place is None:
         return None
-    return entry[0]
+    for state, in_flight, _resp3 in entries:
+        if _in_pending(in_flight, place) is not None:
+            return state
+    return None
 
 
 def _resp3_then(client: Client, state: Tracking) -> bool:
     """``client``'s protocol when it had tracking ``state``."""
-    entry = _RETIRED.get(client)
-    return entry[2] if entry is not None and entry[0] is state else client.resp3
+    for kept, _in_flight, resp3 in _RETIRED.get(client, ()):
+        if kept is state:
+            return resp3
+    return client.resp3
 
 
 def _before_on(state: Tracking, place: object) -> bool:
@@ -1098,10 +1112,12 @@ def _invalidate_key(
         if target is None:
             continue
         own = target is changer
-        state = target.tracking
-        if state is None:
-            if not own or not _RETIRED or (state := _retired(target, place or early)) is None:
-                continue
+        # Its own change: as tracking was when it sent the command (turned
+        # off or on again since, in the same pipeline).
+        if own and _RETIRED and (state := _retired(target, place or early)) is not None:
+            pass
+        elif (state := target.tracking) is None:
+            continue
         if state.bcast:
             continue
         before = None
@@ -1146,13 +1162,17 @@ def invalidate_all(server, changer: Client | None = None, place: object = None) 
     slot ``place``, as Redis, before the replies of what it pipelined
     after the flush."""
     for target in list(server.clients.values()):
-        state = target.tracking
-        if state is not None:
-            own = target is changer
-            if not own:
-                send(target, None)
-            elif not _before_on(state, place):  # (tracking on after the flush: nothing, as Redis)
-                send(target, None, after=place)
+        own = target is changer
+        if own and _RETIRED and (state := _retired(target, place)) is not None:
+            pass  # tracking turned off (or off and on) after the flush: as it was
+        elif (state := target.tracking) is None:
+            continue
+        if not own:
+            send(target, None)
+        elif not _before_on(state, place):  # (tracking on after the flush: nothing, as Redis)
+            send(
+                target, None, after=place, state=state, resp3=_resp3_then(target, state) if _RETIRED else None
+            )
     TABLE.clear()
     _DRAW.clear()
     STATE.items = 0
@@ -1352,8 +1372,13 @@ def drop_answered(server) -> None:
     more eviction pass, as Redis's next command would make one."""
     if STATE.clients:
         _drop_answered(server)
-    for client, (_state, in_flight, _resp3) in list(_RETIRED.items()):
-        if client.closed or not _any_pending(client, in_flight):
+    for client, entries in list(_RETIRED.items()):
+        if client.closed:
+            del _RETIRED[client]
+            continue
+        alive = {id(p) for p in client.pending}
+        entries[:] = [e for e in entries if any(id(p) in alive for p in e[1])]
+        if not entries:
             del _RETIRED[client]
     if TABLE:
         limit = _max_keys(server)

@@ -1672,3 +1672,22 @@ def test_own_write_then_reset(ports, on):
     )
     steps.append((1, "SET", "k", "3"))
     _same(ports, [True, True], steps)
+
+
+@pytest.mark.parametrize("again", ["on", "on NOLOOP", "on OPTOUT"])
+def test_own_change_then_tracking_off_on_and_off_again(ports, again):
+    """A write (or flush) of a key read, then CLIENT TRACKING off, on again
+    (another mode) and maybe off, all in one write: Redis told the change
+    as tracking was when it ran, before the first off (shardkv kept only
+    the last off's state, or took the one turned on after, and dropped
+    it; and dropped a flush's through any off)."""
+    off = ["CLIENT", "TRACKING", "off"]
+    on = ["CLIENT", "TRACKING", *again.split()]
+    steps: list = []
+    for change in (["SET", "k", "2"], ["FLUSHALL"]):
+        steps.append(("write", 0, ["CLIENT", "TRACKING", "on"], ["GET", "k"], change, off, on, off))
+        steps.append((1, "SET", "k", "3"))
+        steps.append(("write", 0, ["CLIENT", "TRACKING", "on"], ["GET", "k"], change, off, on, ["ECHO", "x"]))
+        steps.append((0, *off))
+    steps.append(("write", 0, ["CLIENT", "TRACKING", "on"], ["GET", "k"], ["FLUSHDB"], off))
+    _same(ports, [True, True], steps)
