@@ -790,6 +790,12 @@ def atomic_exec_reads(client: Client, queued: list) -> Callable[[Slot], None] | 
                 return
         if kept and not now.bcast:
             now.add_read(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
+        if kept and _RETIRED and now is client.tracking:
+            # Off and on again since: its own writes' events look at the
+            # state it had (see _invalidate_key), which must know the reads too.
+            then = _retired(client, place)
+            if then is not None and then is not now and not then.bcast:
+                then.add_read(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
 
     return ran
 
