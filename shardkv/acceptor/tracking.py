@@ -535,6 +535,7 @@ def disable(client: Client) -> None:
         if since is not None:
             before = {id(p) for p in since}
             in_flight = [p for p in in_flight if id(p) not in before]
+            state.since = None  # (none of the slots kept: no need, and on and off N times kept N lists)
         if in_flight:
             state.redirect = redirect  # (no longer counted in STATE.remote_bcast)
             # (RESET then turns RESP3 off)
