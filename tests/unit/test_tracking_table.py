@@ -186,3 +186,44 @@ def test_an_in_order_exec_evicts_once_its_reads_ran(monkeypatch) -> None:
     assert len(told) == 2 and len(set(told)) == 2
     assert set(told) | set(tracking.TABLE) == {b"x", b"y", b"z"} and len(tracking.TABLE) == 1
     assert tracking.STATE.items == 1
+
+
+class _Client:
+    """Just what CLIENT TRACKING on/off looks at (hashable: a _RETIRED key)."""
+
+    def __init__(self) -> None:
+        self.tracking = None
+        self.pending: list = []
+        self.closed = False
+        self.resp3 = True
+        self.server = SimpleNamespace(clients={})
+
+
+def test_tracking_on_and_off_in_a_pipeline_keeps_each_slot_once(monkeypatch) -> None:
+    """CLIENT TRACKING on, a write, off, N times behind a command still in
+    flight: each off keeps the state for the write sent under it, and the
+    slots kept stay O(N) (every off copied every slot in flight, and each
+    state's list of those in flight when it went on: O(N**2)); the own
+    change of the k-th write is told by the k-th state."""
+    monkeypatch.setattr(tracking.notifications, "update_mask", lambda server: False)
+    monkeypatch.setattr(tracking, "_RETIRED", {})
+    monkeypatch.setattr(tracking, "TABLE", {})
+    monkeypatch.setattr(tracking.STATE, "clients", 0)
+    client = _Client()
+    client.pending.append(object())  # the head, in flight throughout
+    states = []
+    for _ in range(300):
+        tracking.enable(client, 0, False, False, False, False, [])
+        states.append(client.tracking)
+        client.pending.append(object())  # the write
+        client.pending.append(b"+OK\r\n")  # (a reply ready: not in flight)
+        tracking.disable(client)
+    entries = tracking._RETIRED[client]
+    assert sum(len(in_flight) for _state, in_flight, _resp3 in entries) == 300
+    assert all(state.since is None for state in states)
+    writes = [p for p in client.pending if type(p) is not bytes][1:]
+    assert [tracking._retired(client, w) for w in writes[::50]] == states[::50]
+    assert tracking._retired(client, client.pending[0]) is None  # sent while off
+    client.pending[:] = client.pending[:1]  # all answered but the head
+    tracking.drop_answered(SimpleNamespace(clients={}))
+    assert client not in tracking._RETIRED
