@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import on_shards
-from tests.support.processes import until, wait_busy, wait_spinning, worker_pid
+from tests.support.processes import cpu_seconds, until, wait_busy, wait_spinning, worker_pid
 from tests.support.resp import RespClient, parse_info
 from tests.support.servers import start_redis, start_shardkv
 
@@ -46,15 +46,25 @@ def _connect(kind: str, port: int, where: int) -> RespClient:
     return RespClient(port, timeout=30)
 
 
-# How a scenario waits for its looping script to run (_script_runs): the
-# pid of the process that runs a script of KEY's shard, set per server.
-_RUNS_SCRIPTS = [0]
+# How a scenario waits for its script to run (_send_script, _script_runs):
+# the pid of the process that runs a script of KEY's shard, set per server,
+# and its CPU time when the script was sent.
+_RUNS_SCRIPTS: list = [0, 0.0]
+
+
+def _send_script(client: RespClient, *args) -> None:
+    """Send the script ``args`` (EVAL, FCALL) on ``client``, noting the CPU
+    time its process has spent so far, for _script_runs."""
+    _RUNS_SCRIPTS[1] = cpu_seconds(_RUNS_SCRIPTS[0])
+    client.send(*args)
 
 
 def _script_runs() -> None:
-    """Wait until the scenario's looping script runs (its process spins),
-    so that what is sent next reaches the server after its start."""
-    wait_spinning(_RUNS_SCRIPTS[0])
+    """Wait until the script sent last runs (its process has spun on the
+    CPU since), so that what is sent next reaches the server after its
+    start.  Its CPU time is counted, not seen: a short script (0.3 s) that a
+    loaded machine lets end before a poll still counts."""
+    wait_spinning(_RUNS_SCRIPTS[0], _RUNS_SCRIPTS[1])
 
 
 def _scenario(kind: str, port: int, place: tuple[int, int], scenario) -> list[bytes]:
@@ -110,7 +120,7 @@ def _run_after_a_short_script(commands_of, stats):
             "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
         )
         sent = commands_of(int(caller.command("CLIENT", "ID")))  # type: ignore[arg-type]
-        caller.send("EVAL", loop, 0)
+        _send_script(caller, "EVAL", loop, 0)
         _script_runs()
         for command in sent:
             other.send(*command)
@@ -131,7 +141,7 @@ def _refused_at_the_threshold(commands_of, stats):
         victim = RespClient(admin.sock.getpeername()[1], timeout=30)
         try:
             sent = commands_of(int(victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
-            caller.send("EVAL", LOOP, 0)
+            _send_script(caller, "EVAL", LOOP, 0)
             _script_runs()
             for command in sent:
                 other.send(*command)
@@ -152,7 +162,7 @@ def test_commands_sent_before_the_threshold_get_busy(servers):
     call), and SCRIPT KILL frees the server."""
 
     def scenario(caller, other, admin):
-        caller.send("EVAL", LOOP, 0)
+        _send_script(caller, "EVAL", LOOP, 0)
         _script_runs()
         other.send("SET", KEY, "x")
         other.send("INCR", KEY)
@@ -181,7 +191,7 @@ def test_reads_sent_to_a_cross_shard_scripts_shards_before_the_threshold_get_bus
         keys = [a, b] if place[0] == place[1] else [a]
 
         def scenario(caller, other, admin, keys=keys):
-            caller.send("EVAL", LOOP, 2, a, b)
+            _send_script(caller, "EVAL", LOOP, 2, a, b)
             _script_runs()
             for key in keys:
                 other.send("GET", key)
@@ -220,7 +230,7 @@ def test_reads_across_a_cross_shard_scripts_shards_get_one_busy_each(servers):
     reads = [("MGET", a, b), ("EXISTS", b, a), ("MGET", b, free), ("GET", a), ("MGET", a, free)]
 
     def scenario(caller, other, admin):
-        caller.send("EVAL", LOOP, 2, a, b)
+        _send_script(caller, "EVAL", LOOP, 2, a, b)
         _script_runs()
         for read in reads:
             other.send(*read)
@@ -247,7 +257,7 @@ def test_an_exec_of_a_read_across_a_cross_shard_scripts_shards_is_never_half_ref
 
             def scenario(caller, other, admin):
                 assert [other.call("MULTI"), other.call("MGET", a, b)] == [b"+OK\r\n", b"+QUEUED\r\n"]
-                caller.send("EVAL", LOOP, 2, a, b)
+                _send_script(caller, "EVAL", LOOP, 2, a, b)
                 _script_runs()
                 other.send("EXEC")
                 # (the probe's acceptor is the EXEC's: it has read the script's report)
@@ -281,7 +291,7 @@ def test_commands_sent_under_client_reply_skip_or_off_before_the_threshold_get_b
             quiet.send("CLIENT", "REPLY", "OFF")
             assert quiet.call("CLIENT", "REPLY", "ON") == b"+OK\r\n"
             quiet.send("CLIENT", "REPLY", "OFF")
-            caller.send("EVAL", LOOP, 0)
+            _send_script(caller, "EVAL", LOOP, 0)
             _script_runs()
             other.send("SET", KEY, "skipped")
             other.send("MGET", KEY, b)
@@ -303,7 +313,7 @@ def test_the_scripts_own_pipeline_runs_after_it(servers):
 
     def scenario(caller, other, admin):
         out = [caller.call("SET", KEY, "before")]
-        caller.send("EVAL", LOOP, 0)
+        _send_script(caller, "EVAL", LOOP, 0)
         caller.send("GET", KEY)
         caller.send("SET", KEY, "after")
         _script_runs()
@@ -324,7 +334,7 @@ def test_a_busy_function_and_evalsha_sent_before_the_threshold(servers):
     def scenario(caller, other, admin):
         admin.command("FUNCTION", "LOAD", LIBRARY)
         sha = admin.command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])")
-        caller.send("FCALL", "spin", 0)
+        _send_script(caller, "FCALL", "spin", 0)
         _script_runs()
         other.send("EVALSHA", sha, 1, KEY)
         other.send("GET", KEY)
@@ -368,7 +378,7 @@ def test_commands_refused_at_the_threshold_are_not_monitored(servers):
         watcher = RespClient(admin.sock.getpeername()[1], timeout=30)
         try:
             assert watcher.call("MONITOR") == b"+OK\r\n"
-            caller.send("EVAL", LOOP, 0)
+            _send_script(caller, "EVAL", LOOP, 0)
             _script_runs()
             other.send("SET", KEY, "x")
             other.send("GET", KEY)
@@ -438,7 +448,7 @@ def test_a_client_that_kills_itself_during_a_short_script(servers):
             "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
         )
         me = other.command("CLIENT", "ID")
-        caller.send("EVAL", loop, 0)
+        _send_script(caller, "EVAL", loop, 0)
         _script_runs()
         other.send("CLIENT", "KILL", "ID", me, "SKIPME", "no")  # type: ignore[arg-type]
         other.send("PING")
@@ -458,7 +468,7 @@ def test_a_write_sent_after_a_waiting_pause_is_postponed(servers):
         loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
             "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
         )
-        caller.send("EVAL", loop, 0)
+        _send_script(caller, "EVAL", loop, 0)
         _script_runs()
         other.send("CLIENT", "PAUSE", 10000, "WRITE")
         time.sleep(0.05)
@@ -483,7 +493,7 @@ def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(serv
         other.send("CLIENT", "REPLY", "OFF")
         # (read before the script starts: else Redis answers it -BUSY)
         assert until(lambda: b"cmd=client|reply" in admin.command("CLIENT", "LIST", "ID", me))  # type: ignore[operator, arg-type]
-        caller.send("EVAL", LOOP, 0)
+        _send_script(caller, "EVAL", LOOP, 0)
         _script_runs()
         other.send("WAIT", 0, 0)
         other.send("EVALSHA", "f" * 40, 0)
@@ -496,7 +506,7 @@ def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(serv
         loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
             "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
         )
-        caller.send("EVAL", loop, 0)
+        _send_script(caller, "EVAL", loop, 0)
         _script_runs()
         other.send("CLIENT", "REPLY", "SKIP")
         other.send("EVALSHA", "f" * 40, 0)
@@ -551,7 +561,7 @@ def test_an_exec_of_a_kill_queued_before_the_script_waits_for_it(servers):
             victim = RespClient(admin.sock.getpeername()[1], timeout=30)
             out.append(other.call("MULTI"))
             out.append(other.call("CLIENT", "KILL", "ID", victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
-            victim.send("EVAL", script, 0)
+            _send_script(victim, "EVAL", script, 0)
             _script_runs()
             other.send("EXEC")
             if script == LOOP:
@@ -595,7 +605,7 @@ def test_a_transaction_queued_while_a_script_runs(servers):
         for _ in range(5):
             admin.command("FLUSHALL")
             admin.command("CONFIG", "RESETSTAT")
-            caller.send("EVAL", script, 0)
+            _send_script(caller, "EVAL", script, 0)
             _script_runs()
             sent_at = time.time()
             for command in _TRANSACTION:
@@ -614,7 +624,7 @@ def test_a_transaction_queued_while_a_script_runs(servers):
     def left(caller, other, admin):
         """The same transaction, its client gone at once: it still runs
         after the script, as Redis read it before the end of the stream."""
-        caller.send("EVAL", _SPIN_FIRST + "return 'done'", 0)
+        _send_script(caller, "EVAL", _SPIN_FIRST + "return 'done'", 0)
         _script_runs()
         for command in _TRANSACTION:
             other.send(*command)
@@ -644,7 +654,7 @@ def test_acl_deluser_of_a_scripts_client_waits_for_the_script(servers):
                 victim.command("AUTH", "scriptuser", "pw")
                 if queued:
                     out.append(other.call("MULTI"))
-                victim.send("EVAL", script, 0)
+                _send_script(victim, "EVAL", script, 0)
                 _script_runs()
                 other.send("ACL", "DELUSER", "scriptuser")
                 if queued:
