@@ -13,13 +13,14 @@ put on both acceptors in turn.
 from __future__ import annotations
 
 import os
+import select
 import time
 
 import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import on_shards
-from tests.support.processes import cpu_seconds, until, wait_busy, wait_spinning, worker_pid
+from tests.support.processes import until, wait_busy, wait_spinning, worker_pid
 from tests.support.resp import RespClient, parse_info
 from tests.support.servers import start_redis, start_shardkv
 
@@ -48,23 +49,30 @@ def _connect(kind: str, port: int, where: int) -> RespClient:
 
 # How a scenario waits for its script to run (_send_script, _script_runs):
 # the pid of the process that runs a script of KEY's shard, set per server,
-# and its CPU time when the script was sent.
-_RUNS_SCRIPTS: list = [0, 0.0]
+# and the client that sent the script.
+_RUNS_SCRIPTS: list = [0, None]
 
 
 def _send_script(client: RespClient, *args) -> None:
-    """Send the script ``args`` (EVAL, FCALL) on ``client``, noting the CPU
-    time its process has spent so far, for _script_runs."""
-    _RUNS_SCRIPTS[1] = cpu_seconds(_RUNS_SCRIPTS[0])
+    """Send the script ``args`` (EVAL, FCALL) on ``client``, for _script_runs."""
+    _RUNS_SCRIPTS[1] = client
     client.send(*args)
 
 
+def _answered(client: RespClient) -> bool:
+    """Whether a reply (or the end of the stream) waits to be read on
+    ``client``, without reading it."""
+    return bool(client.buf) or bool(select.select([client.sock], [], [], 0)[0])
+
+
 def _script_runs() -> None:
-    """Wait until the script sent last runs (its process has spun on the
-    CPU since), so that what is sent next reaches the server after its
-    start.  Its CPU time is counted, not seen: a short script (0.3 s) that a
-    loaded machine lets end before a poll still counts."""
-    wait_spinning(_RUNS_SCRIPTS[0], _RUNS_SCRIPTS[1])
+    """Wait until the script sent last runs (its process spins), so that
+    what is sent next reaches the server after its start; or until it has
+    ended, its reply there: a loaded machine may delay the polls past the
+    end of a short script (0.3 s), and what is sent next then reaches the
+    server after it, which reads it then as it would have during it."""
+    client = _RUNS_SCRIPTS[1]
+    wait_spinning(_RUNS_SCRIPTS[0], lambda: _answered(client))
 
 
 def _scenario(kind: str, port: int, place: tuple[int, int], scenario) -> list[bytes]:

@@ -118,23 +118,21 @@ def assert_all_gone(family: list[psutil.Process], wait: float = WAIT) -> None:
     assert not left, f"processes left behind: {left}"
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU time process ``pid`` has spent so far (user and system)."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
-def wait_spinning(pid: int, since: float, spun: float = 0.03, wait: float = WAIT) -> None:
-    """Return once process ``pid`` has spent ``spun`` seconds more on the
-    CPU than ``since`` (its ``cpu_seconds`` taken before the script was
-    sent): a script that loops there (redis-server's one thread, a shardkv
-    worker), where an idle server sleeps in its poll and reading the
-    script takes a few milliseconds at most.  CPU time only grows, so a
-    short script that ends before a poll (a loaded machine delays the
-    polls) is still counted, where a poll of the process's state would
-    miss it.  A test sends what must come after the script's start once
-    this returns, not after a fixed rest."""
+def wait_spinning(
+    pid: int, ended: Callable[[], object] = lambda: False, polls: int = 3, wait: float = WAIT
+) -> None:
+    """Return once process ``pid`` is seen running (state R, on the CPU or
+    waiting for it) on ``polls`` polls in a row, 5 ms apart: a script that
+    loops there (redis-server's one thread, a shardkv worker), where an
+    idle server sleeps in its poll.  It may pass a moment before the loop
+    (the server reading the script); a test sends what must come after
+    the script's start once this returns, not after a fixed rest.  Or once
+    ``ended()`` (the script's reply is there): a loaded machine may delay
+    the polls past the end of a short script, which no poll would see."""
+    proc = psutil.Process(pid)
     deadline = time.monotonic() + wait
-    while cpu_seconds(pid) - since < spun:
-        assert time.monotonic() < deadline, f"process {pid} never spun {spun} s on the CPU"
+    seen = 0
+    while seen < polls and not ended():
+        seen = seen + 1 if proc.status() == psutil.STATUS_RUNNING else 0
+        assert time.monotonic() < deadline, f"process {pid} never seen running"
         time.sleep(0.005)
