@@ -282,10 +282,11 @@ def _flushed_by_a_run(client: redis.Redis, how: str) -> tuple:
             "{t}a",
         )
     else:  # a WATCHed EXEC: one operation over every shard, not command by command
-        client.watch("{t}q")
-        pipe = client.pipeline(transaction=True)
-        pipe.set("{t}a", "1").flushall().set("{t}a", "2").set(A, "3")
-        value = pipe.execute()
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch("{t}q")  # (on the pipeline's connection, which then runs the EXEC)
+            pipe.multi()
+            pipe.set("{t}a", "1").flushall().set("{t}a", "2").set(A, "3")
+            value = pipe.execute()
     return value
 
 
