@@ -89,6 +89,15 @@ def _logged(server, line: str, times: int = 1) -> None:
     assert until(lambda: server.output().count(line) >= times, 60), server.log_tail()
 
 
+def _shutting_down(c: redis.Redis, key: str) -> bool:
+    """Whether a GET of ``key`` is refused by a shard that saves for SHUTDOWN."""
+    try:
+        c.get(key)
+    except redis.ResponseError as e:
+        return str(e) == "shard is shutting down"
+    return False
+
+
 def _saving(server, shard: int, fault) -> int:
     """Wait until ``shard``'s worker holds itself where it takes a stop's
     ``__shutdown`` (the ``shutdown`` fault point, which ``fault`` named
@@ -237,14 +246,9 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
             except redis.ConnectionError:
                 break
 
-        def asked() -> bool:
-            try:
-                asks.get(probe)
-            except redis.ResponseError as e:
-                return str(e) == "shard is shutting down"
-            return False
-
-        assert until(asked, 60), "the reloaded shard was not asked while shard 0 saved"
+        assert until(lambda: _shutting_down(asks, probe), 60), (
+            "the reloaded shard was not asked while shard 0 saved"
+        )
         os.kill(saving, signal.SIGCONT)
         stopping.join(60)
         assert closed == [True]
@@ -338,14 +342,7 @@ def test_a_shard_restarted_after_it_saved_for_shutdown_save_is_asked_again(tmp_p
         stopping.start()
         key = keys_of_shard(1, 2, "late", 1)[0]
 
-        def shut() -> bool:
-            try:
-                c.get(key)
-            except redis.ResponseError as e:
-                return str(e) == "shard is shutting down"
-            return False
-
-        assert until(shut, 10), "shard 1 never saved for the SHUTDOWN"
+        assert until(lambda: _shutting_down(c, key), 10), "shard 1 never saved for the SHUTDOWN"
         old = worker_pids(server)[1]
         os.kill(old, signal.SIGKILL)
         acked = False
