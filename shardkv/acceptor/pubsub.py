@@ -848,6 +848,18 @@ def _in_exec_or_after(client: Client, before: Slot, body: bytes) -> None:
         parts.insert(i, Pushed(body))  # (kept if the array is muted: see Exec.mute)
 
 
+def push_in_exec(client: Client, slot: object, body: bytes) -> bool:
+    """``body`` for ``client`` inside the array of its pending EXEC, before
+    the reply of the command whose reply slot ``slot`` is (an EXEC run
+    command by command), as Redis writes it while EXEC runs the command;
+    False if no pending EXEC has that part."""
+    parts, i = _exec_part(client.pending, slot)  # type: ignore[arg-type]
+    if parts is None:
+        return False
+    parts.insert(i, Pushed(body))  # (kept if the array is muted: see Exec.mute)
+    return True
+
+
 def _exec_part(pending: deque, slot: Slot) -> tuple[list | None, int]:
     """The parts of the pending EXEC whose reply slot ``slot`` is, and
     where among them; ``(None, -1)`` if none is.  Pushes join an EXEC's

@@ -48,7 +48,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 
-from shardkv.acceptor import causal, notifications
+from shardkv.acceptor import causal, notifications, pubsub
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import MutedSlot, Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
@@ -94,6 +94,8 @@ class Tracking:
         "reads",
         "by_key",
         "since",
+        "new_prefixes",
+        "early",
     )
 
     def __init__(self) -> None:
@@ -118,6 +120,14 @@ class Tracking:
         # slots), if any: their own changes ran before it in Redis, so they
         # tell it nothing, a flush included (see _before_on).
         self.since: list | None = None
+        # BCAST: the prefixes its ON registered while ``since`` was in
+        # flight; their changes by those commands ran before the prefix
+        # was registered, and Redis broadcasts none of them (see _unheard).
+        self.new_prefixes: set[bytes] | None = None
+        # An atomic EXEC that turned tracking on inside: its reply slot, the
+        # keys only its commands before the ON wrote, and the keys of its
+        # scripts queued while tracking was on (see written_before_on).
+        self.early: tuple[object, frozenset[bytes], frozenset[bytes]] | None = None
 
     def add_read(self, read: Read) -> None:
         """A tracked read was sent (after those answered are forgotten)."""
@@ -448,7 +458,7 @@ def enable(
     if state is None:
         state = client.tracking = Tracking()
         STATE.clients += 1
-        if client.pending:
+        if client.pending or client.state.exec_parts:
             state.since = _in_flight(client) or None
         if notifications.update_mask(client.server):
             # BCAST hears of keys it never read: the reply waits until every
@@ -474,6 +484,10 @@ def enable(
             entry = PREFIXES.get(prefix)
             if entry is None:
                 entry = _register(prefix)
+                if state.since is not None:
+                    if state.new_prefixes is None:
+                        state.new_prefixes = set()
+                    state.new_prefixes.add(prefix)
             if client not in entry[0]:
                 entry[0][client] = None
                 state.prefixes.append(prefix)
@@ -557,15 +571,29 @@ _RETIRED: dict[Client, list[tuple[Tracking, list, bool]]] = {}
 
 
 def _in_flight(client: Client) -> list:
-    """The reply slots of ``client``'s commands in flight (not ready)."""
-    return [p for p in client.pending if type(p) is not bytes]
+    """The reply slots of ``client``'s commands in flight (not ready); in
+    an EXEC that routes its commands one by one, those it routed so far
+    too (each is pending on its own while EXEC runs)."""
+    in_flight = [p for p in client.pending if type(p) is not bytes]
+    parts = client.state.exec_parts
+    if parts and client.state.in_exec:
+        in_flight += [p for p in parts if type(p) is not bytes]
+    return in_flight
 
 
-def _any_pending(client: Client, replies: list) -> bool:
-    """Whether any of ``replies`` (the client's pending replies once) is
-    still pending."""
-    alive = {id(p) for p in client.pending}
-    return any(id(p) in alive for p in replies)
+def _still_pending(client: Client, replies: list) -> list:
+    """Those of ``replies`` (the client's pending replies once, or their
+    parts: see _in_pending) still pending."""
+    alive: set[int] = set()
+    for reply in client.pending:
+        alive.add(id(reply))
+        for inner in (getattr(reply, "outcome", None), getattr(reply, "slot", None)):
+            if inner is not None:  # (an atomic EXEC's operation, a muted reply's slot)
+                alive.add(id(inner))
+        parts = getattr(reply, "parts", None)
+        if parts:
+            alive.update(id(part) for part in parts)
+    return [p for p in replies if id(p) in alive]
 
 
 def _retired(client: Client, place: object) -> Tracking | None:
@@ -593,6 +621,35 @@ def _before_on(state: Tracking, place: object) -> bool:
     client turned on tracking of ``state``."""
     since = state.since
     return since is not None and place is not None and _in_pending(since, place) is not None
+
+
+def _unheard(changer: Client, prefix: bytes, key: bytes, place: object) -> bool:
+    """Whether ``changer``'s change of ``key`` (by its command of reply slot
+    ``place``) ran, in Redis, before its CLIENT TRACKING ON BCAST registered
+    ``prefix``: Redis notes a change under the prefixes registered as it
+    runs, so that one is broadcast to no one (the shard's events come
+    after the acceptor ran the ON pipelined or queued behind it)."""
+    state = changer.tracking
+    if state is None or state.new_prefixes is None or prefix not in state.new_prefixes:
+        return False
+    early = state.early
+    if early is not None and early[0] is place:
+        return key in early[1]
+    return _before_on(state, place)
+
+
+def written_before_on(
+    client: Client, place: object, keys: frozenset[bytes], scripts_read: frozenset[bytes]
+) -> None:
+    """An atomic EXEC (reply slot ``place``) that turned tracking on inside
+    committed, its events not handed out yet, all at once: ``keys``, written
+    only by its commands before the ON, were written before the ON
+    registered its BCAST prefixes (see _unheard); its scripts' reads
+    remember ``scripts_read`` alone, the keys of those queued while
+    tracking was on (see _script_read)."""
+    state = client.tracking
+    if state is not None:
+        state.early = (place, keys, scripts_read)
 
 
 def client_caching(client: Client, args: list[bytes]) -> None:
@@ -809,6 +866,9 @@ def _script_read(client: Client, key: bytes, place: object) -> None:
     state = client.tracking
     if state is None or state.bcast:
         return
+    early = state.early
+    if early is not None and early[0] is place and key not in early[2]:
+        return  # (a script of the EXEC that turned tracking on, before the ON)
     if state.optin or state.optout:
         tracked = state.scripts.get(place)
         if tracked is None:  # not known when sent (a script in MULTI/EXEC)
@@ -1098,6 +1158,8 @@ def _invalidate_key(
             prefix = key[:length]
             entry = PREFIXES.get(prefix)
             if entry is not None:
+                if changer is not None and _unheard(changer, prefix, key, place or early):
+                    continue
                 entry[1][key] = changer
                 _CHANGED[prefix] = None
                 found = True
@@ -1140,7 +1202,9 @@ def _invalidate_key(
             if silent:
                 continue  # it did not track the key before the change
         if not own:
-            send(target, [key], before)  # before the reply of a read that ran after it
+            # Before the reply of a read that ran after it; to the client
+            # that made the change (its REDIRECT target), before that reply.
+            send(target, [key], before, writer=changer, at=place or early)
         elif not state.noloop and not _before_on(state, place or early):
             send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
 
@@ -1175,7 +1239,7 @@ def invalidate_all(server, changer: Client | None = None, place: object = None) 
         elif (state := target.tracking) is None:
             continue
         if not own:
-            send(target, None)
+            send(target, None, writer=changer, at=place)
         elif not _before_on(state, place):  # (tracking on after the flush: nothing, as Redis)
             send(
                 target, None, after=place, state=state, resp3=_resp3_then(target, state) if _RETIRED else None
@@ -1281,12 +1345,17 @@ def send(
     after: object = None,
     state: Tracking | None = None,
     resp3: bool | None = None,
+    writer: Client | None = None,
+    at: object = None,
 ) -> None:
     """One invalidation message for ``client`` (Redis's ``sendTrackingMessage``);
     ``before``/``after``: the reply slot it must precede/follow, if still
     pending (else it goes after every reply due); ``state``: the client's
     tracking state if not its current one (tracking turned off since), and
-    ``resp3`` its protocol then (RESET since)."""
+    ``resp3`` its protocol then (RESET since).  ``writer``: the client
+    whose command (reply slot ``at``) made the change, another than
+    ``client``: if ``client`` redirects to it, the message goes before
+    that command's reply, as Redis sends it while the command runs."""
     if state is None:
         state = client.tracking
     if resp3 is None:
@@ -1321,8 +1390,18 @@ def send(
     else:
         return
     pending = target.pending
+    if target is writer and writer is not client and at is not None:
+        # The REDIRECT target made the change: before its command's reply
+        # (inside the array of an EXEC run command by command).
+        if pubsub.push_in_exec(target, at, encode(message, to_resp3)):
+            return
+        before, after = at, None
     at = before if before is not None else after
-    if at is not None and target is client and (at := _in_pending(pending, at)) is not None:
+    if (
+        at is not None
+        and (target is client or target is writer)
+        and (at := _in_pending(pending, at)) is not None
+    ):
         if getattr(at, "cut", None) is not None:
             return  # an EXEC reply cut by ACL DELUSER: Redis writes nothing after it
         try:
@@ -1400,8 +1479,14 @@ def _drop_answered(server) -> None:
             continue
         state.prune()
         since = state.since
-        if since is not None and not _any_pending(client, since):
-            state.since = None
+        if since is not None:
+            # Those answered are forgotten (their slots keep the reply's
+            # bytes): a client blocked behind them keeps no more.
+            state.since = _still_pending(client, since) or None
+            if state.since is None:
+                state.new_prefixes = None
+        if state.early is not None and not _still_pending(client, [state.early[0]]):
+            state.early = None  # (its events were handed out as it committed)
         scripts = state.scripts
         if scripts:
             alive = {id(p) for p in client.pending}

@@ -923,7 +923,23 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
     on = seen = False
     optin = optout = caching = False
     skipped: set[int] = set()  # (in rest: the reads CLIENT CACHING leaves out)
+    # The keys written before the first ON, those that may be written after
+    # it, and whether a command after it may write any key (a script's
+    # undeclared keys, a flush): a BCAST ON hears of the writes after it
+    # alone.  And the keys of the scripts while it is on: a script's reads
+    # remember its keys (as Redis's call() the caller's), those alone.
+    early: set[bytes] = set()
+    later: set[bytes] = set()
+    anything_later = False
+    scripts_read: set[bytes] = set()
     for cmd, args in queued:
+        if cmd.name in _TRACKED_SCRIPTS and on:
+            scripts_read.update(cmd.keys(args))
+        if "readonly" not in cmd.flags and cmd.route != "local":
+            if cmd.route != "shard" or cmd.name in _TRACKED_SCRIPTS:
+                anything_later = anything_later or seen
+            else:
+                (later if seen else early).update(cmd.keys(args))
         if cmd.name == "client" and len(args) > 2:
             sub = args[1].lower()
             if sub == b"tracking":
@@ -950,10 +966,12 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
         return None
     if skipped:
         rest = [entry for i, entry in enumerate(rest) if i not in skipped]
+    unheard = frozenset() if anything_later else frozenset(early - later)
 
     def ran(place: Slot) -> None:
         if client.tracking is None:  # (its CLIENT TRACKING ON failed)
             return
+        client.server.wiring.written_before_on(client, place, unheard, frozenset(scripts_read))
         # (CLIENT CACHING judged per read above, not for the whole EXEC)
         state = client.tracking
         caching = state.caching
@@ -966,6 +984,10 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
             tracked(place)
 
     return ran
+
+
+# (as tracking.atomic_exec_reads: their undeclared keys may be any)
+_TRACKED_SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 
 
 def _swaps_on_executor(args: list[bytes], databases: int) -> bool:

@@ -182,6 +182,7 @@ def wiring() -> Wiring:
         exec_ran=tracking.exec_ran,
         atomic_exec_reads=tracking.atomic_exec_reads,
         expect_tracking=tracking.expect_tracking,
+        written_before_on=tracking.written_before_on,
         expect_subscriptions=notifications.expect_subscriptions,
         exec_script=scripting.ExecScript.parse,
         client_subcommands={

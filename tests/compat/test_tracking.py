@@ -71,16 +71,26 @@ class Conn:
         self.sock.close()
 
 
-def _transcript(port: int, conns_resp3: list[bool], steps: list) -> list:
+def _transcript(port: int, conns_resp3: list[bool], steps: list, together: bool = False) -> list:
     """Run ``steps``: (connection index, args...), (connection index,
     [args...], [args...]) for commands pipelined (no PING between them: a
     PING after CLIENT CACHING would use it up), ("sleep", seconds), or
     ("expired",): until the database holds no key (DBSIZE, which reads
     none: the server's active expiry deleted them), 10 s at most.
-    ``$id0``, ``$id1``... in an argument stand for a connection's CLIENT ID."""
+    ``$id0``, ``$id1``... in an argument stand for a connection's CLIENT ID.
+    ``together``: every connection on the first one's acceptor (with
+    ``$SHARDKV_TEST_ACCEPTORS`` acceptors, whose ids alternate)."""
     admin = redis.Redis(port=port)
     admin.flushall()
     conns = [Conn(port, r3) for r3 in conns_resp3]
+    acceptors = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+    for i in range(1, len(conns) if together else 0):
+        for _ in range(50):  # (each try lands on either acceptor)
+            if (conns[i].id - conns[0].id) % acceptors == 0:
+                break
+            conns[i].close()
+            conns[i] = Conn(port, conns_resp3[i])
+        assert (conns[i].id - conns[0].id) % acceptors == 0
     out = []
     try:
         for step in steps:
@@ -136,9 +146,9 @@ def _transcript(port: int, conns_resp3: list[bool], steps: list) -> list:
         admin.close()
 
 
-def _same(ports, conns_resp3, steps) -> list:
+def _same(ports, conns_resp3, steps, together: bool = False) -> list:
     expected = _transcript(ports["redis"], conns_resp3, steps)
-    got = _transcript(ports["shardkv"], conns_resp3, steps)
+    got = _transcript(ports["shardkv"], conns_resp3, steps, together)
     for i, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert g == e, f"step {i} {steps[i]}: shardkv {g} redis {e}"
     return expected
@@ -1691,3 +1701,140 @@ def test_own_change_then_tracking_off_on_and_off_again(ports, again):
         steps.append((0, *off))
     steps.append(("write", 0, ["CLIENT", "TRACKING", "on"], ["GET", "k"], ["FLUSHDB"], off))
     _same(ports, [True, True], steps)
+
+
+@pytest.mark.parametrize(
+    ("how", "others"),
+    [
+        (how, others)
+        for how in ("pipelined", "exec one by one", "exec watched", "exec two shards")
+        for others in ("none", "tracking")
+    ]
+    + [("pipelined", "bcast"), ("exec watched", "bcast")],
+)
+def test_bcast_turned_on_behind_own_writes_hears_of_those_after_it(ports, how, others):
+    """Writes, CLIENT TRACKING on BCAST, writes, in one pipeline or one
+    transaction: Redis notes a change under the prefixes registered as it
+    runs, so the writes before the ON are broadcast to no one, unless
+    another client's BCAST had the prefix already (then to both).  The
+    shards' events of all of them come after the acceptor ran the ON:
+    shardkv broadcast those before it too.  The keys share a shard where
+    one push per shard would differ (``{a}``), except across two shards;
+    BCAST pushes may follow the reply of the PING behind (see the
+    README): the client's whole stream is compared.  Both clients on one
+    acceptor: each acceptor keeps its own prefixes (see the README)."""
+    a, b = _keys_on_two_shards(4)
+    on = ["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "{a}"]
+    first, second = ["SET", "{a}1", "x"], ["SET", "{a}2", "y"]
+    if how == "pipelined":
+        step: tuple = ("write", 0, first, on, second)
+    elif how == "exec one by one":
+        step = (0, ["MULTI"], first, on, second, ["EXEC"])
+    elif how == "exec watched":
+        step = (0, ["WATCH", "w"], ["MULTI"], first, on, second, ["EXEC"])
+    else:
+        on = ["CLIENT", "TRACKING", "on", "BCAST"]
+        first, second = ["SET", a, "x"], ["SET", b, "y"]
+        step = (0, ["MULTI"], first, ["SET", b, "x"], on, second, ["EXEC"])
+    pre = {
+        "none": [],
+        "tracking": [(1, "CLIENT", "TRACKING", "on")],
+        "bcast": [(1, "CLIENT", "TRACKING", *on[2:])],
+    }[others]
+    steps = [*pre, step, (1, "SET", "{a}3", "z"), (1, "SET", a, "z")]
+    real = _transcript(ports["redis"], [True, True], steps)
+    ours = _transcript(ports["shardkv"], [True, True], steps, together=True)
+    assert b"".join(row[0] for row in ours) == b"".join(row[0] for row in real)
+    assert b"".join(row[1] for row in ours) == b"".join(row[1] for row in real)
+
+
+@pytest.mark.parametrize(
+    ("on", "before"),
+    [("on NOLOOP", "none"), ("on NOLOOP", "tracking"), ("on BCAST NOLOOP PREFIX a", "none")]
+    + [("on NOLOOP REDIRECT $id1", "tracking")],
+)
+def test_noloop_turned_on_inside_an_exec_run_one_by_one(ports, on, before):
+    """CLIENT TRACKING ON NOLOOP queued in an EXEC that routes its commands
+    one by one (each on one shard), then reads and writes of keys it read:
+    Redis's NOLOOP tells the client nothing of its own writes; another
+    client's write of a key read tells it (the README had it told of its
+    own write).  With the shards listening already (another client
+    tracks) or told to as the ON runs."""
+    steps = [(1, "SUBSCRIBE", "__redis__:invalidate")] if "REDIRECT" in on else []
+    if before == "tracking":
+        steps.append((2, "CLIENT", "TRACKING", "on"))
+    steps += [
+        (
+            0,
+            ["MULTI"],
+            ["CLIENT", "TRACKING", *on.split()],
+            ["GET", "a:1"],
+            ["GET", "b:2"],
+            ["SET", "a:1", "z"],
+            ["SET", "c:3", "z"],
+            ["EXEC"],
+        ),
+        (0, "SET", "a:1", "y"),
+        (0, "GET", "a:1"),
+        (2, "SET", "a:1", "w"),
+        (2, "SET", "b:2", "w"),
+        (2, "SET", "a:9", "w"),
+    ]
+    _same(ports, [True, False, True], steps)
+
+
+@pytest.mark.parametrize("resp3", [True, False])
+def test_redirect_to_the_writing_client_pushes_before_its_reply(ports, resp3):
+    """A client whose tracking redirects to the client that writes a key it
+    read (or flushes): Redis sends the invalidation as the write runs,
+    before the writer's reply (inside EXEC's array, before the command's
+    reply); shardkv pushed it after the reply.  The writer is RESP3 (a
+    RESP2 subscriber runs no SET); the tracking clients either, on the
+    writer's acceptor (from another acceptor it still comes after the
+    reply: see the README)."""
+    steps = [
+        (0, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
+        (2, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
+        (0, "MGET", "k", "j"),
+        (2, "GET", "k"),
+        (1, "SET", "k", "1"),
+        (1, ["GET", "k"], ["SET", "j", "2"], ["ECHO", "x"]),
+        (0, "GET", "k"),
+        (1, "FLUSHALL"),
+        (0, "MGET", "k", "j"),
+        (1, ["MULTI"], ["GET", "j"], ["SET", "k", "1"], ["EXEC"]),
+        (0, "GET", "k"),
+        (1, ["DEL", "k"], ["FLUSHDB"], ["PING"]),
+    ]
+    _same(ports, [resp3, True, resp3], steps, together=True)
+
+
+@pytest.mark.parametrize("why", ["watch", "two shards", "script"])
+def test_script_reads_inside_an_atomic_exec_that_turns_tracking_on(ports, why):
+    """A script's reads (its declared keys, as Redis's call() remembers
+    the caller's) queued after a CLIENT TRACKING ON in an atomic EXEC:
+    remembered as Redis, told when another client writes them; a key the
+    transaction writes after the script reads it is told after EXEC's
+    reply, and stays told once."""
+    a, b = _keys_on_two_shards(4)
+    head = [["WATCH", "w"]] if why == "watch" else []
+    tail = [["SET", a, "1"], ["SET", b, "1"]] if why == "two shards" else []
+    read = "return redis.call('get', KEYS[1])"
+    steps = [
+        (
+            0,
+            *head,
+            ["MULTI"],
+            ["EVAL", read, "1", "k"],
+            ["CLIENT", "TRACKING", "on"],
+            ["EVAL", read, "1", "r"],
+            ["EVAL", read, "1", "m"],
+            ["SET", "m", "mine"],
+            *tail,
+            ["EXEC"],
+        ),
+        (1, "SET", "k", "x"),
+        (1, "SET", "r", "x"),
+        (1, "SET", "m", "x"),
+    ]
+    _same(ports, [True, False], steps)

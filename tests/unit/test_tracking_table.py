@@ -197,6 +197,7 @@ class _Client:
         self.closed = False
         self.resp3 = True
         self.server = SimpleNamespace(clients={})
+        self.state = SimpleNamespace(exec_parts=None, in_exec=False)
 
 
 def test_tracking_on_and_off_in_a_pipeline_keeps_each_slot_once(monkeypatch) -> None:
@@ -227,3 +228,33 @@ def test_tracking_on_and_off_in_a_pipeline_keeps_each_slot_once(monkeypatch) -> 
     client.pending[:] = client.pending[:1]  # all answered but the head
     tracking.drop_answered(SimpleNamespace(clients={}))
     assert client not in tracking._RETIRED
+
+
+def test_tracking_on_behind_a_long_pipeline_forgets_the_answered(monkeypatch) -> None:
+    """CLIENT TRACKING on behind many commands in flight and one that stays
+    (a blocked command): once a second those answered leave the list of
+    commands sent before it went on (it kept them, and their replies'
+    bytes, until all were answered or tracking went off)."""
+    monkeypatch.setattr(tracking.notifications, "update_mask", lambda server: False)
+    monkeypatch.setattr(tracking, "_RETIRED", {})
+    monkeypatch.setattr(tracking, "TABLE", {})
+    monkeypatch.setattr(tracking.STATE, "clients", 0)
+    monkeypatch.setattr(tracking, "PREFIXES", {})
+    monkeypatch.setattr(tracking, "_LENGTH_COUNTS", {})
+    monkeypatch.setattr(tracking, "_LENGTHS", [])
+    client = _Client()
+    client.server = SimpleNamespace(clients={}, bus=None)
+    blocked = object()
+    client.pending.append(blocked)
+    client.pending.extend(object() for _ in range(1000))
+    tracking.enable(client, 0, True, False, False, False, [b"p"])
+    state = client.tracking
+    assert state is not None and len(state.since or ()) == 1001 and state.new_prefixes == {b"p"}
+    client.pending[:] = [blocked]  # all answered but the blocked one
+    server = SimpleNamespace(clients={1: client})
+    tracking.drop_answered(server)  # type: ignore[arg-type]
+    assert state.since == [blocked] and state.new_prefixes == {b"p"}
+    client.pending.clear()
+    tracking.drop_answered(server)  # type: ignore[arg-type]
+    assert state.since is None and state.new_prefixes is None
+    tracking.disable(client)
