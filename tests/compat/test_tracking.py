@@ -1044,8 +1044,8 @@ def test_tracking_turned_on_inside_an_atomic_exec_hears_of_its_own_writes(ports,
     hears of the EXEC's writes after the ON.  The shards were told what to
     note as the EXEC was dispatched, before tracking was on: nothing came
     (and the key stayed remembered, told at the next client's write).
-    (Not yet as Redis: BCAST also hears of the writes queued before the
-    ON, see the README.)"""
+    (Writes queued before the ON: see
+    test_bcast_turned_on_behind_own_writes_hears_of_those_after_it.)"""
     a, b = _keys_on_two_shards(4)
     head = [(0, "WATCH", "w")] if why == "watch" else []
     tail = {
@@ -1710,6 +1710,7 @@ def test_own_change_then_tracking_off_on_and_off_again(ports, again):
         for how in ("pipelined", "exec one by one", "exec watched", "exec two shards")
         for others in ("none", "tracking")
     ]
+    + [("after a watched exec", others) for others in ("none", "tracking")]
     + [("pipelined", "bcast"), ("exec watched", "bcast")],
 )
 def test_bcast_turned_on_behind_own_writes_hears_of_those_after_it(ports, how, others):
@@ -1732,6 +1733,8 @@ def test_bcast_turned_on_behind_own_writes_hears_of_those_after_it(ports, how, o
         step = (0, ["MULTI"], first, on, second, ["EXEC"])
     elif how == "exec watched":
         step = (0, ["WATCH", "w"], ["MULTI"], first, on, second, ["EXEC"])
+    elif how == "after a watched exec":  # (its writes handed out as it commits)
+        step = ("write", 0, ["WATCH", "w"], ["MULTI"], first, ["EXEC"], on, second)
     else:
         on = ["CLIENT", "TRACKING", "on", "BCAST"]
         first, second = ["SET", a, "x"], ["SET", b, "y"]
