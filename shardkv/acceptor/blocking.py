@@ -89,6 +89,12 @@ Keys on several shards
     claims one entry, and its streams are told as a move's sources (for
     this acceptor's too): a write of one waits for the notified tries
     (``__bsettle``), and they run in the order their clients blocked.
+    A key a cross-shard operation made ready notifies a ``__bpop`` (it
+    claims, as a ``__bwait``): a transaction or script writing a key that a
+    cross-shard pop of any acceptor waits on (:data:`POP_KEYS`, bus
+    ``poppers``) sends ``__bsettle`` behind it too, and its client waits
+    for those tries, as Redis serves the pop right after the EXEC; a plain
+    write pops in place and sends nothing.
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -170,7 +176,7 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import MUTED, Pushed, Sink, Slot, origin_of
 from shardkv.acceptor.shardlink import BUSY_LINKS
-from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON
+from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, SCRIPTS
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import parse_long_double
 from shardkv.protocol.commands import lookup
@@ -238,6 +244,14 @@ _REMOTE_MOVERS: dict[tuple[int, bytes], int] = {}
 # The same by key alone, all acceptors together (see _moved_elsewhere).
 _REMOTE_KEYS: dict[bytes, int] = {}
 EAGER_KEYS: dict[bytes, int] = {}
+# The keys that cross-shard pops (BLPOP, BZPOPMIN, BLMPOP...: ``__bpop``)
+# of every acceptor wait on, how many on each: a transaction or script
+# writing one waits for their tries (``__bsettle``, see try_at_once), as a
+# key a cross-shard operation made ready notifies them, and they try
+# later; a plain write pops for them in place, and pays nothing.  Another
+# acceptor's, by (acceptor, key) too (bus ``poppers``).
+POP_KEYS: dict[bytes, int] = {}
+_REMOTE_POPS: dict[tuple[int, bytes], int] = {}
 
 
 def decided_later(client: Client) -> bool:
@@ -890,6 +904,16 @@ class _CrossShard:
         for waited in self.wait_keys.values():
             for key in waited:
                 registry.setdefault(key, {})[self] = None
+        # A pop's keys make a transaction or script writing them wait for
+        # its try (see try_at_once), until it is done (see _forget_keys).
+        self.popping = not self.stream and not self.move
+        if self.popping:
+            teller = client.server.bus
+            for waited in self.wait_keys.values():
+                for key in waited:
+                    POP_KEYS[key] = POP_KEYS.get(key, 0) + 1
+                    if teller is not None:
+                        teller.tell(bus.POPPERS, [1, key])
         if self.claiming or self.read_only:
             EAGER[self] = None
             for waited in self.wait_keys.values():
@@ -1475,6 +1499,8 @@ class _CrossShard:
     def _forget_keys(self) -> None:
         """Done: no longer among the waits of its keys (see :data:`_BY_KEY`)."""
         eager = EAGER.pop(self, 0) is None  # (once: finish and drop both call it)
+        popping, self.popping = self.popping, False
+        teller = self.client.server.bus
         registry = _registry(self)
         for waited in self.wait_keys.values():
             for key in waited:
@@ -1485,8 +1511,12 @@ class _CrossShard:
                         del registry[key]
                 if eager:
                     _less_eager(key)
-                    if self.claiming and self.client.server.bus is not None:
-                        self.client.server.bus.tell(bus.MOVERS, [-1, key])
+                    if self.claiming and teller is not None:
+                        teller.tell(bus.MOVERS, [-1, key])
+                if popping:
+                    _less(POP_KEYS, key, 1)
+                    if teller is not None:
+                        teller.tell(bus.POPPERS, [-1, key])
 
     def serve_now(self, key: bytes) -> None:
         """A command writing its key ``key`` was just sent (see
@@ -1775,7 +1805,7 @@ def wait_for_replicas(client: Client, timeout_ms: int) -> None:
 # Commands whose writes follow another order than their keys' (a script
 # writes its keys in any order): a stream read is served by their
 # operation's ranks (see _CrossShard._ask_others), not tried at once.
-_RANKED = frozenset({"exec", "eval", "evalsha", "fcall"})
+RANKED = frozenset({"exec", "eval", "evalsha", "fcall"})
 
 
 def _registry(wait: _CrossShard) -> dict[bytes, dict[_CrossShard, None]]:
@@ -1808,10 +1838,33 @@ def bus_movers(server: Acceptor, origin: int, args: list) -> None:
         _REMOTE_MOVERS.pop((origin, key), None)
 
 
-def _less_remote(key: bytes, n: int) -> None:
-    left = _REMOTE_KEYS.pop(key) - n
+def bus_poppers(server: Acceptor, origin: int, args: list) -> None:
+    """Acceptor ``origin``'s cross-shard pops wait on the key ``args[1]``
+    now (``args[0]``: 1), or one no longer (-1)."""
+    key = args[1]
+    held = (origin, key)
+    if args[0] > 0:
+        _REMOTE_POPS[held] = _REMOTE_POPS.get(held, 0) + 1
+        POP_KEYS[key] = POP_KEYS.get(key, 0) + 1
+    elif held in _REMOTE_POPS:
+        _less(_REMOTE_POPS, held, 1)
+        _less(POP_KEYS, key, 1)
+
+
+def pops_wait_on(keys: list[bytes]) -> bool:
+    """Whether a cross-shard pop of any acceptor waits on one of ``keys``
+    (see :data:`POP_KEYS`)."""
+    return bool(POP_KEYS) and any(key in POP_KEYS for key in keys)
+
+
+def _less(counts: dict, key: object, n: int) -> None:
+    left = counts.pop(key) - n
     if left:
-        _REMOTE_KEYS[key] = left
+        counts[key] = left
+
+
+def _less_remote(key: bytes, n: int) -> None:
+    _less(_REMOTE_KEYS, key, n)
 
 
 def _moved_elsewhere(key: bytes) -> bool:
@@ -1823,12 +1876,14 @@ def _moved_elsewhere(key: bytes) -> bool:
 
 
 def forget_movers(origin: int) -> None:
-    """Acceptor ``origin`` (re)started: its waits are gone."""
+    """Acceptor ``origin`` (re)started: its waits are gone (its pops' too)."""
     for held in [held for held in _REMOTE_MOVERS if held[0] == origin]:
         n = _REMOTE_MOVERS.pop(held)
         _less_remote(held[1], n)
         for _ in range(n):
             _less_eager(held[1])
+    for held in [held for held in _REMOTE_POPS if held[0] == origin]:
+        _less(POP_KEYS, held[1], _REMOTE_POPS.pop(held))
 
 
 # A client's blocked_token while its write waits for the tries of the
@@ -1854,14 +1909,25 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     notification, on its way, comes first, and its try takes the element
     (so they try after their own notifications).  And its cross-shard
     XREADs on them, on the first such key (not after a transaction or
-    script: see :data:`_RANKED`); not an XREADGROUP, which would take
+    script: see :data:`RANKED`); not an XREADGROUP, which would take
     entries that a waiter on that shard alone, blocked before it, is
     served first: a write of its stream waits for its notified try as a
     write of another acceptor's move's source does (``__bsettle``), its
-    ``__bwait`` claiming one entry."""
-    reads = cmd.name not in _RANKED
+    ``__bwait`` claiming one entry.  A transaction or script (``cmd`` in
+    :data:`RANKED`) waits so for the tries of the cross-shard pops of any
+    acceptor on the keys it writes (:data:`POP_KEYS`): it notifies them
+    (a cross-shard operation's ready key does), and Redis serves them right
+    after it (``MULTI``, ``RPUSH A x``, ``RPUSH B y``, ``EXEC``, ``LLEN A``
+    pipelined, a client in ``BLPOP B A 0``: the client gets ``x``, LLEN 0;
+    it used to be 1, the try coming after the LLEN)."""
+    reads = cmd.name not in RANKED
     late: list[tuple[_CrossShard, bytes]] = []
     remote = [key for key in dict.fromkeys(keys) if key in _GROUP_READS or _moved_elsewhere(key)]
+    # A transaction's or script's key of a cross-shard pop: it notifies
+    # the pop, whose try it waits for too (see POP_KEYS).
+    settle = remote
+    if not reads and POP_KEYS:
+        settle = remote + [key for key in dict.fromkeys(keys) if key in POP_KEYS and key not in remote]
     for key in dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
         if waits is not None and key not in remote:
@@ -1877,8 +1943,8 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
         if reads:
             for wait in list(_READS.get(key, ())):
                 wait.serve_now(key)
-    if late or remote:
-        _after_tries(client, late, remote, at)
+    if late or settle:
+        _after_tries(client, late, settle, at)
 
 
 # How long a __bsettle is waited for at most: the claims it waits for are
@@ -1925,10 +1991,11 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
     (``__bsettle``, sent now, behind the write); ``client``'s replies from
     ``at`` on, and its later commands, wait until then (see
     :func:`try_at_once`).  A client that waits for something else already
-    (a script it sent, an EXEC deciding) does not: those waits try on
-    their notifications, as before."""
+    (an EXEC deciding) does not: those waits try on their notifications,
+    as before.  One that waits for a script's reply (the script just sent,
+    which writes a key of a cross-shard pop) waits for both."""
     state = client.state
-    if state.blocked_token or client.closing:
+    if (state.blocked_token and state.blocked_token != SCRIPTS) or client.closing:
         for wait, key in late:  # (none waits: those not trying try now)
             if not wait.busy():
                 wait.serve_now(key)
@@ -1953,7 +2020,7 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
             if not wait.busy():  # (one trying on a notification tries already)
                 wait.serve_now(key)
         hold.deliver(b"")
-        if not state.unblock(MOVES_FIRST) or (client.closed and client not in server.leaving):
+        if not state.settled(MOVES_FIRST) or (client.closed and client not in server.leaving):
             return
         if client.waiting():
             server.loop.call_soon(client.resume)  # type: ignore[union-attr]

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
-from shardkv.acceptor.blocking import serve_after_scripts
+from shardkv.acceptor.blocking import pops_wait_on, serve_after_scripts
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -647,7 +647,9 @@ def run_script(
     client.pending.append(slot)
     server.scripts_sent += 1  # its executor times the run (see Acceptor.run_local)
     retry = _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits)
-    if escaping[0] or not waits or not _groupable(server, client):
+    if escaping[0] or not waits or not _groupable(server, client) or pops_wait_on(keys):
+        # (A cross-shard pop waits on a key of it: its ``__bsettle``s go
+        # behind it now, see blocking.try_at_once; a group goes later.)
         retry.start(*escaping, escaped=False)
     else:
         join_group(server, retry, escaping[1])

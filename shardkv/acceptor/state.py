@@ -269,6 +269,19 @@ class ClientState:
         self.blocked_shown = False
         return True
 
+    def settled(self, token: int) -> bool:
+        """End the wait ``token``, set over a wait for the client's scripts
+        (see ``shardkv.acceptor.blocking.try_at_once``): False while one
+        of them is still on its way, the client waiting for it again
+        (:data:`SCRIPTS`), or while the client waits for another."""
+        if self.blocked_token != token:
+            return False
+        if self.scripts:
+            self.blocked_token = SCRIPTS
+            self.blocked_shown = False
+            return False
+        return self.unblock(token)
+
     def script_sent(self) -> bool:
         """A script the client sent may escape: its later commands wait for
         its reply (:data:`SCRIPTS`), and for those of the others on their

@@ -209,6 +209,7 @@ def wiring() -> Wiring:
             bus.UNBLOCK: connection.bus_unblock,
             bus.UNPIN: connection.bus_unpin,
             bus.MOVERS: blocking.bus_movers,
+            bus.POPPERS: blocking.bus_poppers,
             bus.LOCATE: connection.bus_locate,
             bus.PAUSE: connection.bus_pause,
             bus.HAS_CLIENT: tracking.bus_has_client,

@@ -76,6 +76,11 @@ UNPIN = b"unpin"  # tell [pin id, 1 if the EXEC ran]: the clients its UNBLOCKs p
 # or no longer: a write of it here waits for its try (__bsettle, see
 # shardkv.acceptor.blocking.try_at_once)
 MOVERS = b"movers"
+# tell [1 or -1, key]: a cross-shard BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
+# BLMPOP or BZMPOP of the teller waits on that key (database aside), or no
+# longer: a transaction or script written here that writes it waits for its
+# try (__bsettle, see shardkv.acceptor.blocking.try_at_once)
+POPPERS = b"poppers"
 LOCATE = (
     b"locate"  # ask [id, ...] -> [[id, pipe, shard, token], ...]: those of its clients blocked on one shard
 )
@@ -145,6 +150,7 @@ KINDS = (
     UNBLOCK,
     UNPIN,
     MOVERS,
+    POPPERS,
     LOCATE,
     PAUSE,
     UNPAUSE,

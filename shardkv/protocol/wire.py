@@ -1185,11 +1185,12 @@ class Verb:
     # __bclaim token keep: one still waiting is kept (an eager try's, see
     # shardkv.acceptor.blocking.try_at_once).
     BCLAIM = b"__bclaim"
-    # __bsettle key (with a token) -> 1 once no cross-shard move's or
-    # XREADGROUP's __bwait claims ``key`` (its try has run), at once if none
+    # __bsettle key (with a token) -> 1 once no cross-shard wait's notified
+    # __bwait (or __bpop) claims ``key`` (its try has run), at once if none
     # does, else later, in a W frame: the writer of the source of another
     # acceptor's cross-shard BLMOVE, or of a cross-shard XREADGROUP's
-    # stream, waits for it (shardkv.acceptor.blocking.try_at_once).
+    # stream, waits for it, and so does a transaction or script writing a
+    # key of a cross-shard pop (shardkv.acceptor.blocking.try_at_once).
     BSETTLE = b"__bsettle"
     # __bdone token -> the same; then that claim is done (its try has run,
     # or there will be none): its key serves its waiters again, the element

@@ -1164,13 +1164,16 @@ class Settle:
 def bsettle(ks: Keyspace, args: list[bytes]) -> object:
     """__bsettle key [token] (sent with a token of its own)
 
-    1 once no ``__bwait`` of a cross-shard move (or XREADGROUP) holds a claim on ``key``
+    1 once no notified ``__bwait`` (or ``__bpop``) holds a claim on ``key``
     (every try notified so far has run: its ``__bdone`` came), at once if
     none does; the keys made ready before it serve first.  Sent right
     behind a write of a key that another acceptor's cross-shard
     BLMOVE/BRPOPLPUSH waits on: the writer's client waits for it, so that
     it, and whoever reads its reply, sees the element moved, as Redis
-    moves it as the push ends (see ``shardkv.acceptor.blocking``).  With
+    moves it as the push ends (see ``shardkv.acceptor.blocking``); and
+    behind a transaction or script writing a key of a cross-shard pop,
+    which such an operation notifies: its client is served before the
+    writer's next command, as Redis serves it right after the EXEC.  With
     ``token`` (the notified ``__bwait`` of such a move, this pipe's): only
     the claims of the waiters that blocked before it count, so that its
     try comes after theirs, as Redis serves a key's clients in the order

@@ -41,6 +41,12 @@ from tests.support.waits import WAIT
 A, B = key_on(0, "fifo", shards=2), key_on(1, "fifo", shards=2)
 
 
+# Pushes to KEYS[1], then to KEYS[2]; the length of KEYS[1] meanwhile.
+PUSH_BOTH = (
+    "redis.call('RPUSH', KEYS[1], 'x') redis.call('RPUSH', KEYS[2], 'y') return redis.call('LLEN', KEYS[1])"
+)
+
+
 def _lists(cmd: str, *, keys: tuple[str, ...] = ("A",), push: str = "RPUSH") -> list:
     """Three clients blocked through acceptors 0, 1, 0; one push of two
     elements through acceptor 1 serves the first two, a push through
@@ -354,6 +360,9 @@ CASES: dict[str, list] = {
             ("LRANGE", "A", 0, -1),
         ),
     ],
+    # Redis serves the client blocked on two shards right after the EXEC,
+    # from A, the key it made ready first: the pusher's next command sees
+    # A empty (it used to see x, the client's try coming after it).
     "blpop-two-shards-exec-both-shards": [
         ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
         ("block", "c2", 1, 0, "BLPOP", "A", 0),
@@ -369,6 +378,34 @@ CASES: dict[str, list] = {
             ("LLEN", "A"),
         ),
         ("write", 0, 0, "LRANGE", "B", 0, -1),
+    ],
+    # The same by a script: Redis serves the client when the script ends.
+    "blpop-two-shards-eval-both-shards": [
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        ("block", "c2", 1, 0, "BLPOP", "A", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("EVAL", PUSH_BOTH, 2, "A", "B"),
+            ("LLEN", "A"),
+        ),
+        ("write", 0, 0, "LRANGE", "B", 0, -1),
+    ],
+    # The same through the waiter's own acceptor, of sorted sets.
+    "bzpopmin-two-shards-exec-both-shards": [
+        ("block", "c1", 0, 0, "BZPOPMIN", "B", "A", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("MULTI",),
+            ("ZADD", "A", 1, "x"),
+            ("ZADD", "B", 2, "y"),
+            ("EXEC",),
+            ("ZCARD", "A"),
+            ("ZRANGE", "B", 0, -1),
+        ),
     ],
     "blpop-two-shards-mset-ride-along": [
         ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
@@ -587,21 +624,9 @@ def _run(port: int, k: int, steps: list) -> list:
             c.close()
 
 
-# A key made ready by a cross-shard operation (an EXEC writing both
-# shards) notifies the client, which tries later: the pusher's next
-# command, pipelined, still sees the element (README, "Still different").
-TRIES = "a key a cross-shard EXEC made ready is tried after the pusher's next command (documented difference)"
-KNOWN = {
-    ("blpop-two-shards-exec-both-shards", 1): TRIES,
-    ("blpop-two-shards-exec-both-shards", 2): TRIES,
-}
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_wake_up_order_across_acceptors(redis_and_shardkv_k12, case, request) -> None:
+def test_wake_up_order_across_acceptors(redis_and_shardkv_k12, case) -> None:
     real, ours, k = redis_and_shardkv_k12
-    if (case, k) in KNOWN:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN[case, k]))
     steps = CASES[case]
     expected = _run(real, 1, steps)
     assert _run(ours, k, steps) == expected
