@@ -1,6 +1,7 @@
 """The bookkeeping of cross-shard BLMOVE/BRPOPLPUSH waits across
 acceptors: the sources other acceptors' moves wait on (bus ``movers``),
-and the ``__bsettle`` a write of such a source waits in."""
+and the ``__bsettle`` a write of such a source waits in; and the keys
+their cross-shard pops wait on (bus ``poppers``)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,22 @@ def test_other_acceptors_movers_are_counted_by_key_and_forgotten_on_restart() ->
     assert blocking._moved_elsewhere(k) and blocking.EAGER_KEYS[k] == 1
     blocking.bus_movers(None, 2, [-1, k])  # type: ignore[arg-type]
     assert not blocking._moved_elsewhere(k) and k not in blocking.EAGER_KEYS
+
+
+def test_other_acceptors_pops_are_counted_by_key_and_forgotten_on_restart() -> None:
+    """The keys of other acceptors' cross-shard pops (bus ``poppers``),
+    which a transaction or script writing one waits for: counted by key,
+    a -1 not told changes nothing, a restart forgets its acceptor's; they
+    never make a command take the slow path (``EAGER_KEYS``)."""
+    k = b"poppers-unit-key"
+    assert not blocking.pops_wait_on([k])
+    blocking.bus_poppers(None, 1, [1, k])  # type: ignore[arg-type]  # (the server is not used)
+    blocking.bus_poppers(None, 1, [1, k])  # type: ignore[arg-type]
+    blocking.bus_poppers(None, 2, [1, k])  # type: ignore[arg-type]
+    blocking.bus_poppers(None, 3, [-1, k])  # type: ignore[arg-type]
+    assert blocking.pops_wait_on([b"other", k]) and blocking.POP_KEYS[k] == 3
+    assert k not in blocking.EAGER_KEYS
+    blocking.forget_movers(1)
+    assert blocking.POP_KEYS[k] == 1
+    blocking.bus_poppers(None, 2, [-1, k])  # type: ignore[arg-type]
+    assert not blocking.pops_wait_on([k]) and k not in blocking.POP_KEYS
