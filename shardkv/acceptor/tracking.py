@@ -1103,7 +1103,18 @@ def on_events(server, events: list, origin: object) -> None:
     ordered = in_pipe_order(origin)
     kept: list[tuple[bytes, int]] = []
     flushed = False
-    for _db, key, cls, _name in events:
+    # An EXEC run as one operation: each command's place in EXEC's array,
+    # where a REDIRECT to its client goes (see notifications.publish).
+    places = (
+        getattr(origin, "event_places", None) if changer is not None and not is_plain_slot(origin) else None
+    )
+    inside = None
+    at = 0
+    for i, (_db, key, cls, _name) in enumerate(events):
+        if places:
+            while at < len(places) and places[at][0] <= i:
+                at += 1
+            inside = places[at][1] if at < len(places) else None
         if cls == FLUSH:
             flushed = True
         elif cls == SCRIPT_READ:
@@ -1116,9 +1127,13 @@ def on_events(server, events: list, origin: object) -> None:
             if changer is None:
                 _invalidate_key(server, key, None, bcast=True, ordered=ordered, kept=kept)
             elif cls & EVICTED:  # (with the channels it is published on, if any)
-                _invalidate_key(server, key, changer, bcast=True, early=place, ordered=ordered, kept=kept)
+                _invalidate_key(
+                    server, key, changer, bcast=True, early=place, ordered=ordered, kept=kept, inside=inside
+                )
             else:
-                _invalidate_key(server, key, changer, bcast=True, place=place, ordered=ordered, kept=kept)
+                _invalidate_key(
+                    server, key, changer, bcast=True, place=place, ordered=ordered, kept=kept, inside=inside
+                )
     # Back in the table after all of them: as in Redis, a command's second
     # event of a key (a new key's, then the write's) finds it gone.
     _keep(kept)
@@ -1139,6 +1154,7 @@ def _invalidate_key(
     kept: list[tuple[bytes, int]] | None = None,
     evicted: bool = False,
     ran: Client | None = None,
+    inside: object = None,
 ) -> None:
     """``key`` changed: drop it from the table and tell its clients.
     ``changer``: the client whose command changed it; its invalidation
@@ -1147,7 +1163,9 @@ def _invalidate_key(
     order of the key's shard pipe (see :class:`Read`); ``kept``: where the
     clients that stay in the table go (else they are put back at once);
     ``evicted``: over ``tracking-table-max-keys`` (see :func:`_reads_after`);
-    ``ran``: a client whose reads in flight all ran before the change."""
+    ``ran``: a client whose reads in flight all ran before the change;
+    ``inside``: where in the array of an EXEC run atomically the command
+    that made it stands (an ExecPlace)."""
     if bcast and PREFIXES:
         # Each prefix the key starts with: its first bytes of each length
         # that a prefix has (Redis walks its prefix tree along the key).
@@ -1204,7 +1222,7 @@ def _invalidate_key(
         if not own:
             # Before the reply of a read that ran after it; to the client
             # that made the change (its REDIRECT target), before that reply.
-            send(target, [key], before, writer=changer, at=place or early)
+            send(target, [key], before, writer=changer, at=inside or place or early)
         elif not state.noloop and not _before_on(state, place or early):
             send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
 
@@ -1392,7 +1410,7 @@ def send(
     pending = target.pending
     if target is writer and writer is not client and at is not None:
         # The REDIRECT target made the change: before its command's reply
-        # (inside the array of an EXEC run command by command).
+        # (inside EXEC's array: before the command's part, or its ExecPlace).
         if pubsub.push_in_exec(target, at, encode(message, to_resp3)):
             return
         before, after = at, None

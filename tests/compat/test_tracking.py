@@ -1791,7 +1791,8 @@ def test_redirect_to_the_writing_client_pushes_before_its_reply(ports, resp3):
     """A client whose tracking redirects to the client that writes a key it
     read (or flushes): Redis sends the invalidation as the write runs,
     before the writer's reply (inside EXEC's array, before the command's
-    reply); shardkv pushed it after the reply.  The writer is RESP3 (a
+    reply, the EXEC run command by command or atomically); shardkv pushed
+    it after the reply.  The writer is RESP3 (a
     RESP2 subscriber runs no SET); the tracking clients either, on the
     writer's acceptor (from another acceptor it still comes after the
     reply: see the README)."""
@@ -1806,6 +1807,9 @@ def test_redirect_to_the_writing_client_pushes_before_its_reply(ports, resp3):
         (1, "FLUSHALL"),
         (0, "MGET", "k", "j"),
         (1, ["MULTI"], ["GET", "j"], ["SET", "k", "1"], ["EXEC"]),
+        (0, "GET", "k"),
+        (1, "WATCH", "w"),  # (run atomically)
+        (1, ["MULTI"], ["GET", "j"], ["SET", "k", "2"], ["EXEC"]),
         (0, "GET", "k"),
         (1, ["DEL", "k"], ["FLUSHDB"], ["PING"]),
     ]
