@@ -144,7 +144,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.replies import ExecPlace, Slot, delivery_failed, origin_of
+from shardkv.acceptor.replies import ExecPlace, Slot, deliver, delivery_failed, origin_of
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.commands import error_name, other_db_keys
@@ -563,7 +563,11 @@ class _Operation:
         self.event_keys: list | None = None
         self.emit_events: Callable[..., Any] | None = None
         self.flush = False  # a FLUSHALL/FLUSHDB fan-out (FanOutWrite)
+        self.flushes_all = False  # a FLUSHALL fan-out: its shards save (FanOutWrite)
         self.flushed_all = False  # its run's FLUSHALL ran (AtomicOp: see wire.Decide.flushed)
+        # Its client's reply once committed, held until each parked shard
+        # has finished (saved) a FLUSHALL (see :class:`_AfterSaves`).
+        self.after_saves: _AfterSaves | None = None
         # Several acceptors: its first entries are sent under holds (see
         # shardkv.acceptor.holds); once parked, a shard is this acceptor's alone.
         self.holds = server.holds
@@ -754,10 +758,21 @@ class _Operation:
             gate.hold(_Decision(self, decide), b"")
         if reply is None:  # it runs again (see AtomicOp._ran)
             return
+        sink: Any = self.slot
+        if commit and self.parked and (self.flushed_all or self.flushes_all):
+            sink = self.after_saves = _AfterSaves(self)
         if gate is None:
-            self.slot.deliver(reply)
+            sink.deliver(reply)
         else:  # several acceptors: after the events are out on the others too
-            gate.hold(self.slot, reply)
+            gate.hold(sink, reply)
+
+    def _saved(self) -> None:
+        """A shard parked for it finished (or was lost): a FLUSHALL's reply
+        held for the shards' saves goes once none is left (see _AfterSaves)."""
+        sink = self.after_saves
+        if sink is not None and sink.body is not None and not self.parked:
+            self.after_saves = None
+            deliver(self.slot, sink.body, "delivering a FLUSHALL's reply")
 
     def _send_decide(self, decide: bytes) -> None:
         """Send its ``Decide`` to the shards still parked for it."""
@@ -773,6 +788,8 @@ class _Operation:
             if shard in self.parked:
                 self.parked.remove(shard)
             self.coordinator.finished(self.id, shard)
+            if self.after_saves is not None:
+                self._saved()
         elif kind is wire.Refused:
             log.error("shard %d refused operation %d: %s", shard, self.id, message.reason)  # type: ignore[attr-defined]
             self.links[shard].ops.pop(self.id, None)
@@ -790,6 +807,8 @@ class _Operation:
         """A shard parked for this operation died (or refused it)."""
         if shard in self.parked:
             self.parked.remove(shard)
+        if self.after_saves is not None:  # (its restart resolves the commit, and saves then)
+            self._saved()
         if self.decision is None:
             self.failed = True
             if self.state != PARKING:
@@ -803,6 +822,27 @@ class _Operation:
 # ZSET and STREAM (g, l, z, t).  An operation whose events have none
 # (strings, hashes, sets) serves no blocked client as its shards resume.
 MAY_SERVE = (1 << 2) | (1 << 4) | (1 << 7) | (1 << 10)
+
+
+class _AfterSaves:
+    """The sink of a committed FLUSHALL's reply (a fan-out's, or a run's
+    that ran one, see wire.Decide.flushed): Redis's FLUSHALL saves before
+    it answers (flushAllDataAndResetRDB's rdbSave), so the reply waits for
+    each parked shard's :class:`~shardkv.protocol.wire.Finished`, which the
+    shard sends once it has applied the flush and saved (before, the reply
+    went with the ``Decide``, and a LASTSAVE, an INFO through another
+    acceptor, or a kill of every process just after it could find the
+    shards' saves not made)."""
+
+    __slots__ = ("op", "body")
+
+    def __init__(self, op: _Operation) -> None:
+        self.op = op
+        self.body: bytes | None = None
+
+    def deliver(self, body: bytes) -> None:
+        self.body = body
+        self.op._saved()
 
 
 class _Decision:
@@ -1186,6 +1226,7 @@ class FanOutWrite(_Operation):
         # A FLUSHALL/FLUSHDB happens at the commit, in every shard: its one
         # event (for client-side caching) comes from here, then.
         self.flush = any(p[:1] and p[0].lower() in (b"flushall", b"flushdb") for p in parts.values())
+        self.flushes_all = any(p[:1] and p[0].lower() == b"flushall" for p in parts.values())
         self.own_reply = slot is None  # the client's command, not a part of its caller's (MIGRATE)
         self.merge = merge
         self.values: list = [None] * len(parts)
