@@ -128,7 +128,10 @@ class Persistence(Loading, Saves, Rewrites):
             self.commit()  # tries the write again, and notes an fsync thread's error
             self._update_misconf()
         child = self.child
-        if child is not None:
+        # (while a stop holds the shard, a child that ends is reaped only
+        # once the stop is undone: its snapshot, older, is not put over the
+        # stop's; see shutdown)
+        if child is not None and not self.closed:
             try:
                 pid, status = os.waitpid(child.pid, os.WNOHANG)
             except ChildProcessError:
@@ -224,7 +227,13 @@ class Persistence(Loading, Saves, Rewrites):
             # ``force``, a NOSAVE that stops all the same).
             log.warning("shard %d: Writing initial AOF, can't exit.", self.index)
             raise CommandError("ERR Writing initial AOF, can't exit")
-        self._kill_child()
+        if child is not None and child.enabling:
+            self._kill_child()  # (FORCE: Redis's "Exit anyway.", a stop no ABORT undoes)
+        # Any other child runs on: as Redis's finishShutdown, a stop stops
+        # it only once it proceeds (close), and one undone (reopen: a save
+        # of another shard failed, or SHUTDOWN ABORT, which Redis takes
+        # before finishShutdown) leaves it running (before, every stop
+        # stopped it, and a BGSAVE under way was lost to an ABORT).
         self._flush_aof()
         saves = mode == "save" or (
             mode == "default"
@@ -241,7 +250,15 @@ class Persistence(Loading, Saves, Rewrites):
             dict(self.counted),
         )
         if saves:
-            self.save()
+            try:
+                self.save()
+            except CommandError:
+                # As Redis's finishShutdown, which stops its child before
+                # the save that fails (an ABORT, which comes before it,
+                # leaves the child running: so does a stop undone here, its
+                # child stopped only as the worker exits, see close).
+                self._kill_child()
+                raise
         self.closed = True
         self.closed_saved = saves
         self.before_stop = before

@@ -25,8 +25,11 @@ class Saves(Forking):
         (SHUTDOWN's save too), ``rdb-key-save-delay`` per key as Redis's
         rdbSave sleeps.  As Redis's saveCommand, SAVE counts in rdb_saves
         once it begins, whether it succeeds or fails (before, only once it
-        had succeeded); SHUTDOWN's save, Redis's bare rdbSave, does not."""
-        if self.child is not None and self.child.kind == "save":
+        had succeeded); SHUTDOWN's save, Redis's bare rdbSave, does not.
+        SHUTDOWN's save leaves a background save under way running, in a
+        temp file of its own: a stop stops it only once it proceeds (see
+        Persistence.shutdown)."""
+        if command and self.child is not None and self.child.kind == "save":
             raise CommandError("ERR Background save already in progress")
         if command:
             self.rdb_saves += 1
@@ -135,7 +138,8 @@ class Saves(Forking):
     def _start_save(self) -> None:
         t0 = time.perf_counter()
         self.last_bgsave_try = time.time()
-        tmp = self.files.temp(self.files.snapshot)
+        # (not the temp file of a SAVE, which SHUTDOWN's may be while it runs)
+        tmp = self.files.temp(self.files.snapshot) + "-bg"
         delay = self.cfg.get("rdb-key-save-delay", 0)
         self.rdb_saves += 1  # as Redis's rdbSaveBackground: one started, before its fork
         try:
