@@ -1844,13 +1844,7 @@ class Shard:
                     # (before the blocked clients its writes serve; the
                     # next __config's hook sets it as the acceptors have it)
                     events.set_notify(self.keyspace, notify)
-                self.decide(decided, message.commit)  # type: ignore[union-attr]
-                after_flush = self.flushes.pop(decided, 0)
-                if message.flushed and message.commit and self.persistence is not None:  # type: ignore[union-attr]
-                    # Its FLUSHALL, committed: saved as Redis's (the run's
-                    # changes after it are the count after the save).
-                    self.persistence.flushed_all()
-                    self.persistence.dirty += after_flush
+                self.decide(decided, message.commit, message.flushed)  # type: ignore[union-attr]
                 at = self.keyspace.exec_frozen.pop(decided, None)
                 if at is not None and message.again:  # type: ignore[union-attr]
                     carried = self.keyspace.exec_carried
@@ -1874,12 +1868,24 @@ class Shard:
                 if not waiting:
                     return  # run_batch serves the ready keys at the end of the batch
 
-    def decide(self, op: int, commit: bool) -> None:
-        """Apply or undo what this shard prepared for ``op`` (if anything)."""
+    def decide(self, op: int, commit: bool, flushed: bool = False) -> None:
+        """Apply or undo what this shard prepared for ``op`` (if anything).
+        ``flushed``: its run ran a FLUSHALL (wire.Decide.flushed), which the
+        executor knows by itself (``flushes``), also when the outcome comes
+        from an acceptor started again (report_in_doubt)."""
         part = self.prepared.pop(op, None)
         versions = self.versions_before.pop(op, None)
+        after_flush = self.flushes.pop(op, None)
         if part is not None:
             self._decide_part(op, part, commit)
+        persistence = self.persistence
+        if commit and (flushed or after_flush is not None) and persistence is not None:
+            # Its FLUSHALL, committed: saved as Redis's (the run's changes
+            # after it are the count after the save).  Before, one resolved
+            # after an acceptor's restart saved nothing, and its entry in
+            # ``flushes`` stayed for good.
+            persistence.flushed_all()
+            persistence.dirty += after_flush or 0
         if versions is not None and not commit:
             # (the keys still watched: a WATCH sent while the run was busy
             # may have come since, or an UNWATCH)
@@ -1943,6 +1949,13 @@ class Shard:
         prepared for it without knowing the outcome, and apply the outcomes
         it sends back before running anything else."""
         here = self.keyspace.pipe
+        for op in [
+            op for op in self.flushes if op not in self.prepared and self.coordinator_pipe(op) == here
+        ]:
+            # A run whose FLUSHALL left nothing of this shard's prepared
+            # (wire.NOTHING), its acceptor gone before the decision: none
+            # comes now (before, its entry stayed for good).
+            del self.flushes[op]
         self.send(wire.encode_control(wire.InDoubt(self.in_doubt(here))))
         while self.in_doubt(here):
             frame = self.recv()

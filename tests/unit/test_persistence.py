@@ -978,6 +978,35 @@ def test_flushall_with_save_rules_saves_the_emptied_data(tmp_path, across):
     assert open_shard(make_config(tmp_path, appendonly=False), clock).keyspace.dbsize() == 0
 
 
+@pytest.mark.parametrize("outcome", ["commit", "abort", "acceptor-gone"])
+def test_a_runs_flushall_settled_after_an_acceptors_restart_leaves_no_entry(tmp_path, outcome):
+    """A run's FLUSHALL on the executor (a WATCHed EXEC's), prepared and
+    not decided when its acceptor died: the outcome the next acceptor
+    sends (report_in_doubt's decide) saves it if committed, as the Decide
+    would have, and forgets it either way; a run that prepared nothing
+    here is forgotten when that acceptor's pipe starts again (before, its
+    ``flushes`` entry stayed for good, and a commit so resolved saved
+    nothing)."""
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    p = s0.persistence
+    p.rules = [(3600, 1)]  # type: ignore[union-attr]
+    lastsave = p.lastsave = 0  # type: ignore[union-attr]
+    later = [[b"SET", own, b"x"]] if outcome != "acceptor-gone" else []
+    if not later:
+        run(s0, "DEL", own)  # (its FLUSHALL then changes nothing here)
+    ran = s0.run_foreign(wire.Run(7, {}, [[b"FLUSHALL"], *later], 0, False, [b"*"]))
+    assert ran.flushed and 7 in s0.flushes
+    assert ran.own == (wire.NOTHING if outcome == "acceptor-gone" else wire.PREPARED)
+    if outcome == "acceptor-gone":
+        s0.send = lambda frame: None  # (the InDoubt to the new pipe)
+        s0.report_in_doubt()
+    else:
+        s0.decide(7, outcome == "commit")  # as report_in_doubt applies a Resolve
+    assert s0.flushes == {} and s0.prepared == {}
+    saved = p.lastsave != lastsave  # type: ignore[union-attr]
+    assert (saved, p.dirty if saved else None) == ((True, 1) if outcome == "commit" else (False, None))  # type: ignore[union-attr]
+
+
 def test_a_replayed_flushall_does_not_save_at_the_next_write(tmp_path):
     """A FLUSHALL the AOF replays as the shard loads saves nothing then,
     nor at the first write after the load (its handler marks the flush
