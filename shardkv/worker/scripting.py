@@ -578,6 +578,10 @@ class Engine:
         # ``logs``) had written them, past busy-reply-threshold or
         # LOGS_HELD, and Redis writes each once.  Its caller sets it back.
         self.log_skip = 0
+        # The shard's change counts (Persistence.dirty, unsaved) as the
+        # script began: a run undone (to run again, across shards or wide)
+        # puts them back, as it does its AOF records.
+        self.counts_before = (0, 0)
         # In an operation's run of scripts (Shard._run_foreign), what each
         # leaves behind when it ends (its held PUBLISHes and their counts,
         # its redis.log lines) waits for the run's end (end_run): should a
@@ -917,6 +921,7 @@ class Engine:
             aof = persistence.aof
             if aof is not None:
                 mark = persistence.begin_group()
+            self.counts_before = (persistence.dirty, persistence.unsaved)  # (see _rollback)
         run = self._spare_run
         if self.run is not None:  # (never: scripts do not nest)
             run = Run.spare()
@@ -1116,6 +1121,8 @@ class Engine:
                 run.undo = {}
             run.imported = _NO_KEYS
             run.home = run.db = ks.db
+            if persistence is not None:
+                self.counts_before = (persistence.dirty, persistence.unsaved)  # (see _rollback)
             if run.effects:
                 run.effects = []
             run.eval_mode = True
@@ -1605,6 +1612,10 @@ class Engine:
                     import_key(ks, key[1], state)
         if persistence is not None and mark >= 0 and persistence.aof is not None:  # type: ignore[attr-defined]
             del persistence.aof.buf[mark:]  # type: ignore[attr-defined]
+        if persistence is not None:
+            # Its writes' counts too: it counts when it runs again (before, a
+            # write before the call that sent it across shards counted twice).
+            persistence.dirty, persistence.unsaved = self.counts_before  # type: ignore[attr-defined]
 
     def _error_reply(self, value: LuaValue, sha: bytes) -> Error:
         if self._lua_type(value) != "table":

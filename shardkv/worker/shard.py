@@ -1884,8 +1884,8 @@ class Shard:
             # after it are the count after the save).  Before, one resolved
             # after an acceptor's restart saved nothing, and its entry in
             # ``flushes`` stayed for good.
-            persistence.flushed_all()
-            persistence.dirty += after_flush or 0
+            if persistence.flushed_all():
+                persistence.dirty += after_flush or 0
         if versions is not None and not commit:
             # (the keys still watched: a WATCH sent while the run was busy
             # may have come since, or an UNWATCH)
@@ -2270,8 +2270,8 @@ class Shard:
                 persistence.end_group(mark)
                 persistence.dirty += changes
                 if flushed:  # (alone: no other shard to tell)
-                    persistence.flushed_all()
-                    persistence.dirty += changes - persistence.flush_mark
+                    if persistence.flushed_all():
+                        persistence.dirty += changes - persistence.flush_mark
                     flushed = False
             self.waiters.mark_keys(changed)
             outcome = wire.COMMITTED

@@ -36,6 +36,7 @@ LIBRARY = "#!lua name=dirtylib\nredis.register_function('dirtyf', function() ret
 THREE_WRITES = (
     "redis.call('set', KEYS[1], 1) redis.call('set', KEYS[2], 2) redis.call('incr', KEYS[1]) return 1"
 )
+FLUSH_BETWEEN = "redis.call('set', KEYS[1], 1) redis.call('flushall') redis.call('set', KEYS[1], 2) return 1"
 GEO = ("13.361389", "38.115556", "p1", "15.087269", "37.502669", "p2")
 X3 = [("XADD", A, f"1-{i}", "f", "v") for i in (1, 2, 3)]
 # Every key the cases name (deleted around each: cheaper than FLUSHALL).
@@ -151,6 +152,13 @@ CASES = [
     ("multi-exec-blpop-nothing", [], [("MULTI",), ("BLPOP", A, "0"), ("BLPOP", A, B, "0"), ("EXEC",)]),
     ("multi-exec-nothing", [], [("MULTI",), ("DEL", A), ("SREM", B, "x"), ("EXEC",)]),
     ("multi-exec-flushall", [("MSET", A, "1", B, "2")], [("MULTI",), ("SET", C, "1"), ("FLUSHALL",), ("EXEC",)]),
+    # A run's FLUSHALL with no save rules: the run's writes after it count
+    # once (they once counted twice), and a script's write before the
+    # FLUSHALL that sent it across shards once (twice: its undone try's too).
+    ("eval-set-flushall-set", [("MSET", A, "1", B, "2", C, "3", D, "4")], [("EVAL", FLUSH_BETWEEN, "1", "{t}a")]),
+    ("eval-set-flushall", [("SET", A, "1")], [("EVAL", "redis.call('set', KEYS[1], 1) redis.call('flushall')", "1", "{t}a")]),
+    ("watched-exec-flushall", [("MSET", A, "1", B, "2")],
+     [("WATCH", "{t}q"), ("MULTI",), ("SET", "{t}a", "1"), ("FLUSHALL",), ("SET", "{t}a", "2"), ("SET", A, "3"), ("EXEC",)]),
 ]  # fmt: skip
 
 # (id, setup, a blocking command, the write that serves it), one shard or across:

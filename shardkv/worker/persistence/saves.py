@@ -51,20 +51,24 @@ class Saves(Forking):
         self.lastsave = int(time.time())
         self.last_bgsave_ok = True
 
-    def flushed_all(self) -> None:
+    def flushed_all(self) -> bool:
         """FLUSHALL has run (counted): as Redis's flushAllDataAndResetRDB,
         a background save under way is stopped (its killRDBChild, no error
         status), and with ``save`` rules the emptied data is saved at once
         (its bare rdbSave: dirty 0, LASTSAVE now, not counted in rdb_saves;
         a failure only logged, the FLUSHALL done all the same), so that a
         start after it does not load the keys it removed (before, they came
-        back from the last snapshot)."""
+        back from the last snapshot).  Whether it saved: only then is the
+        count reset (a caller that counts a run's changes after it adds them
+        to the count after the save, not to the count kept)."""
         self._kill_child("save")
         if self.rules:
             try:
                 self.save()
+                return True
             except CommandError:
                 pass
+        return False
 
     def count_prepared(self, op: int, changes: int) -> None:
         """Count in ``dirty`` the ``changes`` of cross-shard operation
