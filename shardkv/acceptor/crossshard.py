@@ -45,7 +45,8 @@ script, the shard whose keys its earlier runs found largest, see
 4. *decide*: once every shard has prepared, the acceptor appends
    ``C <op>`` to the decisions file (:mod:`shardkv.protocol.decisions`; fsynced with
    ``always``).  That line is the commit: then the acceptor answers the
-   client and sends :class:`~shardkv.protocol.wire.Decide` to every parked shard
+   client (a FLUSHALL's reply waits for each shard's ``Finished``: it
+   saves first, see :class:`_AfterSaves`) and sends :class:`~shardkv.protocol.wire.Decide` to every parked shard
    (at the end of its loop turn, in one write per pipe with the turn's
    other decisions and entries, :meth:`ShardLink.queue_frame`),
    which logs ``__XCOMMIT <op>`` (or, on abort, restores the old states
