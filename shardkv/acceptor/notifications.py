@@ -52,7 +52,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, pubsub
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.pubsub import publish_message
-from shardkv.acceptor.replies import RELAYED, Behind, Slot, Within, in_pipe_order
+from shardkv.acceptor.replies import RELAYED, Behind, ExecPlace, Slot, Within, in_pipe_order
 from shardkv.protocol import bus, wire
 from shardkv.protocol.glob import may_start_with
 from shardkv.protocol.resp import encode_command
@@ -160,7 +160,8 @@ def publish(server, events: list, origin: object) -> None:
                 after = Behind(None)  # type: ignore[arg-type]
             # (one Redis writes after the served command's reply: see pubsub._deliver)
             after.served = cls & (AFTER_REPLY | SERVED_EVENT) == AFTER_REPLY | SERVED_EVENT
-        elif cls & IN_REPLY and sink is not None and in_pipe_order(origin):  # (not a part of a reply)
+        elif cls & IN_REPLY and sink is not None and (in_pipe_order(origin) or type(sink) is ExecPlace):
+            # (not a part of a reply; in an atomic EXEC's array, the command's own)
             after = Within(sink, cls >> IN_REPLY_SHIFT, bool(cls & IN_REPLY_INNER))
         if cls & KEYSPACE:
             publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after, nth=i)

@@ -780,21 +780,30 @@ def _waits(item: object) -> bool:
 def _within(client: Client, before: Slot, within: Within, msg: _Message) -> bool:
     """``msg`` for the client whose command's reply slot ``before`` is,
     inside that reply, where ``within`` says (see
-    :class:`~shardkv.acceptor.replies.InReply`): whether it went there.
-    Not for a RESP2 client, nor where the reply is not a plain slot of its
-    pending ones (one of an EXEC's, dropped by CLIENT REPLY OFF): there it
-    goes before the reply."""
+    :class:`~shardkv.acceptor.replies.InReply`), among its pending replies
+    or in EXEC's array (run command by command, or as one operation):
+    whether it went there.  Not for a RESP2 client, nor where CLIENT REPLY
+    OFF or SKIP dropped the reply, nor in an EXEC's array where positions
+    count (see _exec_part): there it goes before the reply."""
+    if not client.resp3:
+        return False
+    if type(before) is ExecPlace:
+        before.take_within(within, msg.body(True))
+        return True
     pending = client.pending
-    if not client.resp3 or type(before) is ExecPlace:
-        return False
     at = place_of(pending, before)
-    if at < 0 or pending[at] is not before:
+    place: deque | list = pending
+    if at < 0:
+        place, at = _exec_part(pending, before)  # type: ignore[assignment]
+        if place is None:
+            return False
+    elif pending[at] is not before:
         return False
-    if at and type(pending[at - 1]) is InReply and pending[at - 1].slot is before:
-        inside = pending[at - 1]
+    if at and type(place[at - 1]) is InReply and place[at - 1].slot is before:
+        inside = place[at - 1]
     else:
         inside = InReply(before)
-        pending.insert(at, inside)
+        place.insert(at, inside)
     inside.parts.append((within, msg.body(True)))
     return True
 

@@ -105,15 +105,17 @@ class ExecPlace(Slot):
     keyspace events, its script's PUBLISH) wait here (``pushes``), and the
     array carries them before the reply, as Redis writes them while EXEC
     runs the command; those Redis writes after the command's reply
-    (``trail``) follow it.  Never filled (``data`` stays None): once the
+    (``trail``) follow it, those it writes inside (``inside``, see
+    :class:`Within`) go there.  Never filled (``data`` stays None): once the
     array is built (``closed``), a message for it follows what is pending."""
 
-    __slots__ = ("pushes", "trail", "closed")
+    __slots__ = ("pushes", "trail", "inside", "closed")
 
     def __init__(self, client: Client) -> None:
         super().__init__(client)
         self.pushes: list[bytes] = []
         self.trail: list[bytes] = []
+        self.inside: list[tuple[Within, bytes]] = []
         self.closed = False
 
     def take(self, body: bytes, after: bool = False) -> None:
@@ -125,6 +127,14 @@ class ExecPlace(Slot):
             self.trail.append(body)
         else:
             self.pushes.append(body)
+
+    def take_within(self, within: Within, body: bytes) -> None:
+        """A message for the client that Redis writes inside the command's
+        reply, where ``within`` says."""
+        if self.closed:
+            self.client.pending.append(body)
+        else:
+            self.inside.append((within, body))
 
 
 class Behind:
@@ -184,15 +194,26 @@ class InReply:
             reply = self.slot.data
             if reply is None:
                 return None
-            out: list[bytes] = []
-            at = 0
-            for within, body in self.parts:
-                place = max(_place_in(reply, within), at)
-                out += (reply[at:place], body)
-                at = place
-            self.head = head = b"".join(out)
-            self.slot.data = reply[at:]
+            head, self.slot.data = split_within(reply, self.parts)
+            self.head = head
         return head
+
+    def messages(self) -> bytes:
+        """The messages alone (their command's reply dropped: CLIENT REPLY
+        OFF inside EXEC, or EXEC's array muted)."""
+        return b"".join(body for _, body in self.parts)
+
+
+def split_within(reply: bytes, parts: list[tuple[Within, bytes]]) -> tuple[bytes, bytes]:
+    """``reply`` with the messages of ``parts`` in their places inside it
+    (see :class:`Within`): the head, up to the last message, and the rest."""
+    out: list[bytes] = []
+    at = 0
+    for within, body in parts:
+        place = max(_place_in(reply, within), at)
+        out += (reply[at:place], body)
+        at = place
+    return b"".join(out), reply[at:]
 
 
 def _place_in(reply: bytes, within: Within) -> int:

@@ -57,7 +57,7 @@ from shardkv.acceptor.blocking import (
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
-from shardkv.acceptor.replies import ExecPlace, Pushed, Slot
+from shardkv.acceptor.replies import ExecPlace, InReply, Pushed, Slot, split_within
 from shardkv.acceptor.shardlink import BUSY_LINKS, RUNNING_LINKS, at_threshold
 from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
@@ -452,7 +452,7 @@ class Exec:
             part = parts[j]
             if type(part) is bytes:
                 parts[j] = b""
-            elif type(part) is not ExecPlace and type(part) is not Pushed:
+            elif type(part) is not ExecPlace and type(part) is not Pushed and type(part) is not InReply:
                 if self.silent is None:
                     self.silent = set()
                 self.silent.add(id(part))
@@ -502,6 +502,7 @@ class Exec:
         places = None
         ahead = b""  # the messages of the ExecPlace before the next reply
         behind = b""  # and those after it (ExecPlace.trail)
+        within: list = []  # and those inside it (ExecPlace.inside)
         heard: list[bytes] = []  # (muted: the messages alone)
         for part in self.parts:
             if type(part) is not bytes:
@@ -511,18 +512,31 @@ class Exec:
                     if part.pushes:
                         ahead += b"".join(part.pushes)
                         heard += part.pushes
+                    if part.inside:
+                        within = part.inside
+                        heard += [body for _, body in within]
                     if part.trail:
                         behind += b"".join(part.trail)
                         heard += part.trail
                     continue
                 if type(part) is Pushed:  # (see pubsub._in_exec_or_after)
                     heard.append(part.data)
+                elif type(part) is InReply and (
+                    self.muted or (self.silent is not None and id(part.slot) in self.silent)
+                ):
+                    # (its reply dropped: the messages alone, in its place)
+                    heard.append(part.messages())
+                    out.append(part.messages())
+                    continue
                 silent = self.silent is not None and id(part) in self.silent
                 part = part.data
                 if part is None:
                     return None
                 if silent:
                     part = b""
+            if within:
+                part = b"".join(split_within(part, within))
+                within = []
             if ahead:
                 part, ahead = ahead + part, b""
             if behind:

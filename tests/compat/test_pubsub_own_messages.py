@@ -463,6 +463,13 @@ _INSIDE = [
     b"XADD {x}a 1-1 f v\r\nXADD {x}b 1-1 f v\r\nXGROUP CREATE {x}a g 0\r\nXGROUP CREATE {x}b g 0\r\n"
     b"XREADGROUP GROUP g c STREAMS {x}a {x}b > >\r\n"
     b"XCLAIM {x}a g d 0 1-1\r\nXAUTOCLAIM {x}b g e 0 0\r\nXREADGROUP GROUP g c STREAMS {x}a 0\r\n",
+    # (in EXEC's array, run command by command: a reply CLIENT REPLY OFF
+    # drops inside leaves its messages alone; a muted EXEC, the messages)
+    b"ZADD {z}z 1 a 2 b 3 c 4 d\r\nMULTI\r\nZPOPMIN {z}z\r\nCLIENT REPLY OFF\r\nZPOPMIN {z}z\r\n"
+    b"CLIENT REPLY ON\r\nBZMPOP 0 1 {z}z MAX\r\nEXEC\r\nCLIENT REPLY SKIP\r\nMULTI\r\nZPOPMAX {z}z\r\nEXEC\r\n",
+    # (as one operation: a WATCH, or keys on both shards)
+    b"ZADD z 1 a 2 b 3 c\r\nWATCH w\r\nMULTI\r\nZPOPMIN z\r\nSET b 1\r\nZMPOP 1 z MAX\r\nEXEC\r\n"
+    b"XADD a 1-1 f v\r\nXGROUP CREATE a g 0\r\nMULTI\r\nSET b 1\r\nXREADGROUP GROUP g c STREAMS a >\r\nEXEC\r\n",
 ]
 
 
@@ -475,18 +482,20 @@ _INSIDE = [
             b"*3\r\n$4\r\n{z}z\r\n>4\r\n",
             b"*2\r\n$4\r\n{z}z\r\n*1\r\n>4\r\n",
             b"%2\r\n$4\r\n{x}a\r\n>4\r\n",
+            b"*5\r\n*2\r\n>4\r\n",
+            b"*3\r\n*2\r\n>4\r\n",
         ],
         strict=True,
     ),
-    ids=["zpop", "bzpop", "zmpop", "streams"],
+    ids=["zpop", "bzpop", "zmpop", "streams", "exec", "atomic-exec"],
 )
 def test_own_events_inside_the_reply(redis_and_shardkv_k12, session, inside):
     """A RESP3 client subscribed to every keyspace event pops from a sorted
     set, or makes its stream consumer by reading or claiming: Redis
     notifies while it builds the reply, and writes the pop event (the
     ``xgroup-createconsumer``) inside the reply's array, after its header
-    (and the key, the next id, the inner header...).  shardkv wrote it
-    before the reply."""
+    (and the key, the next id, the inner header...), in EXEC's array too.
+    shardkv wrote it before the reply (in EXEC's array too)."""
     theirs = _same_until_end(
         redis_and_shardkv_k12, b"FLUSHALL\r\n" + _HEAR_ALL + session + OFF + b"FLUSHALL\r\n"
     )
