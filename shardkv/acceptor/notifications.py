@@ -65,6 +65,8 @@ AFTER_REPLY = wire.EVENT_AFTER_REPLY  # its command's client gets it after the r
 IN_REPLY = wire.EVENT_IN_REPLY  # ... inside the reply, where the class says
 IN_REPLY_INNER = wire.EVENT_IN_REPLY_INNER
 IN_REPLY_SHIFT = wire.EVENT_IN_REPLY_SHIFT
+IN_REPLY_SKIP = wire.EVENT_IN_REPLY_SKIP
+WAITER_SHIFT = wire.EVENT_WAITER_SHIFT
 SERVED_EVENT = wire.EVENT_SERVED  # a blocked command's, that a write served
 # Every class a shard can note (g $ l s h z x e t m n).
 CLASSES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
@@ -160,13 +162,23 @@ def publish(server, events: list, origin: object) -> None:
                 after = Behind(None)  # type: ignore[arg-type]
             # (one Redis writes after the served command's reply: see pubsub._deliver)
             after.served = cls & (AFTER_REPLY | SERVED_EVENT) == AFTER_REPLY | SERVED_EVENT
+            # (a single-shard wait's: which, and whether Redis writes it inside its reply)
+            after.waiter = cls >> WAITER_SHIFT
+            after.within = Within(sink, *_place(cls)) if cls & IN_REPLY else None  # type: ignore[arg-type]
         elif cls & IN_REPLY and sink is not None and (in_pipe_order(origin) or type(sink) is ExecPlace):
             # (not a part of a reply; in an atomic EXEC's array, the command's own)
-            after = Within(sink, cls >> IN_REPLY_SHIFT, bool(cls & IN_REPLY_INNER))
+            after = Within(sink, *_place(cls))
         if cls & KEYSPACE:
             publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after, nth=i)
         if cls & KEYEVENT:
             publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after, nth=i)
+
+
+def _place(cls: int) -> tuple[int, bool]:
+    """Where inside its command's reply an event of class ``cls`` goes
+    (``wire.EVENT_IN_REPLY``): the whole elements after the first header,
+    and whether the header of the next follows."""
+    return cls >> IN_REPLY_SHIFT & IN_REPLY_SKIP, bool(cls & IN_REPLY_INNER)
 
 
 def own_mask(server) -> int:

@@ -51,7 +51,7 @@ from shardkv.acceptor.replies import (
 )
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
-from shardkv.protocol import errors
+from shardkv.protocol import errors, wire
 from shardkv.protocol.bus import PUBLISH, PUBSUB, SPUBLISH
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
@@ -746,16 +746,8 @@ def _deliver(
         client.pending.append(Pushed(msg.body(client.resp3)))
     else:
         pending = client.pending
-        if (
-            pending
-            and client.state.blocked
-            and _waits(pending[-1])
-            and not (behind is not None and behind.served)
-        ):
-            # Blocked: Redis writes it at once, before the reply that
-            # serving the client will write; not the events of a blocked
-            # command a write served that Redis writes after its reply.
-            pending.insert(len(pending) - 1, msg.body(client.resp3))
+        if pending and client.state.blocked and _waits(pending[-1]):
+            _while_blocked(client, pending, msg.body(client.resp3), behind)
         else:
             pending.append(msg.body(client.resp3))
     client.flush()
@@ -806,6 +798,63 @@ def _within(client: Client, before: Slot, within: Within, msg: _Message) -> bool
         place.insert(at, inside)
     inside.parts.append((within, msg.body(True)))
     return True
+
+
+def _while_blocked(client: Client, pending: deque, body: bytes, behind: Behind | Within | None) -> None:
+    """``body`` for a blocked client, its waiting slot last among its
+    ``pending`` replies.  Redis writes it at once, before the reply that
+    serving the client will write; but the events of the client's own
+    command, served by a write, that Redis writes after its reply go
+    there, and those it writes inside it, inside (``behind``: a Behind
+    naming the waiter served, ``wire.EVENT_WAITER_SHIFT``), and once it
+    was served, another served command's events follow its reply, as
+    Redis serves it first.  A served wait that names no waiter (a
+    cross-shard wait's): its events Redis writes after the reply go after
+    it, whoever's they are."""
+    if type(behind) is Behind and behind.waiter:
+        if _serves(client, behind.waiter):
+            if behind.within is not None:
+                _served_within(pending, behind.within, body)
+                return
+            if behind.served:
+                pending.append(body)
+                return
+        elif _served_already(pending):
+            pending.append(body)
+            return
+    elif behind is not None and behind.served:
+        pending.append(body)
+        return
+    pending.insert(len(pending) - 1, body)
+
+
+def _serves(client: Client, waiter: int) -> bool:
+    """Whether ``waiter`` (``wire.EVENT_WAITER_SHIFT``) is ``client``'s
+    blocked command."""
+    token = client.state.blocked_token
+    return token > 0 and waiter == token << wire.EVENT_WAITER_PIPE_BITS | client.server.index
+
+
+def _served_already(pending: deque) -> bool:
+    """Whether a blocked client's own command, waiting last among its
+    ``pending`` replies, was served: the messages Redis writes inside its
+    reply wait before it (:func:`_served_within`)."""
+    return len(pending) > 1 and type(pending[-2]) is InReply and pending[-2].slot is pending[-1]
+
+
+def _served_within(pending: deque, within: Within, body: bytes) -> None:
+    """``body``, of a blocked client's own command that a write served, one
+    Redis writes inside that command's reply (``within`` says where): inside
+    the reply its waiting slot, last among its ``pending`` replies, will
+    take (see :class:`~shardkv.acceptor.replies.InReply`)."""
+    slot = pending[-1]
+    at = len(pending) - 1
+    if at and type(pending[at - 1]) is InReply and pending[at - 1].slot is slot:
+        inside = pending[at - 1]
+    else:
+        inside = InReply(slot)
+        pending.insert(at, inside)
+    inside.parts.append((Within(slot, within.skip, within.inner), body))
 
 
 def _behind(client: Client, before: Slot, behind: Behind, body: bytes) -> None:

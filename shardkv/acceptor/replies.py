@@ -145,14 +145,19 @@ class Behind:
     parts of an EXEC run command by command, behind the ``count`` put
     there before it).  ``served``: the message now delivered is of a
     blocked command the command served (``wire.EVENT_SERVED``), which a
-    client still blocked gets after the reply it waits for."""
+    client still blocked gets after the reply it waits for; ``within``:
+    one the served command's own client gets inside its reply, there (the
+    pop of a BZPOPMIN that a ZADD served), and ``waiter``, that client's
+    (``wire.EVENT_WAITER_SHIFT``)."""
 
-    __slots__ = ("slot", "count", "served")
+    __slots__ = ("slot", "count", "served", "within", "waiter")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
         self.count = 0
         self.served = False
+        self.within: Within | None = None
+        self.waiter = 0
 
 
 class Within:

@@ -1026,17 +1026,24 @@ EVENT_AFTER_REPLY = 1 << 18
 # reply, as it builds it (ZPOPMIN's pop event after the array's header,
 # XREADGROUP's ``xgroup-createconsumer`` after its stream's name...), so the
 # command's own RESP3 subscribing client gets it there: after the reply's
-# first header, then ``cls >> EVENT_IN_REPLY_SHIFT`` whole elements, then
-# (EVENT_IN_REPLY_INNER) the header of the element that follows (see
-# shardkv.worker.events, IN_REPLY).  Never in a mask.
+# first header, then ``cls >> EVENT_IN_REPLY_SHIFT & EVENT_IN_REPLY_SKIP``
+# whole elements, then (EVENT_IN_REPLY_INNER) the header of the element
+# that follows (see shardkv.worker.events, IN_REPLY).  Never in a mask.
 EVENT_IN_REPLY = 1 << 19
 EVENT_IN_REPLY_INNER = 1 << 20
 EVENT_IN_REPLY_SHIFT = 22
+EVENT_IN_REPLY_SKIP = (1 << 26) - 1
 # Beside an event's class: an event of a blocked command that a write
 # served (its client's reply comes later, in a ``W`` frame): Redis writes
 # it once it serves the client, where the write's own events reach that
 # client at once, before the reply it still waits for.  Never in a mask.
+# A single-shard wait's names the waiter served, ``cls >> EVENT_WAITER_SHIFT``:
+# its token, shifted by EVENT_WAITER_PIPE_BITS, and the pipe (the acceptor)
+# it came on; it keeps EVENT_IN_REPLY (a BZPOPMIN's pop): its own client
+# gets it inside the reply.
 EVENT_SERVED = 1 << 21
+EVENT_WAITER_SHIFT = 48
+EVENT_WAITER_PIPE_BITS = 8
 
 
 def encode_events(bounds: list[int] | None, events: list[tuple[int, bytes, int, bytes]]) -> bytes:

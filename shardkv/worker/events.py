@@ -283,14 +283,23 @@ def _mark_in_reply(ks: Keyspace, name: bytes, value: object, mark: int) -> None:
         events[i] = (db, key, cls | place, event)  # type: ignore[index]
 
 
-def served(ks: Keyspace, mark: int) -> None:
+def served(ks: Keyspace, mark: int, pipe: int = -1, token: int = 0) -> None:
     """The events from ``mark`` on are a blocked command's, served by a
     write (``wire.EVENT_SERVED``): its client's reply comes later, not in
-    the write's, so they have no place inside that reply."""
+    the write's.  Where that reply is the command's own, as this shard
+    encodes it for the waiter ``token`` of ``pipe``, they name that waiter
+    (``wire.EVENT_WAITER_SHIFT``), and those Redis writes inside the reply
+    (:data:`IN_REPLY`) keep their place there; else (a cross-shard wait's
+    pop, whose reply its acceptor builds) they have none."""
     events = ks.events
+    if pipe < 0:
+        keep, waiter = _NOT_IN_REPLY, 0
+    else:
+        keep = -1
+        waiter = (token << wire.EVENT_WAITER_PIPE_BITS | pipe) << wire.EVENT_WAITER_SHIFT
     for i in range(mark, len(events)):  # type: ignore[arg-type]
         db, key, cls, event = events[i]  # type: ignore[index]
-        events[i] = (db, key, (cls & _NOT_IN_REPLY) | SERVED, event)  # type: ignore[index]
+        events[i] = (db, key, (cls & keep) | SERVED | waiter, event)  # type: ignore[index]
 
 
 _NOT_IN_REPLY = (1 << wire.EVENT_IN_REPLY_SHIFT) - 1 & ~(IN_REPLY_AT | IN_REPLY_INNER)

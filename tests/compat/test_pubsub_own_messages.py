@@ -613,3 +613,79 @@ def test_a_blocked_client_hears_the_write_that_serves_it_before_its_reply(redis_
     assert theirs.index(b"push\r\n") < theirs.index(b"$1\r\na\r\n") < theirs.index(b"pop\r\n")
     # (the writer, subscribed too, hears the served command's events after its reply)
     assert wrote.startswith(b":") and b"pop\r\n" in wrote
+
+
+@pytest.mark.parametrize(
+    "wait, write, inside",
+    [
+        (b"BZPOPMIN {z}z 0\r\n", b"ZADD {z}z 1 a\r\n", b"*3\r\n$4\r\n{z}z\r\n>4\r\n"),
+        (b"BZPOPMAX {z}z 0\r\n", b"ZADD {z}z 1 a 2 b\r\n", b"*3\r\n$4\r\n{z}z\r\n>4\r\n"),
+        (b"BZMPOP 0 1 {z}z MIN COUNT 2\r\n", b"ZADD {z}z 1 a 2 b\r\n", b"*2\r\n$4\r\n{z}z\r\n*2\r\n>4\r\n"),
+    ],
+    ids=["bzpopmin", "bzpopmax", "bzmpop"],
+)
+def test_a_served_blocked_client_gets_its_pop_event_inside_its_reply(redis_and_shardkv_k12, wait, write, inside):
+    """A RESP3 subscriber blocked in BZPOPMIN is served by another client's
+    ZADD: Redis writes it the ZADD's event at once, then its reply with its
+    pop's event inside (after the header and the key), as it does for a
+    BZPOPMIN served at once.  shardkv wrote the pop event before the reply
+    (the shard dropped the event's place for a served command's)."""
+    real, ours, _ = redis_and_shardkv_k12
+    theirs, wrote = _blocked_then_served(real, wait, write)
+    assert _blocked_then_served(ours, wait, write) == (theirs, wrote)
+    assert inside in theirs
+
+
+def _two_blocked_then_served(port: int, acceptors: int, wait: bytes, write: bytes) -> list[bytes]:
+    """Two RESP3 clients subscribed to every keyspace event block in turn
+    in ``wait`` (on each acceptor of two, ``acceptors``; 0: redis-server), then a third
+    client's ``write`` serves both: what each got through an ``ECHO end``
+    sent after."""
+    waiters = [
+        raw_on(port, i % acceptors)[0] if acceptors else socket.create_connection(("127.0.0.1", port), timeout=10)
+        for i in range(2)
+    ]
+    with waiters[0], waiters[1], socket.create_connection(("127.0.0.1", port), timeout=10) as w:
+        for n, s in enumerate(waiters, 1):
+            s.sendall(b"HELLO 3\r\n" + KEA + b"PSUBSCRIBE __key*@0__:*\r\nECHO start\r\n" + wait)
+            assert read_through(s, b"$5\r\nstart\r\n")[0].endswith(b"$5\r\nstart\r\n")
+            deadline = time.monotonic() + REPLY_WAIT
+            while True:  # until the server counts it blocked
+                w.sendall(b"INFO clients\r\nECHO x\r\n")
+                info, _ = read_through(w, b"$1\r\nx\r\n")
+                if b"blocked_clients:%d\r\n" % n in info:
+                    break
+                assert time.monotonic() < deadline, info
+        w.sendall(write + b"ECHO done\r\n")
+        assert read_through(w, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
+        out = []
+        for s in waiters:
+            s.sendall(b"ECHO end\r\n")
+            out.append(read_through(s, b"$3\r\nend\r\n")[0])
+        w.sendall(OFF + b"FLUSHALL\r\nECHO done\r\n")
+        assert read_through(w, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    "wait, write",
+    [
+        (b"BZPOPMIN {z}z 0\r\n", b"ZADD {z}z 1 a 2 b\r\n"),
+        (b"BZMPOP 0 1 {z}z MIN\r\n", b"ZADD {z}z 1 a 2 b\r\n"),
+        (b"BLPOP {l}l 0\r\n", b"RPUSH {l}l a b\r\n"),
+        (b"BLMOVE {l}l {l}m LEFT RIGHT 0\r\n", b"RPUSH {l}l a b\r\n"),
+    ],
+    ids=["bzpopmin", "bzmpop", "blpop", "blmove"],
+)
+def test_two_served_blocked_clients_hear_each_other_in_serving_order(redis_and_shardkv_k12, wait, write):
+    """Two RESP3 subscribers blocked on one key are served by one write:
+    Redis serves the first, then the second, so the first gets the
+    second's events after its own reply, and the second the first's at
+    once, before its own (its pop event inside it).  shardkv, not knowing
+    whose a served command's events were, gave each client the other's
+    where its own go (inside or after its reply)."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    theirs = _two_blocked_then_served(real, 0, wait, write)
+    assert _two_blocked_then_served(ours, acceptors, wait, write) == theirs
+    first, second = theirs
+    assert first.index(b"$1\r\na\r\n") < first.rindex(b"pop") and second.index(b"pop") < second.index(b"$1\r\nb\r\n")
