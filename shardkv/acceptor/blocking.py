@@ -1010,6 +1010,7 @@ class _CrossShard:
             if self.stream and not self.resolved:
                 commands = [self.args, [Verb.XLASTIDS, *self.keys]]
                 op = AtomicOp(client, commands, self.keys, self._resolve, counted=False, served=served)
+                op.whole_reply = True  # (the read's reply)
             elif self.move and (self.ready_claim or ask):
                 # Redis serves the client it notified first: a destination of
                 # another type gets it WRONGTYPE, even when the source is empty
@@ -1022,6 +1023,7 @@ class _CrossShard:
                 op = AtomicOp(
                     client, [args], self.keys, _first_body, counted=False, name=self.args[0], served=served
                 )
+                op.whole_reply = True
             self.op = op
             for notify in (*(ask or ()), *done):
                 kept = keep.get(notify) if keep is not None else None

@@ -917,6 +917,11 @@ class AtomicOp(_Operation):
         # behind a script that goes busy, is refused -BUSY as Redis reads
         # it at the threshold, a rejected call (see _all_parked).
         self.standalone = False
+        # Its client's reply is the executor's reply to its first command
+        # (a single command run across shards, most blocking commands' try):
+        # an event Redis writes inside that reply has its place there (see
+        # shardkv.acceptor.notifications.publish).
+        self.whole_reply = False
         server = client.server
         self.commands = commands
         # False: the executor counts and logs none of the commands (their
@@ -1306,7 +1311,8 @@ def run_cross_shard(
     others = other_db_keys(cmd.name, args, client.server.config["databases"])
     if others:
         keys = [args[1], *others]  # type: ignore[list-item]
-    AtomicOp(client, [args], keys, _first_body, everything=everything).standalone = True
+    op = AtomicOp(client, [args], keys, _first_body, everything=everything)
+    op.standalone = op.whole_reply = True
 
 
 def _plain(key: bytes | tuple, db: int) -> bytes | tuple:

@@ -143,6 +143,8 @@ def publish(server, events: list, origin: object) -> None:
     places = getattr(origin, "event_places", None)
     at = 0
     behind = None  # where the sink's client gets what comes after its reply
+    # (whether the reply is the one its events' places inside it name)
+    inside = in_pipe_order(origin) or getattr(origin, "whole_reply", False)
     for i, (db, key, cls, event) in enumerate(events):
         sink = before
         if places:
@@ -165,7 +167,7 @@ def publish(server, events: list, origin: object) -> None:
             # (a single-shard wait's: which, and whether Redis writes it inside its reply)
             after.waiter = cls >> WAITER_SHIFT
             after.within = Within(sink, *_place(cls)) if cls & IN_REPLY else None  # type: ignore[arg-type]
-        elif cls & IN_REPLY and sink is not None and (in_pipe_order(origin) or type(sink) is ExecPlace):
+        elif cls & IN_REPLY and sink is not None and (inside or type(sink) is ExecPlace):
             # (not a part of a reply; in an atomic EXEC's array, the command's own)
             after = Within(sink, *_place(cls))
         if cls & KEYSPACE:

@@ -470,6 +470,10 @@ _INSIDE = [
     # (as one operation: a WATCH, or keys on both shards)
     b"ZADD z 1 a 2 b 3 c\r\nWATCH w\r\nMULTI\r\nZPOPMIN z\r\nSET b 1\r\nZMPOP 1 z MAX\r\nEXEC\r\n"
     b"XADD a 1-1 f v\r\nXGROUP CREATE a g 0\r\nMULTI\r\nSET b 1\r\nXREADGROUP GROUP g c STREAMS a >\r\nEXEC\r\n",
+    # (keys on both shards: run as one operation, a blocking one as its try)
+    b"ZADD b 1 a\r\nZMPOP 2 a b MIN\r\nZADD a 1 x\r\nBZMPOP 0 2 b a MAX\r\nZADD b 1 x\r\nBZPOPMIN a b 0\r\n"
+    b"XADD a 1-1 f v\r\nXADD b 1-1 f v\r\nXGROUP CREATE a g 0\r\nXGROUP CREATE b g 0\r\n"
+    b"XREADGROUP GROUP g c STREAMS a b > >\r\n",
 ]
 
 
@@ -484,10 +488,11 @@ _INSIDE = [
             b"%2\r\n$4\r\n{x}a\r\n>4\r\n",
             b"*5\r\n*2\r\n>4\r\n",
             b"*3\r\n*2\r\n>4\r\n",
+            b"*3\r\n$1\r\nb\r\n>4\r\n",
         ],
         strict=True,
     ),
-    ids=["zpop", "bzpop", "zmpop", "streams", "exec", "atomic-exec"],
+    ids=["zpop", "bzpop", "zmpop", "streams", "exec", "atomic-exec", "across-shards"],
 )
 def test_own_events_inside_the_reply(redis_and_shardkv_k12, session, inside):
     """A RESP3 client subscribed to every keyspace event pops from a sorted
@@ -495,7 +500,8 @@ def test_own_events_inside_the_reply(redis_and_shardkv_k12, session, inside):
     notifies while it builds the reply, and writes the pop event (the
     ``xgroup-createconsumer``) inside the reply's array, after its header
     (and the key, the next id, the inner header...), in EXEC's array too.
-    shardkv wrote it before the reply (in EXEC's array too)."""
+    shardkv wrote it before the reply in EXEC's array, and for a command
+    run across shards as one operation."""
     theirs = _same_until_end(
         redis_and_shardkv_k12, b"FLUSHALL\r\n" + _HEAR_ALL + session + OFF + b"FLUSHALL\r\n"
     )
@@ -624,7 +630,9 @@ def test_a_blocked_client_hears_the_write_that_serves_it_before_its_reply(redis_
     ],
     ids=["bzpopmin", "bzpopmax", "bzmpop"],
 )
-def test_a_served_blocked_client_gets_its_pop_event_inside_its_reply(redis_and_shardkv_k12, wait, write, inside):
+def test_a_served_blocked_client_gets_its_pop_event_inside_its_reply(
+    redis_and_shardkv_k12, wait, write, inside
+):
     """A RESP3 subscriber blocked in BZPOPMIN is served by another client's
     ZADD: Redis writes it the ZADD's event at once, then its reply with its
     pop's event inside (after the header and the key), as it does for a
@@ -642,7 +650,9 @@ def _two_blocked_then_served(port: int, acceptors: int, wait: bytes, write: byte
     client's ``write`` serves both: what each got through an ``ECHO end``
     sent after."""
     waiters = [
-        raw_on(port, i % acceptors)[0] if acceptors else socket.create_connection(("127.0.0.1", port), timeout=10)
+        raw_on(port, i % acceptors)[0]
+        if acceptors
+        else socket.create_connection(("127.0.0.1", port), timeout=10)
         for i in range(2)
     ]
     with waiters[0], waiters[1], socket.create_connection(("127.0.0.1", port), timeout=10) as w:
@@ -688,4 +698,6 @@ def test_two_served_blocked_clients_hear_each_other_in_serving_order(redis_and_s
     theirs = _two_blocked_then_served(real, 0, wait, write)
     assert _two_blocked_then_served(ours, acceptors, wait, write) == theirs
     first, second = theirs
-    assert first.index(b"$1\r\na\r\n") < first.rindex(b"pop") and second.index(b"pop") < second.index(b"$1\r\nb\r\n")
+    assert first.index(b"$1\r\na\r\n") < first.rindex(b"pop") and second.index(b"pop") < second.index(
+        b"$1\r\nb\r\n"
+    )
