@@ -201,6 +201,21 @@ class _Ignore:
 
 _IGNORE = _Ignore()
 
+
+class _Served(Slot):
+    """The answer to the ``__serve`` that ends a transaction's commands on a
+    shard they wrote, among EXEC's parts after their replies, adding
+    nothing to the array: the events of the blocked commands its writes
+    served come there, after the array's last reply, where Redis writes
+    them to EXEC's client, serving those clients once EXEC ran (they came
+    after the replies of the commands pipelined behind EXEC)."""
+
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        super().deliver(b"")
+
+
 # BGSAVE and BGREWRITEAOF inside EXEC: what the other shards are told (see
 # _schedule_elsewhere).
 _SCHEDULES = {"bgsave": b"save", "bgrewriteaof": b"rewrite"}
@@ -1275,7 +1290,9 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
         client.state.build_exec(None)
         client.state.unblock_in_place(-1)
         for shard in deferred:
-            links[shard].send_control(_SERVE, _IGNORE, in_step=True)
+            served = _Served(client)
+            links[shard].send_control(_SERVE, served, in_step=True)
+            parts.append(served)
     reply.parts = parts
 
 

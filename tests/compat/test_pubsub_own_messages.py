@@ -701,3 +701,24 @@ def test_two_served_blocked_clients_hear_each_other_in_serving_order(redis_and_s
     assert first.index(b"$1\r\na\r\n") < first.rindex(b"pop") and second.index(b"pop") < second.index(
         b"$1\r\nb\r\n"
     )
+
+
+@pytest.mark.parametrize(
+    "wait, write",
+    [
+        (b"BLPOP {l}l 0\r\n", b"MULTI\r\nRPUSH {l}l a\r\nSET x 1\r\nEXEC\r\nECHO behind\r\n"),
+        (b"BZPOPMIN {z}z 0\r\n", b"MULTI\r\nZADD {z}z 1 a\r\nEXEC\r\nECHO behind\r\n"),
+    ],
+    ids=["blpop", "bzpopmin"],
+)
+def test_the_clients_an_exec_serves_are_heard_before_the_next_reply(redis_and_shardkv_k12, wait, write):
+    """A subscribed RESP3 client's EXEC pushes to a key a blocked client
+    waits on, then it pipelines ECHO: Redis serves the blocked client once
+    EXEC ran, and writes the EXEC's client the served command's events
+    right after EXEC's array, before ECHO's reply.  shardkv wrote them
+    after it (the shard serves at the ``__serve`` that ends the
+    transaction's commands, whose answer nobody waited for)."""
+    real, ours, _ = redis_and_shardkv_k12
+    theirs, wrote = _blocked_then_served(real, wait, write)
+    assert _blocked_then_served(ours, wait, write) == (theirs, wrote)
+    assert wrote.index(b"__keyevent@0__:del\r\n") < wrote.index(b"behind\r\n")
