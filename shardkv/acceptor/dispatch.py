@@ -178,7 +178,10 @@ class Dispatch:
                     mute = getattr(item, "mute", None)
                     if mute is not None:
                         pending[i] = mute()
-                    elif is_plain_slot(item) and item.data is None:  # (its events find it)
+                    elif (
+                        is_plain_slot(item) or getattr(item, "muted_in_place", False)
+                    ) and item.data is None:
+                        # (its events find it; so does a busy script's offer)
                         pending[i] = MutedSlot(item)
                     else:
                         pending[i] = MUTED

@@ -242,6 +242,7 @@ class LineSlot(Slot):
     (:meth:`unseen`); any reply fills it with the line."""
 
     __slots__ = ("hold", "line")
+    muted_in_place = True  # (a busy script may refuse its command: see Slot)
 
     def __init__(self, client: Client) -> None:
         super().__init__(client)

@@ -44,6 +44,13 @@ class Slot(Sink):
 
     __slots__ = ("client", "data")
 
+    # Whether CLIENT REPLY OFF or SKIP keeps a slot of this subclass in its
+    # client's reply order, in a :class:`MutedSlot`, until its reply comes,
+    # as it keeps a plain one (:func:`is_plain_slot`): a script's, a MONITOR
+    # line's, whose command a busy script's worker may refuse (ShardLink._offer
+    # looks for it there).  Others leave :data:`MUTED`, ready at once.
+    muted_in_place = False
+
     def __init__(self, client: Client) -> None:
         # (Client._run makes its slots without this call, setting the same two.)
         self.client = client

@@ -445,6 +445,7 @@ class _ScriptResult(Slot):
     when the call was counted (see :func:`_rejected`)."""
 
     __slots__ = ("name", "called", "shard", "ran_ns", "generation")
+    muted_in_place = True  # (a busy script may refuse it: see Slot)
 
     def __init__(self, client: Client, name: str, called: list[bytes]) -> None:
         Slot.__init__(self, client)
@@ -483,6 +484,7 @@ class _ScriptSlot(Slot):
     error, an array holding one) need the arguments, parsed again."""
 
     __slots__ = ("raw", "db")
+    muted_in_place = True  # (a busy script may refuse it: see Slot)
 
     raw: bytes
     db: int

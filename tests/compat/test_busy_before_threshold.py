@@ -289,8 +289,10 @@ def test_commands_sent_under_client_reply_skip_or_off_before_the_threshold_get_b
     -BUSY at the threshold, silently, nothing done, a rejected call each.
     (shardkv did not offer a muted command for refusal, its reply slot
     being no longer among its client's replies, a MutedSlot in its place:
-    the SETs ran after the script, and the replies behind them waited.)"""
+    the SETs ran after the script, and the replies behind them waited; nor
+    a muted script, its slot not a plain one: the EVAL ran.)"""
     a, b = on_shards(0, 1, prefix="xb")
+    c = on_shards(0, prefix="mq")[0]  # (the script's shard too)
 
     def scenario(caller, other, admin):
         quiet = RespClient(admin.sock.getpeername()[1], timeout=30)
@@ -305,12 +307,13 @@ def test_commands_sent_under_client_reply_skip_or_off_before_the_threshold_get_b
             other.send("MGET", KEY, b)
             quiet.send("SET", a, "off")
             quiet.send("INCR", KEY)
+            quiet.send("EVAL", "return redis.call('set', KEYS[1], 'script')", 1, c)
             wait_busy(lambda: (admin.send("GET", KEY), admin.read_reply())[1])
             out = [admin.call("SCRIPT", "KILL"), caller.read(), other.read()]
-            out.append(admin.call("MGET", KEY, a))
+            out.append(admin.call("MGET", KEY, a, c))
         finally:
             quiet.close()
-        return out + _stats(admin, ["set", "mget", "incr"])
+        return out + _stats(admin, ["set", "mget", "incr", "eval"])
 
     _differential(servers, scenario)
 
@@ -379,16 +382,21 @@ def test_commands_refused_at_the_threshold_are_not_monitored(servers):
     """Redis feeds MONITOR in call(), after processCommand's checks, so a
     command refused with -BUSY has no line; the one run after SCRIPT KILL
     has.  (shardkv showed the refused ones: their lines went as the
-    acceptor sent them to the script's shard; then an MGET across shards.)"""
+    acceptor sent them to the script's shard; then an MGET across shards;
+    then one sent under CLIENT REPLY OFF, which ran after the script.)"""
     other_shard = on_shards(1, prefix="rx")[0]
 
     def scenario(caller, other, admin):
         watcher = RespClient(admin.sock.getpeername()[1], timeout=30)
+        quiet = RespClient(admin.sock.getpeername()[1], timeout=30)
         try:
             assert watcher.call("MONITOR") == b"+OK\r\n"
+            quiet.send("CLIENT", "REPLY", "OFF")
+            assert b'"CLIENT" "REPLY" "OFF"' in watcher.read()  # (read before the script)
             _send_script(caller, "EVAL", LOOP, 0)
             _script_runs()
             other.send("SET", KEY, "x")
+            quiet.send("SET", KEY, "quiet")
             other.send("GET", KEY)
             other.send("MGET", other_shard, KEY)
             out = [other.read(), other.read(), other.read()]
@@ -399,6 +407,7 @@ def test_commands_refused_at_the_threshold_are_not_monitored(servers):
             return out + _monitored(watcher, b'"the end"')
         finally:
             watcher.close()
+            quiet.close()
 
     _differential(servers, scenario)
 
