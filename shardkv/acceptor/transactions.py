@@ -645,6 +645,14 @@ def exec_(client: Client, args: list[bytes]) -> None:
         _after_scripts(client, queued, reply, after_scripts)
     elif any(_is_kill(cmd, args) for cmd, args in asked):
         _after_scripts(client, queued, reply, _at_threshold)
+    elif RUNNING_LINKS:
+        # A worker runs a script: Redis reads the EXEC after it, or refuses
+        # it at busy-reply-threshold (EXECABORT, nothing run), whatever
+        # shards its commands touch, as it refuses a command being queued
+        # then (see queue).  Routed now, a read's part waited behind the
+        # script and ran after it, or got the -BUSY of a hold a busy shard
+        # refused (several acceptors) inside EXEC's array.
+        _after_scripts(client, queued, reply, after_scripts)
     else:
         _begin(client, queued, reply)
     client.pending.append(reply)
@@ -710,8 +718,9 @@ def _after_scripts(
     wait: Callable[[Any, Callable[[int | bytes], None], Callable[[], None]], None],
 ) -> None:
     """Run an EXEC with CLIENT UNBLOCK, SCRIPT KILL or FUNCTION KILL (or
-    CLIENT KILL, PAUSE, UNPAUSE, WAIT: see :func:`_waits_for_scripts`) once
-    no shard runs a busy script.
+    CLIENT KILL, PAUSE, UNPAUSE, WAIT: see :func:`_waits_for_scripts`; or
+    any, read while a worker runs a script: see :func:`exec_`) once no
+    shard runs a busy script.
 
     Neither CLIENT UNBLOCK nor EXEC has the allow-busy flag: Redis runs
     nothing while a script runs, and answers an EXEC sent meanwhile, once

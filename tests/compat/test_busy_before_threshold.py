@@ -249,38 +249,34 @@ def test_reads_across_a_cross_shard_scripts_shards_get_one_busy_each(servers):
     _differential(servers, scenario)
 
 
-def test_an_exec_of_a_read_across_a_cross_shard_scripts_shards_is_never_half_refused(servers):
-    """An EXEC whose one command is an MGET of both shards of a cross-shard
-    script, queued before the script and sent before the threshold: Redis
-    answers the EXEC -EXECABORT at the threshold, nothing run; shardkv
-    still runs it whole after the script (see README, busy scripts).  Never
-    an EXEC array with the MGET's -BUSY in it, and never a rejected MGET:
-    at two acceptors the read, waiting for its holds, was refused alone
-    (Holds.refuse_reads), inside the EXEC that then answered it.  From the
-    other acceptor the busy shard refuses its step's hold, and the MGET
-    still gets that -BUSY in the array: not here (see README)."""
+def test_an_exec_sent_before_the_threshold_is_refused_whole(servers):
+    """An EXEC of reads queued before the script and sent before the
+    threshold: an MGET of both shards of a cross-shard script, or a GET of
+    a free shard and an MGET of the one-shard script's and the free one.
+    Redis reads the EXEC at the threshold and answers it -EXECABORT,
+    nothing run: a rejected call of EXEC's, no call of its commands, an
+    EXECABORT error.  (shardkv ran the first whole after the script at the
+    script's acceptor; from the other, and for the second at two
+    acceptors, a busy shard refused its step's hold, and its read got that
+    -BUSY inside EXEC's array, the GET of the free shard run: now an EXEC
+    read while a worker says a script runs waits for the shards' scripts.)"""
     a, b = on_shards(0, 1, prefix="xb")
-    for kind, proc in servers.items():
-        for place in [(0, 0)]:
+    free = on_shards(3, prefix="rx")[0]
+    cases = [((2, a, b), [("MGET", a, b)]), ((0,), [("GET", free), ("MGET", KEY, free)])]
 
-            def scenario(caller, other, admin):
-                assert [other.call("MULTI"), other.call("MGET", a, b)] == [b"+OK\r\n", b"+QUEUED\r\n"]
-                _send_script(caller, "EVAL", LOOP, 2, a, b)
-                _script_runs()
-                other.send("EXEC")
-                # (the probe's acceptor is the EXEC's: it has read the script's report)
-                wait_busy(lambda: (admin.send("GET", KEY), admin.read_reply())[1])
-                assert admin.call("SCRIPT", "KILL") == b"+OK\r\n"
-                caller.read()
-                return other.read(), _stats(admin, ["mget"])[0]
+    def scenario(caller, other, admin):
+        out = []
+        for keys, queued in cases:
+            assert other.call("MULTI") == b"+OK\r\n"
+            assert [other.call(*command) for command in queued] == [b"+QUEUED\r\n"] * len(queued)
+            _send_script(caller, "EVAL", LOOP, *keys)
+            _script_runs()
+            other.send("EXEC")
+            wait_busy(lambda: (admin.send("GET", KEY), admin.read_reply())[1])
+            out += [admin.call("SCRIPT", "KILL"), caller.read(), other.read()]
+        return out + _stats(admin, ["exec", "mget", "get"])
 
-            _RUNS_SCRIPTS[0] = proc.proc.pid if kind == "redis" else worker_pid(proc, 0)
-            executed, mget = _scenario(kind, proc.port, place, scenario)
-            assert executed.startswith(b"-EXECABORT ") or executed == b"*1\r\n*2\r\n$-1\r\n$-1\r\n", (
-                kind,
-                place,
-            )
-            assert "rejected_calls=1" not in mget, (kind, place)
+    _differential(servers, scenario)
 
 
 def test_commands_sent_under_client_reply_skip_or_off_before_the_threshold_get_busy(servers):
