@@ -26,7 +26,7 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.blocking import EAGER, EAGER_KEYS, decided_later, lost_unwritten
+from shardkv.acceptor.blocking import EAGER_KEYS, decided_later, lost_unwritten
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
@@ -340,7 +340,7 @@ class Client(Dispatch, asyncio.Protocol):
                     if touched:
                         _send_runs(links, runs, touched)
                     fast = fast_paths.get(cmd.name)
-                    if fast is not None and not EAGER and fast(self, args, raw, header):
+                    if fast is not None and not eager and fast(self, args, raw, header):
                         # An EVALSHA that may escape: what follows waits for it.
                         if self.state.blocked_token:
                             args = server.behind_shortcuts(self, rest, args, header)

@@ -29,6 +29,7 @@ stand for keys of two different shards.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -39,6 +40,10 @@ from tests.support.resp import ErrorReply, RespClient
 from tests.support.waits import WAIT
 
 A, B = key_on(0, "fifo", shards=2), key_on(1, "fifo", shards=2)
+
+# A script's push, pipelined with a read of a BLMOVE's destination.
+_RPUSH_X = "return redis.call('rpush', KEYS[1], 'x')"
+_RPUSH_X_SHA = hashlib.sha1(_RPUSH_X.encode()).hexdigest()
 
 
 # Pushes to KEYS[1], then to KEYS[2]; the length of KEYS[1] meanwhile.
@@ -439,6 +444,23 @@ CASES: dict[str, list] = {
         ("block", "c1", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
         ("block", "c2", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
         ("pipe", 1, 0, ("RPUSH", "A", "a"), ("RPUSH", "A", "b"), ("LRANGE", "B", 0, -1)),
+    ],
+    # A script (EVAL, EVALSHA, one inside EXEC) pushing to the source
+    # through the other acceptor: the writer's next command sees the
+    # element moved too (EVALSHA's shortcut skipped the movers' check).
+    "blmove-two-shards-pipelined-eval": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 1, 0, ("EVAL", _RPUSH_X, 1, "A"), ("LRANGE", "B", 0, -1)),
+    ],
+    "blmove-two-shards-pipelined-evalsha": [
+        ("write", 1, 0, "SCRIPT", "LOAD", _RPUSH_X),
+        ("write", 1, 0, "EVALSHA", _RPUSH_X_SHA, 1, "{A}w"),
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 1, 0, ("EVALSHA", _RPUSH_X_SHA, 1, "A"), ("LRANGE", "B", 0, -1)),
+    ],
+    "blmove-two-shards-pipelined-exec-eval": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 1, 0, ("MULTI",), ("EVAL", _RPUSH_X, 1, "A"), ("EXEC",), ("LRANGE", "B", 0, -1)),
     ],
     "brpoplpush-two-shards-one-shard-behind": [
         ("block", "c1", 0, 0, "BRPOPLPUSH", "A", "B", 0),
