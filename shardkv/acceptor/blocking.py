@@ -1825,7 +1825,17 @@ def _less_eager(key: bytes) -> None:
 
 def bus_movers(server: Acceptor, origin: int, args: list) -> None:
     """Acceptor ``origin``'s cross-shard BLMOVE/BRPOPLPUSH waits on the
-    source ``args[1]`` now (``args[0]``: 1), or no longer (-1)."""
+    source ``args[1]`` now (``args[0]``: 1), or no longer (-1); or all of
+    them now (0, then each key and how many wait on it), in place of
+    those it told before (see :func:`learn_movers`)."""
+    if args[0] == 0:
+        forget_movers(origin)
+        for i in range(1, len(args) - 1, 2):
+            key, n = args[i], args[i + 1]
+            _REMOTE_MOVERS[origin, key] = n
+            EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + n
+            _REMOTE_KEYS[key] = _REMOTE_KEYS.get(key, 0) + n
+        return
     key = args[1]
     n = _REMOTE_MOVERS.get((origin, key), 0) + args[0]
     if args[0] > 0:
@@ -1886,6 +1896,37 @@ def forget_movers(origin: int) -> None:
             _less_eager(held[1])
     for held in [held for held in _REMOTE_POPS if held[0] == origin]:
         _less(POP_KEYS, held[1], _REMOTE_POPS.pop(held))
+
+
+def bus_movers_now(server: Acceptor, origin: int, args: list) -> int:
+    """Acceptor ``origin`` restarted: tell every other acceptor the keys
+    this one's moves wait on now (``MOVERS [0, key, n, ...]``), as its
+    ``MOVERS`` told them one by one, ahead of the answer (1) and of the
+    ``MOVERS`` that follow."""
+    counts: dict[bytes, int] = {}
+    for wait in EAGER:
+        if wait.claiming:
+            for waited in wait.wait_keys.values():
+                for key in waited:
+                    counts[key] = counts.get(key, 0) + 1
+    told: list = [0]
+    for key, n in counts.items():
+        told += (key, n)
+    server.bus.tell(bus.MOVERS, told)  # type: ignore[union-attr]
+    return 1
+
+
+async def learn_movers(server: Acceptor) -> None:
+    """A restarted acceptor, before it listens: the keys the other
+    acceptors' cross-shard moves wait on (it used to learn them only as
+    their clients blocked again, so a push through it to such a source
+    did not wait for the move: its client's next command, on the
+    destination, could come first).  Each tells all of its own (``MOVERS
+    [0, ...]``, through the supervisor, in order with the ``MOVERS`` it
+    tells after), then answers."""
+    done = server.loop.create_future()  # type: ignore[union-attr]
+    server.bus.ask(bus.MOVERS_NOW, [], done.set_result)  # type: ignore[union-attr]
+    await done
 
 
 # A client's blocked_token while its write waits for the tries of the

@@ -210,6 +210,7 @@ def wiring() -> Wiring:
             bus.UNPIN: connection.bus_unpin,
             bus.MOVERS: blocking.bus_movers,
             bus.POPPERS: blocking.bus_poppers,
+            bus.MOVERS_NOW: blocking.bus_movers_now,
             bus.LOCATE: connection.bus_locate,
             bus.PAUSE: connection.bus_pause,
             bus.HAS_CLIENT: tracking.bus_has_client,
@@ -236,7 +237,7 @@ def wiring() -> Wiring:
         stop_by_signal=durability.stop_by_signal,
         on_bus_start=(monitor.on_bus_start,),
         on_reloaded=(durability.on_reloaded,),
-        on_restart=(scripting.learn_scripts, users.learn_users),
+        on_restart=(scripting.learn_scripts, users.learn_users, blocking.learn_movers),
     )
 
 

@@ -74,13 +74,18 @@ UNPIN = b"unpin"  # tell [pin id, 1 if the EXEC ran]: the clients its UNBLOCKs p
 # tell [1 or -1, key]: a cross-shard BLMOVE/BRPOPLPUSH of the teller waits on
 # that source (database aside), or a cross-shard XREADGROUP on that stream,
 # or no longer: a write of it here waits for its try (__bsettle, see
-# shardkv.acceptor.blocking.try_at_once)
+# shardkv.acceptor.blocking.try_at_once).  tell [0, key, n, key, n, ...]:
+# all of them now, in place of those told before (see MOVERS_NOW).
 MOVERS = b"movers"
 # tell [1 or -1, key]: a cross-shard BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
 # BLMPOP or BZMPOP of the teller waits on that key (database aside), or no
 # longer: a transaction or script written here that writes it waits for its
 # try (__bsettle, see shardkv.acceptor.blocking.try_at_once)
 POPPERS = b"poppers"
+# ask [] -> 1 once the answerer told all its movers now (MOVERS [0, ...]),
+# ahead of its answer and of its later MOVERS: a restarted acceptor asks
+# before it listens.
+MOVERS_NOW = b"movers_now"
 LOCATE = (
     b"locate"  # ask [id, ...] -> [[id, pipe, shard, token], ...]: those of its clients blocked on one shard
 )

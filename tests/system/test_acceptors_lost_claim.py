@@ -21,6 +21,8 @@ the element: as if it had gone first); the replies and the keys must be
 equal.  At the end the whole shardkv server is SIGKILLed and started again
 from its AOF: every scenario's keys must hold what they held before (an
 element the shard moved for a waiter after the death is logged, not lost).
+And an acceptor killed and restarted learns the other's cross-shard moves
+before it listens: a push through it waits for the move.
 """
 
 from __future__ import annotations
@@ -118,27 +120,28 @@ def contents(observer: RespClient, keys: Keys) -> list[bytes]:
     return [observer.call("LRANGE", keys.src, 0, -1), kind, value, observer.call("EXISTS", keys.other)]
 
 
-def acceptor_zero(server: ServerProcess) -> RespClient:
-    """A connection on acceptor 0, once it listens (a scenario before
-    killed it: the supervisor restarts it).  A connection the kernel put in
-    the killed acceptor's queue just before its socket closed is reset
-    (SO_REUSEPORT hands no queue over): that one is tried again too."""
+def acceptor_zero(server: ServerProcess, index: int = 0) -> RespClient:
+    """A connection on acceptor 0 (or ``index``), once it listens (a
+    scenario before killed it: the supervisor restarts it).  A connection
+    the kernel put in the killed acceptor's queue just before its socket
+    closed is reset (SO_REUSEPORT hands no queue over): that one is tried
+    again too."""
     deadline = time.monotonic() + WAIT
     while True:
         try:
-            return client_on(server.port, 0)
+            return client_on(server.port, index)
         except (pytest.fail.Exception, ConnectionResetError):
-            assert time.monotonic() < deadline, "no connection reached acceptor 0"
+            assert time.monotonic() < deadline, f"no connection reached acceptor {index}"
 
 
-def acceptor_pid(server: ServerProcess) -> int:
-    """Acceptor 0's pid, once the supervisor's log names the one that
-    listens now."""
+def acceptor_pid(server: ServerProcess, index: int = 0) -> int:
+    """Acceptor 0's (or ``index``'s) pid, once the supervisor's log names
+    the one that listens now."""
     deadline = time.monotonic() + WAIT
-    while 0 not in acceptor_pids(server):
-        assert time.monotonic() < deadline, "the supervisor never named acceptor 0"
+    while index not in acceptor_pids(server):
+        assert time.monotonic() < deadline, f"the supervisor never named acceptor {index}"
         time.sleep(0.05)
-    return acceptor_pids(server)[0]
+    return acceptor_pids(server)[index]
 
 
 def scenario(server: ServerProcess, case: str, drop_first: bool) -> tuple[list, list]:
@@ -195,6 +198,45 @@ def test_a_dead_acceptors_claim_goes_to_the_clients_left(real, ours, case) -> No
     assert got == expected
     reply = expected[0][-1]  # (what the comparison is about)
     assert reply.startswith(b"-WRONGTYPE") if case == "wrongtype" else reply == b"$1\r\nx\r\n"
+
+
+def push_through_restarted(server: ServerProcess, several: bool) -> list[bytes]:
+    """A client blocked in a cross-shard BLMOVE on acceptor 0; acceptor 1
+    killed (``several``) and restarted by the supervisor; a push to the
+    source through it, pipelined with a read of the destination.  The
+    replies, the blocked client's last."""
+    src, dest = key_on(0, "restarted:src"), key_on(2, "restarted:dest")
+    mover = acceptor_zero(server) if several else RespClient(server.port)
+    observer = acceptor_zero(server) if several else RespClient(server.port)
+    mover.sock.settimeout(WAIT)
+    try:
+        observer.call("DEL", src, dest)
+        before = blocked(observer)
+        mover.send("BLMOVE", src, dest, "LEFT", "RIGHT", 0)
+        wait_blocked(observer, before + 1)
+        if several:
+            os.kill(acceptor_pid(server, 1), signal.SIGKILL)
+        writer = acceptor_zero(server, 1) if several else RespClient(server.port)
+        with writer:
+            writer.send("LPUSH", src, "x")
+            writer.send("LRANGE", dest, 0, -1)
+            out = [writer.read(), writer.read()]
+        out.append(read(mover))
+        return out
+    finally:
+        mover.close()
+        observer.close()
+
+
+def test_a_restarted_acceptor_learns_the_other_acceptors_moves(real, ours) -> None:
+    """The restarted acceptor asks the others for the sources their
+    cross-shard moves wait on before it listens: a write of one waits for
+    the move (``__bsettle``), so the writer's read of the destination sees
+    the element moved, as in Redis.  It used to learn them only as their
+    clients blocked again, and the read could come first (empty)."""
+    expected = push_through_restarted(real, several=False)
+    assert expected == [b":1\r\n", b"*1\r\n$1\r\nx\r\n", b"$1\r\nx\r\n"]
+    assert push_through_restarted(ours, several=True) == expected
 
 
 def test_what_the_shard_served_after_the_death_survives_a_restart_from_the_aof(ours) -> None:

@@ -66,3 +66,21 @@ def test_other_acceptors_pops_are_counted_by_key_and_forgotten_on_restart() -> N
     assert blocking.POP_KEYS[k] == 1
     blocking.bus_poppers(None, 2, [-1, k])  # type: ignore[arg-type]
     assert not blocking.pops_wait_on([k]) and k not in blocking.POP_KEYS
+
+
+def test_all_of_an_acceptors_movers_told_at_once_replace_those_told_before() -> None:
+    """``MOVERS [0, key, n, ...]`` (an acceptor's answer to a restarted
+    one's ``MOVERS_NOW``) replaces what that acceptor told before, and
+    reaches the acceptors that knew already: counting it on top would
+    leave keys eager for good."""
+    k, j = b"movers-unit-all-k", b"movers-unit-all-j"
+    blocking.bus_movers(None, 1, [1, k])  # type: ignore[arg-type]
+    blocking.bus_movers(None, 2, [1, k])  # type: ignore[arg-type]
+    blocking.bus_movers(None, 1, [0, k, 2, j, 1])  # type: ignore[arg-type]
+    assert blocking.EAGER_KEYS[k] == 3 and blocking.EAGER_KEYS[j] == 1
+    blocking.bus_movers(None, 1, [0, j, 1])  # type: ignore[arg-type]
+    assert blocking.EAGER_KEYS[k] == 1 and blocking.EAGER_KEYS[j] == 1
+    blocking.bus_movers(None, 1, [-1, j])  # type: ignore[arg-type]
+    blocking.bus_movers(None, 2, [-1, k])  # type: ignore[arg-type]
+    assert not blocking._moved_elsewhere(k) and not blocking._moved_elsewhere(j)
+    assert k not in blocking.EAGER_KEYS and j not in blocking.EAGER_KEYS
