@@ -677,6 +677,7 @@ class _Notify:
         if body:
             self.link.blocked.pop(self.token, None)
             self.wait.notified(self, body)
+        self.wait.reached(self)  # (empty: it waits there now)
 
     def cancel(self) -> None:
         if self.link.blocked.pop(self.token, None) is not None:
@@ -897,6 +898,9 @@ class _CrossShard:
         for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
+        # The __bwaits sent before the client was shown blocked that their
+        # shards have not answered yet (see _wait_on).
+        self.unreached: dict[_Notify, None] = {}
         # Its claims make a write of its keys wait for its try (see
         # try_at_once): a move's, an XREADGROUP's.
         self.claiming = self.move or (self.stream and not self.read_only)
@@ -1282,16 +1286,27 @@ class _CrossShard:
                 return False
             answer(0)  # an EXEC that did not run: as if it never was
         # Every shard ran the try (and resolved $): from now on a write wakes
-        # the __bwait below, wherever it comes from.
-        if not _shown(self.client, self.token):
+        # the __bwaits below, wherever it comes from, once they are there.
+        if kept:  # (there already: they waited on in their places)
+            return _shown(self.client, self.token)
+        if self.client.closed and self.token not in ASKED:
+            _shown(self.client, self.token)  # gone meanwhile: forgotten now
             return False
-        if kept:
-            return True
         self._wait_on()
         return False
 
     def _wait_on(self) -> None:
-        """Send a new ``__bwait`` (or ``__bpop``) to each of its shards."""
+        """Send a new ``__bwait`` (or ``__bpop``) to each of its shards.
+        A client not shown blocked yet is shown once each shard has
+        answered its own (:meth:`reached`), as a one-shard wait is once its
+        shard says it waits: it used to be shown as they were sent, and a
+        write through another acceptor that saw it blocked could still
+        reach a shard first, and be served as if it came before the block
+        (``RPUSH A x``, ``DEL A`` in one read: DEL 1, the client left
+        waiting)."""
+        state = self.client.state
+        showing = state.blocked_token == self.token and not state.blocked_shown
+        self.unreached = {}
         links = self.client.server.links
         elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
         name = self.args[0]
@@ -1317,9 +1332,23 @@ class _CrossShard:
                 if self.client.resp3:
                     flags |= wire.FLAG_RESP3
             command = wire.stamped_command(bwait, self.stamp)  # type: ignore[arg-type]  # timeout and group are set
+            if showing and link.up:
+                self.unreached[notify] = None
             link.send(wire.entry_header(flags, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return
+        if showing and not self.unreached:
+            _shown(self.client, self.token)
+
+    def reached(self, notify: _Notify) -> None:
+        """The shard of ``notify`` answered it first (it waits there, or
+        notified at once): once all have, the client is shown blocked (see
+        :meth:`_wait_on`)."""
+        unreached = self.unreached
+        if notify in unreached:
+            del unreached[notify]
+            if not unreached and not self.done:
+                _shown(self.client, self.token)
 
     def notified(self, notify: _Notify, body: bytes) -> None:
         body, key, order = _notification(body)

@@ -572,22 +572,6 @@ def _wait_gone(observer: RespClient, client_id: int) -> None:
         time.sleep(0.002)
 
 
-def _reached_shards(syncs: dict[int, RespClient], acceptor: int, connect) -> None:
-    """A blocked client is shown blocked once its shards found nothing,
-    just before its acceptor sends them its waits (``__bwait``/``__bpop``,
-    see ``_CrossShard.attempted``): a write through another acceptor may
-    still reach a shard before them, and is then served as if it came
-    before the block (``RPUSH A x``, ``DEL A`` pipelined: DEL 1, the
-    client left waiting).  A read of a key of each shard through the same
-    acceptor travels behind those waits, so its reply says they are
-    there, as Redis has its client queued on the key once it shows it
-    blocked."""
-    if acceptor not in syncs:
-        syncs[acceptor] = connect(acceptor, 0)
-    for key in (A, B):
-        syncs[acceptor].command("EXISTS", key)
-
-
 def _run(port: int, k: int, steps: list) -> list:
     conns: list[RespClient] = []
 
@@ -602,7 +586,6 @@ def _run(port: int, k: int, steps: list) -> list:
         observer = connect(0, 0)
         observer.command("FLUSHALL")
         writers: dict[tuple[int, int], RespClient] = {}
-        syncs: dict[int, RespClient] = {}
         blocked: dict[str, tuple[RespClient, int]] = {}
         out: list = []
         for step in steps:
@@ -612,7 +595,6 @@ def _run(port: int, k: int, steps: list) -> list:
                 cid = _client_id(c)
                 c.send(*(_arg(a) for a in args))
                 _wait_shown_blocked(observer, cid)
-                _reached_shards(syncs, acceptor, connect)
                 blocked[name] = (c, cid)
             elif step[0] == "close":  # a blocked client goes away
                 c, cid = blocked.pop(step[1])

@@ -2,6 +2,8 @@
 acceptors: the sources other acceptors' moves wait on (bus ``movers``),
 and the ``__bsettle`` a write of such a source waits in; and the keys
 their cross-shard pops wait on (bus ``poppers``)."""
+and the ``__bsettle`` a write of such a source waits in; and when a
+cross-shard wait is shown blocked (once its shards have its waits)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from shardkv.acceptor import blocking
 from shardkv.protocol import wire
 from shardkv.worker.blocking import bsettle
 from shardkv.worker.shard import Shard
+from tests.unit.test_acceptor_dispatch import build, connect, keys_on_two_shards, send
 
 
 def test_a_lost_acceptors_claim_answers_the_settles_of_the_others() -> None:
@@ -84,3 +87,51 @@ def test_all_of_an_acceptors_movers_told_at_once_replace_those_told_before() -> 
     blocking.bus_movers(None, 2, [-1, k])  # type: ignore[arg-type]
     assert not blocking._moved_elsewhere(k) and not blocking._moved_elsewhere(j)
     assert k not in blocking.EAGER_KEYS and j not in blocking.EAGER_KEYS
+
+
+def _blocked_across_shards():
+    """A client of an acceptor with two fake links in ``BLPOP a b 0``
+    (keys of the two shards) whose try found nothing: its ``__bpop``s
+    sent, not answered yet."""
+    acceptor, links = build()
+    for link in links:
+        link.up = True  # type: ignore[attr-defined]
+        link.blocked = {}  # type: ignore[attr-defined]
+    a, b = keys_on_two_shards(acceptor)
+    client, _ = connect(acceptor)
+    send(client, [b"BLPOP", a, b, b"0"])
+    token = client.state.blocked_token
+    for link in links:
+        link.sent.clear()  # (the try, answered below as found nothing)
+    blocking.WAITING[token].attempted(b"*-1\r\n")
+    assert [len(link.sent) for link in links] == [1, 1]
+    return acceptor, links, client, token
+
+
+def test_a_cross_shard_wait_is_shown_blocked_once_each_shard_has_its_wait() -> None:
+    """Shown (CLIENT LIST's b, INFO's blocked_clients) once both shards
+    answered its ``__bpop``, not as they were sent: a write that saw it
+    blocked, through another acceptor, could reach a shard first and be
+    served as if it came before the block."""
+    acceptor, links, client, token = _blocked_across_shards()
+    assert not client.state.blocked
+    links[0].answer(b"")  # (empty: it waits there)
+    assert not client.state.blocked
+    links[1].answer(b"")
+    assert client.state.blocked
+    client.connection_lost(None)
+    assert token not in blocking.WAITING
+
+
+def test_a_cross_shard_client_gone_before_its_waits_arrive_is_forgotten_then() -> None:
+    """Gone before it was shown blocked: it stays (Redis had it blocked,
+    and freed it so) until its shards have its waits, then is forgotten
+    and its waits cancelled (``__bdone``)."""
+    acceptor, links, client, token = _blocked_across_shards()
+    client.connection_lost(None)
+    assert client in acceptor.leaving
+    links[0].answer(b"")
+    links[1].answer(b"")
+    assert client not in acceptor.leaving and client.id not in acceptor.clients
+    assert token not in blocking.WAITING
+    assert all(link.bodies()[0].startswith(b"*2\r\n$7\r\n__bdone\r\n") for link in links)
