@@ -156,6 +156,7 @@ KINDS = (
     UNPIN,
     MOVERS,
     POPPERS,
+    MOVERS_NOW,
     LOCATE,
     PAUSE,
     UNPAUSE,

@@ -1,9 +1,8 @@
 """The bookkeeping of cross-shard BLMOVE/BRPOPLPUSH waits across
 acceptors: the sources other acceptors' moves wait on (bus ``movers``),
-and the ``__bsettle`` a write of such a source waits in; and the keys
-their cross-shard pops wait on (bus ``poppers``)."""
-and the ``__bsettle`` a write of such a source waits in; and when a
-cross-shard wait is shown blocked (once its shards have its waits)."""
+and the ``__bsettle`` a write of such a source waits in; the keys their
+cross-shard pops wait on (bus ``poppers``); and when a cross-shard wait
+is shown blocked (once its shards have its waits)."""
 
 from __future__ import annotations
 
