@@ -1881,7 +1881,17 @@ def bus_movers(server: Acceptor, origin: int, args: list) -> None:
 
 def bus_poppers(server: Acceptor, origin: int, args: list) -> None:
     """Acceptor ``origin``'s cross-shard pops wait on the key ``args[1]``
-    now (``args[0]``: 1), or one no longer (-1)."""
+    now (``args[0]``: 1), or one no longer (-1); or all of them now (0,
+    then each key and how many wait on it), in place of those it told
+    before (see :func:`learn_movers`)."""
+    if args[0] == 0:
+        for held in [held for held in _REMOTE_POPS if held[0] == origin]:
+            _less(POP_KEYS, held[1], _REMOTE_POPS.pop(held))
+        for i in range(1, len(args) - 1, 2):
+            key, n = args[i], args[i + 1]
+            _REMOTE_POPS[origin, key] = n
+            POP_KEYS[key] = POP_KEYS.get(key, 0) + n
+        return
     key = args[1]
     held = (origin, key)
     if args[0] > 0:
@@ -1929,19 +1939,23 @@ def forget_movers(origin: int) -> None:
 
 def bus_movers_now(server: Acceptor, origin: int, args: list) -> int:
     """Acceptor ``origin`` restarted: tell every other acceptor the keys
-    this one's moves wait on now (``MOVERS [0, key, n, ...]``), as its
-    ``MOVERS`` told them one by one, ahead of the answer (1) and of the
-    ``MOVERS`` that follow."""
-    counts: dict[bytes, int] = {}
-    for wait in EAGER:
-        if wait.claiming:
-            for waited in wait.wait_keys.values():
-                for key in waited:
-                    counts[key] = counts.get(key, 0) + 1
-    told: list = [0]
-    for key, n in counts.items():
-        told += (key, n)
-    server.bus.tell(bus.MOVERS, told)  # type: ignore[union-attr]
+    this one's moves wait on now (``MOVERS [0, key, n, ...]``), and its
+    pops (``POPPERS [0, ...]``), as its ``MOVERS`` and ``POPPERS`` told
+    them one by one, ahead of the answer (1) and of those that follow."""
+    moves: dict[bytes, int] = {}
+    pops: dict[bytes, int] = {}
+    waits = dict.fromkeys([*EAGER, *(wait for wait in WAITING.values() if type(wait) is _CrossShard)])
+    for wait in waits:
+        for counts, counted in ((moves, wait.claiming and wait in EAGER), (pops, wait.popping)):
+            if counted:
+                for waited in wait.wait_keys.values():
+                    for key in waited:
+                        counts[key] = counts.get(key, 0) + 1
+    for kind, counts in ((bus.MOVERS, moves), (bus.POPPERS, pops)):
+        told: list = [0]
+        for key, n in counts.items():
+            told += (key, n)
+        server.bus.tell(kind, told)  # type: ignore[union-attr]
     return 1
 
 
@@ -1950,9 +1964,10 @@ async def learn_movers(server: Acceptor) -> None:
     acceptors' cross-shard moves wait on (it used to learn them only as
     their clients blocked again, so a push through it to such a source
     did not wait for the move: its client's next command, on the
-    destination, could come first).  Each tells all of its own (``MOVERS
-    [0, ...]``, through the supervisor, in order with the ``MOVERS`` it
-    tells after), then answers."""
+    destination, could come first); and those their cross-shard pops
+    wait on.  Each tells all of its own (``MOVERS [0, ...]``, ``POPPERS
+    [0, ...]``, through the supervisor, in order with those it tells
+    after), then answers."""
     done = server.loop.create_future()  # type: ignore[union-attr]
     server.bus.ask(bus.MOVERS_NOW, [], done.set_result)  # type: ignore[union-attr]
     await done

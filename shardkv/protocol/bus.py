@@ -80,11 +80,12 @@ MOVERS = b"movers"
 # tell [1 or -1, key]: a cross-shard BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
 # BLMPOP or BZMPOP of the teller waits on that key (database aside), or no
 # longer: a transaction or script written here that writes it waits for its
-# try (__bsettle, see shardkv.acceptor.blocking.try_at_once)
+# try (__bsettle, see shardkv.acceptor.blocking.try_at_once).  tell [0, key,
+# n, ...]: all of them now, as MOVERS's.
 POPPERS = b"poppers"
-# ask [] -> 1 once the answerer told all its movers now (MOVERS [0, ...]),
-# ahead of its answer and of its later MOVERS: a restarted acceptor asks
-# before it listens.
+# ask [] -> 1 once the answerer told all its movers and poppers now
+# (MOVERS [0, ...], POPPERS [0, ...]), ahead of its answer and of its later
+# MOVERS and POPPERS: a restarted acceptor asks before it listens.
 MOVERS_NOW = b"movers_now"
 LOCATE = (
     b"locate"  # ask [id, ...] -> [[id, pipe, shard, token], ...]: those of its clients blocked on one shard

@@ -134,3 +134,14 @@ def test_a_cross_shard_client_gone_before_its_waits_arrive_is_forgotten_then() -
     assert client not in acceptor.leaving and client.id not in acceptor.clients
     assert token not in blocking.WAITING
     assert all(link.bodies()[0].startswith(b"*2\r\n$7\r\n__bdone\r\n") for link in links)
+
+
+def test_all_of_an_acceptors_pops_told_at_once_replace_those_told_before() -> None:
+    """``POPPERS [0, key, n, ...]`` (with ``MOVERS [0, ...]``, the answer
+    to a restarted acceptor's ``MOVERS_NOW``) as ``MOVERS``'s."""
+    k = b"poppers-unit-all-k"
+    blocking.bus_poppers(None, 1, [1, k])  # type: ignore[arg-type]
+    blocking.bus_poppers(None, 1, [0, k, 2])  # type: ignore[arg-type]
+    assert blocking.POP_KEYS[k] == 2
+    blocking.bus_poppers(None, 1, [0])  # type: ignore[arg-type]
+    assert not blocking.pops_wait_on([k])
