@@ -254,11 +254,16 @@ def _settle_failed(server: Acceptor, timed_out: bool = False) -> None:
         # shutdown-timeout seconds (a frozen worker's never comes).
         late = {id(link) for gather in failed if gather.left > 0 for link in gather.asked}
         opening = _Opening(server, failed, sum(1 for link in opened if id(link) in late))
+        # A stop that failed (not aborted) got as far as Redis's
+        # finishShutdown, which stops a background save or rewrite before
+        # its save: every shard's child is stopped then, not only that of
+        # the shard whose save failed (an abort, before it, leaves them).
+        abort = [Verb.SHUTDOWN, b"abort"] + ([b"failed"] if any(not g.aborted for g in failed) else [])
         for link in opened:
             # (Queued past a busy script, run once it ends, as a
             # signal's __shutdown: a -BUSY would leave the shard shut.)
             sink = opening if id(link) in late else _Ignore()
-            link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), sink, control=True)
+            link.send(_HEADER, encode_command(abort), sink, control=True)
         opening.start()
         return
     _answer_failed(server, failed)

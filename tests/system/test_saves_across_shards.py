@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import select
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -130,3 +131,41 @@ def test_an_aborted_shutdown_leaves_a_bgsave_running(server):
     finally:
         stopper.close()
         aborter.close()
+
+
+@pytest.mark.parametrize("server", [1], indirect=True)
+def test_a_failed_shutdown_stops_every_shards_bgsave(server):
+    """A BGSAVE under way (slow), then a SHUTDOWN whose save fails on
+    shard 0 alone (its snapshot path a directory): as Redis's
+    finishShutdown, which stops its child before the save that fails,
+    the BGSAVE is over on every shard, its temp files gone, and a BGSAVE
+    starts again (redis-server 7.0.15: ``rdb_bgsave_in_progress:0`` once
+    its cron has reaped the child it signalled, then ``Background saving
+    started``; before, shard 1, whose save had worked, kept its child
+    until it ended, and BGSAVE said ``Background save already in
+    progress``)."""
+    proc = server[0]
+    assert proc.workdir is not None
+    blocked = Path(proc.workdir) / "dump.rdb.shard-0"
+    c = RespClient(proc.port, timeout=WAIT)
+    try:
+        keys = [key_on(s, f"failsave{i}", shards=2) for s in (0, 1) for i in range(40)]
+        assert c.command("MSET", *[x for k in keys for x in (k, "v")]) == b"OK"
+        assert c.command("CONFIG", "SET", "rdb-key-save-delay", "500000") == b"OK"  # 20 s a shard
+        assert c.command("BGSAVE") == b"Background saving started"
+        assert c.command("CONFIG", "SET", "rdb-key-save-delay", "0") == b"OK"
+        blocked.unlink(missing_ok=True)  # (FLUSHALL's save above)
+        blocked.mkdir()
+        c.send("SHUTDOWN")
+        reply = c.read_reply()
+        assert isinstance(reply, ErrorReply) and str(reply) == FAILED
+        assert until(lambda: _info(c)["rdb_bgsave_in_progress"] == "0", 5.0), "a BGSAVE still runs"
+        assert [name for name in os.listdir(proc.workdir) if ".tmp-" in name] == []
+        blocked.rmdir()
+        assert c.command("BGSAVE") == b"Background saving started"
+        assert until(lambda: _info(c)["rdb_bgsave_in_progress"] == "0", WAIT)
+        assert c.command("DEL", *keys) == len(keys)
+    finally:
+        if blocked.is_dir():
+            blocked.rmdir()
+        c.close()

@@ -78,12 +78,13 @@ def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
     the first AOF base is being written (see Persistence.shutdown).
 
     After OK the shard runs nothing more (see Shard.run_batch); ``abort``
-    opens it again, when another shard could not save.
+    opens it again, when another shard could not save (``abort failed``)
+    or the stop was aborted.
     """
     p = _of(ks)
     mode = args[1].decode("latin-1").lower() if len(args) > 1 else "default"
     if mode == "abort":
-        p.reopen()
+        p.reopen(failed=args[2:] == [b"failed"])
         return OK
     faultpoints.hold("shutdown", p.index)  # the tests of a frozen worker's stop only
     try:

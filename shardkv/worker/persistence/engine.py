@@ -230,10 +230,10 @@ class Persistence(Loading, Saves, Rewrites):
         if child is not None and child.enabling:
             self._kill_child()  # (FORCE: Redis's "Exit anyway.", a stop no ABORT undoes)
         # Any other child runs on: as Redis's finishShutdown, a stop stops
-        # it only once it proceeds (close), and one undone (reopen: a save
-        # of another shard failed, or SHUTDOWN ABORT, which Redis takes
-        # before finishShutdown) leaves it running (before, every stop
-        # stopped it, and a BGSAVE under way was lost to an ABORT).
+        # it only once it proceeds (close) or fails (reopen), and one
+        # aborted (SHUTDOWN ABORT, which Redis takes before finishShutdown)
+        # leaves it running (before, every stop stopped it, and a BGSAVE
+        # under way was lost to an ABORT).
         self._flush_aof()
         saves = mode == "save" or (
             mode == "default"
@@ -255,15 +255,15 @@ class Persistence(Loading, Saves, Rewrites):
             except CommandError:
                 # As Redis's finishShutdown, which stops its child before
                 # the save that fails (an ABORT, which comes before it,
-                # leaves the child running: so does a stop undone here, its
-                # child stopped only as the worker exits, see close).
+                # leaves the child running; the other shards stop theirs as
+                # the failed stop opens them again, see reopen).
                 self._kill_child()
                 raise
         self.closed = True
         self.closed_saved = saves
         self.before_stop = before
 
-    def reopen(self) -> None:
+    def reopen(self, failed: bool = False) -> None:
         """``__shutdown abort``: the stop failed (another shard could not
         save) or was aborted, and the shard serves again.  Redis's stop that
         fails has made no save (its one save failed), and one it aborts has
@@ -272,7 +272,14 @@ class Persistence(Loading, Saves, Rewrites):
         counts as not made, its INFO figures as they were before the stop
         (rdb_changes_since_last_save, rdb_last_save_time, rdb_saves,
         rdb_last_bgsave_status), the same figures as Redis's.  Its snapshot
-        is written all the same, and saved again when its rules say."""
+        is written all the same, and saved again when its rules say.
+        ``failed``: the stop failed (a shard's save), not aborted: as
+        Redis's finishShutdown, which stops its child before the save that
+        failed, a background save or rewrite under way here is stopped too
+        (but a first AOF base, which Redis's stop never stops unforced)."""
+        child = self.child
+        if failed and child is not None and not child.enabling:
+            self._kill_child()
         if self.closed and self.before_stop is not None:
             kept = self.before_stop
             self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok, self.counted = kept
