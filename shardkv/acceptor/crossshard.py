@@ -760,7 +760,13 @@ class _Operation:
         if reply is None:  # it runs again (see AtomicOp._ran)
             return
         sink: Any = self.slot
-        if commit and self.parked and (self.flushed_all or self.flushes_all):
+        # (without save rules a FLUSHALL saves nothing: nothing to wait for)
+        if (
+            commit
+            and self.parked
+            and (self.flushed_all or self.flushes_all)
+            and self.coordinator.config.get("save")
+        ):
             sink = self.after_saves = _AfterSaves(self)
         if gate is None:
             sink.deliver(reply)

@@ -96,6 +96,40 @@ def test_flushall_answers_once_every_shard_has_saved(server, how):
 
 
 @pytest.mark.parametrize("server", [1], indirect=True)
+@pytest.mark.parametrize("how", ["fan-out", "script"])
+def test_flushall_without_save_rules_answers_without_waiting_for_the_shards(server, how):
+    """Without ``save`` rules FLUSHALL saves nothing (Redis's
+    flushAllDataAndResetRDB saves only with rules): its reply does not
+    wait for the shards to apply it, as before FLUSHALL waited for saves
+    (it comes while shard 1 is held at the ``decided`` fault point)."""
+    proc, fault_file, k = server
+    c = RespClient(proc.port, timeout=WAIT)
+    held = psutil.Process(worker_pid(proc, 1))
+    try:
+        assert c.command("CONFIG", "SET", "save", "") == b"OK"
+        key = key_on(0, "nosaveflush", shards=2)
+        assert c.command("SET", key, "v") == b"OK"
+        fault_file.write_text("decided@1")
+        if how == "fan-out":
+            c.send("FLUSHALL")
+        else:
+            c.send("EVAL", "redis.call('flushall') return 1", "1", key)
+        assert until(lambda: held.status() == psutil.STATUS_STOPPED, WAIT), "shard 1 never took the decision"
+        fault_file.write_text("")
+        try:
+            assert _answered(c, WAIT)  # (before, it waited for shard 1)
+        finally:
+            held.resume()
+        assert c.read_reply() == (b"OK" if how == "fan-out" else 1)
+        assert c.command("DBSIZE") == 0
+    finally:
+        fault_file.write_text("")
+        held.resume()
+        c.command("CONFIG", "SET", "save", "3600 1")
+        c.close()
+
+
+@pytest.mark.parametrize("server", [1], indirect=True)
 def test_an_aborted_shutdown_leaves_a_bgsave_running(server):
     """A BGSAVE under way (slow: ``rdb-key-save-delay``), a SHUTDOWN SAVE
     (its shards' saves slow too) and its SHUTDOWN ABORT: the BGSAVE still
