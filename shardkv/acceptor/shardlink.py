@@ -531,10 +531,10 @@ class ShardLink:
         busy_scripts, base, runs = unblocks
         self.busy_scripts = busy_scripts - base.get(self.pipe_index, 0)
         ran = runs.get(self.pipe_index, 0)
-        for sink in self.fifo:
-            refuse = getattr(sink, "refuse_when_busy", None)
-            if refuse is not None:
-                refuse(ran, self.busy)
+        # (collected first: a refusal may queue more, an EXEC's __unwatch)
+        refusals = [refuse for sink in self.fifo if (refuse := getattr(sink, "refuse_when_busy", None))]
+        for refuse in refusals:
+            refuse(ran, self.busy)
 
     def _offer_refusals(self, caller: tuple[int, int], epoch: int) -> None:
         """A script on this shard went busy (its first report): answer with

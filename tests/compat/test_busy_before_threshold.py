@@ -259,7 +259,10 @@ def test_an_exec_sent_before_the_threshold_is_refused_whole(servers):
     script's acceptor; from the other, and for the second at two
     acceptors, a busy shard refused its step's hold, and its read got that
     -BUSY inside EXEC's array, the GET of the free shard run: now an EXEC
-    read while a worker says a script runs waits for the shards' scripts.)"""
+    read while a worker says a script runs waits for the shards' scripts.
+    The client watches a key of the script's shard: refused, the EXEC
+    sent its __unwatch there while the link went through its queue, and
+    the acceptor died of it.)"""
     a, b = on_shards(0, 1, prefix="xb")
     free = on_shards(3, prefix="rx")[0]
     cases = [((2, a, b), [("MGET", a, b)]), ((0,), [("GET", free), ("MGET", KEY, free)])]
@@ -267,7 +270,7 @@ def test_an_exec_sent_before_the_threshold_is_refused_whole(servers):
     def scenario(caller, other, admin):
         out = []
         for keys, queued in cases:
-            assert other.call("MULTI") == b"+OK\r\n"
+            assert [other.call("WATCH", KEY), other.call("MULTI")] == [b"+OK\r\n"] * 2
             assert [other.call(*command) for command in queued] == [b"+QUEUED\r\n"] * len(queued)
             _send_script(caller, "EVAL", LOOP, *keys)
             _script_runs()
