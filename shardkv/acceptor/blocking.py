@@ -527,8 +527,12 @@ def serve_after_scripts(
 
 def _refused_after_scripts(client: Client, args: list[bytes], refused: int | bytes) -> None:
     """``args``, which waited for the shards' scripts, is refused (a shard's
-    ``-BUSY``): its error, counted as dispatch's reject counts one."""
+    ``-BUSY``): its error, counted as dispatch's reject counts one; an
+    EXEC's is ``EXECABORT`` with it, the transaction discarded (Dispatch.reject)."""
     message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
+    if args[0].lower() == b"exec":
+        client.reject(lookup(args[0]), args, message)
+        return
     client.server.stats.rejected(stat_name(args), message)
     client.pending.append(encode_error(message))
 

@@ -52,6 +52,7 @@ from shardkv.acceptor.blocking import (
     after_scripts,
     after_this_step,
     queue_after_scripts,
+    serve_after_scripts,
     waiting_shard,
 )
 from shardkv.acceptor.client import Client
@@ -574,6 +575,19 @@ class Exec:
 
 def exec_(client: Client, args: list[bytes]) -> None:
     """EXEC"""
+    state = client.state
+    if RUNNING_LINKS and (state.multi is None or state.multi_error):
+        # A worker runs a script: Redis reads this EXEC after it, or at
+        # busy-reply-threshold refuses it first, as it refuses any EXEC
+        # then (EXECABORT with the -BUSY, not its own error; see
+        # blocking._refused_after_scripts).  One that runs a transaction
+        # waits below, in _after_scripts.
+        serve_after_scripts(client, _exec, args)
+        return
+    _exec(client, args)
+
+
+def _exec(client: Client, args: list[bytes]) -> None:
     queued = client.state.take_multi()
     if queued is None:
         client.reply_error(errors.EXEC_WITHOUT_MULTI)
