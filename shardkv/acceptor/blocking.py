@@ -1301,15 +1301,20 @@ class _CrossShard:
 
     def _wait_on(self) -> None:
         """Send a new ``__bwait`` (or ``__bpop``) to each of its shards.
-        A client not shown blocked yet is shown once each shard has
-        answered its own (:meth:`reached`), as a one-shard wait is once its
-        shard says it waits: it used to be shown as they were sent, and a
-        write through another acceptor that saw it blocked could still
-        reach a shard first, and be served as if it came before the block
-        (``RPUSH A x``, ``DEL A`` in one read: DEL 1, the client left
-        waiting)."""
+        With several acceptors a client not shown blocked yet is shown once
+        each shard has answered its own (:meth:`reached`), as a one-shard
+        wait is once its shard says it waits: it used to be shown as they
+        were sent, and a write through another acceptor that saw it blocked
+        could still reach a shard first, and be served as if it came before
+        the block (``RPUSH A x``, ``DEL A`` in one read: DEL 1, the client
+        left waiting).  With one, every write reaches a shard on the link
+        behind them: shown as they are sent, so a CLIENT UNBLOCK read after
+        a read through each of its shards answers 1, as in Redis (``SET f
+        1``, ``BLPOP a b 0`` in one read; another client sees f, reads b,
+        unblocks: it answered 0 while the waits were on their way)."""
         state = self.client.state
         showing = state.blocked_token == self.token and not state.blocked_shown
+        later = showing and self.client.server.nacceptors > 1
         self.unreached = {}
         links = self.client.server.links
         elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
@@ -1336,7 +1341,7 @@ class _CrossShard:
                 if self.client.resp3:
                     flags |= wire.FLAG_RESP3
             command = wire.stamped_command(bwait, self.stamp)  # type: ignore[arg-type]  # timeout and group are set
-            if showing and link.up:
+            if later and link.up:
                 self.unreached[notify] = None
             link.send(wire.entry_header(flags, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down

@@ -88,11 +88,12 @@ def test_all_of_an_acceptors_movers_told_at_once_replace_those_told_before() -> 
     assert k not in blocking.EAGER_KEYS and j not in blocking.EAGER_KEYS
 
 
-def _blocked_across_shards():
-    """A client of an acceptor with two fake links in ``BLPOP a b 0``
-    (keys of the two shards) whose try found nothing: its ``__bpop``s
-    sent, not answered yet."""
+def _blocked_across_shards(nacceptors: int = 2):
+    """A client of an acceptor (one of ``nacceptors``) with two fake links
+    in ``BLPOP a b 0`` (keys of the two shards) whose try found nothing:
+    its ``__bpop``s sent, not answered yet."""
     acceptor, links = build()
+    acceptor.nacceptors = nacceptors
     for link in links:
         link.up = True  # type: ignore[attr-defined]
         link.blocked = {}  # type: ignore[attr-defined]
@@ -120,6 +121,17 @@ def test_a_cross_shard_wait_is_shown_blocked_once_each_shard_has_its_wait() -> N
     assert client.state.blocked
     client.connection_lost(None)
     assert token not in blocking.WAITING
+
+
+def test_one_acceptors_cross_shard_wait_is_shown_blocked_as_its_waits_are_sent() -> None:
+    """With one acceptor every write reaches a shard behind the waits on
+    its link: shown at once, so a CLIENT UNBLOCK read after a read through
+    each of its shards is decided by a try (1 if it finds nothing, as in
+    Redis), not answered 0 at once."""
+    acceptor, links, client, token = _blocked_across_shards(1)
+    assert client.state.blocked  # (what CLIENT UNBLOCK asks before its try)
+    client.connection_lost(None)
+    assert token not in blocking.WAITING and not blocking.POP_KEYS
 
 
 def test_a_cross_shard_client_gone_before_its_waits_arrive_is_forgotten_then() -> None:
