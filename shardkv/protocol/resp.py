@@ -161,6 +161,35 @@ def _encode_named(found: list[Any]) -> list[bytes] | None:
     return None
 
 
+def _encode_scripts(found: list[Any]) -> list[bytes] | None:
+    """:func:`_encode_named` for EVALSHA's shapes of one key (4 arguments,
+    or 5 with one argument: a lock's release): the canonical encodings of
+    ``found``'s commands as if each had the first one's first three
+    arguments (its name, SHA1 and key count), when the first and the last
+    have them, and 4 or 5 arguments each, every one shorter than 1024
+    bytes; else None.  Again the caller's check that they join to the read
+    proves every one has them; the key and the argument are all that is
+    measured and joined per command."""
+    heads = _BULK_HEADS
+    join = b"\r\n".join
+    try:
+        first = found[0]
+        last = found[-1]
+        n = len(first)
+        if len(last) != n or last[2] != first[2] or last[1] != first[1] or last[0] != first[0]:
+            return None
+        name, sha, numkeys = first[0], first[1], first[2]
+        if n == 4:
+            named = join((_HEADS_OF_4[len(name)], name, heads[len(sha)], sha, heads[len(numkeys)], numkeys))
+            return [join((named, heads[len(d)], d, b"")) for _, _, _, d in found]
+        if n == 5:
+            named = join((_HEADS_OF_5[len(name)], name, heads[len(sha)], sha, heads[len(numkeys)], numkeys))
+            return [join((named, heads[len(d)], d, heads[len(e)], e, b"")) for _, _, _, d, e in found]
+    except Exception:  # noqa: BLE001 - another shape or form: the caller encodes them otherwise
+        pass
+    return None
+
+
 def _may_allocate_big(data: bytes) -> bool:
     if _BIG_ARRAY.search(data):
         return True
@@ -811,6 +840,14 @@ class RequestParser:
                         if len(data) > _READER_KEEP:
                             self._read_big(data, found)
                         return found, same, found[0]
+                    # The same for a pipeline of one script's EVALSHAs of
+                    # one key (see _encode_scripts); the encodings alone.
+                    if same is None:
+                        same = _encode_scripts(found)
+                        if same is not None and b"".join(same) == data:
+                            if len(data) > _READER_KEEP:
+                                self._read_big(data, found)
+                            return found, same, None
             else:
                 reader.feed(data, 0, end)  # type: ignore[union-attr]
                 found = [reader.gets()]  # type: ignore[union-attr]

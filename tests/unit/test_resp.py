@@ -605,6 +605,10 @@ def test_a_read_of_one_shape_but_one_command_agrees_with_the_python_parser(shape
     assert alike == [(shape, encode_command(shape))] * 16
 
 
+_SHA = b"e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+_SHA2 = b"a42059b356c875f0717db19a51f6aaca9ae659ea"
+
+
 @pytest.mark.parametrize(
     ("read", "named"),
     [
@@ -619,6 +623,39 @@ def test_a_read_of_one_shape_but_one_command_agrees_with_the_python_parser(shape
         ([[b"HSET", b"h", b"f", b"v"]] * 3, None),  # 4 arguments
         ([[b"GET", b"k" * 1024]] * 3, None),  # past the header tables
         ([[b"G" * 1024, b"k"]] * 3, None),
+        # One script's EVALSHAs of one key (_encode_scripts): encoded as
+        # the first one's, told by nothing; any other among them as it is.
+        ([[b"EVALSHA", _SHA, b"1", b"k%d" % i] for i in range(16)], None),
+        ([[b"EVALSHA", _SHA, b"1", b"k%d" % i, b"t" * i] for i in range(16)], None),
+        (
+            [[b"EVALSHA", _SHA, b"1", b"a"], [b"EVALSHA", _SHA2, b"1", b"b"], [b"EVALSHA", _SHA, b"1", b"c"]],
+            None,
+        ),
+        (
+            [[b"EVALSHA", _SHA, b"1", b"a"], [b"EVALSHA", _SHA, b"2", b"b"], [b"EVALSHA", _SHA, b"1", b"c"]],
+            None,
+        ),
+        (
+            [[b"EVALSHA", _SHA, b"1", b"a"], [b"evalsha", _SHA, b"1", b"b"], [b"EVALSHA", _SHA, b"1", b"c"]],
+            None,
+        ),
+        (
+            [
+                [b"EVALSHA", _SHA, b"1", b"a"],
+                [b"EVALSHA", _SHA, b"1", b"b", b"t"],
+                [b"EVALSHA", _SHA, b"1", b"c"],
+            ],
+            None,
+        ),
+        (
+            [
+                [b"EVALSHA", _SHA, b"1", b"a"],
+                [b"EVALSHA", _SHA, b"1", b"k" * 1024],
+                [b"EVALSHA", _SHA, b"1", b"c"],
+            ],
+            None,
+        ),
+        ([[b"EVALSHA", b"s" * 1024, b"1", b"a"]] * 3, None),
     ],
 )
 def test_a_read_of_one_name_is_told_with_its_commands(read, named):
@@ -725,3 +762,22 @@ def test_long_bulk_arrays_are_encoded_a_slice_at_a_time():
     assert type(drawn) is Raw
     body = bytes(encode(drawn))
     assert body.startswith(b"*5\r\n") and body.count(b"\r\n") == 1 + 2 * 5
+
+
+@pytest.mark.parametrize("extra", [[], [b"tok"]])
+def test_one_scripts_evalshas_are_encoded_as_the_first_ones(extra):
+    """_encode_scripts measures and joins only each EVALSHA's key (and
+    argument), with the first one's name, SHA1 and key count: the encodings
+    of a read of one script's EVALSHAs, and of a read with another among
+    them encodings that do not join to it (the caller's check)."""
+    from shardkv.protocol.resp import _encode_scripts
+
+    same = [[b"EVALSHA", _SHA, b"1", b"key:%d" % i, *extra] for i in range(16)]
+    assert _encode_scripts(same) == [encode_command(args) for args in same]
+    for odd in ([b"EVALSHA", _SHA2, b"1", b"k", *extra], [b"evalsha", _SHA, b"1", b"k", *extra]):
+        mixed = [*same[:7], odd, *same[8:]]
+        encoded = _encode_scripts(mixed)
+        assert encoded is not None
+        assert b"".join(encoded) != b"".join(encode_command(args) for args in mixed)
+    assert _encode_scripts([*same[:15], [b"EVALSHA", _SHA2, b"1", b"k", *extra]]) is None
+    assert _encode_scripts([[b"GET", b"k"]] * 3) is None
