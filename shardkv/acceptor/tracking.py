@@ -1103,6 +1103,7 @@ def on_events(server, events: list, origin: object) -> None:
     ordered = in_pipe_order(origin)
     kept: list[tuple[bytes, int]] = []
     flushed = False
+    flush_inside = None  # (where the flush stands in such an EXEC's array)
     # An EXEC run as one operation: each command's place in EXEC's array,
     # where a REDIRECT to its client goes (see notifications.publish).
     places = (
@@ -1116,6 +1117,8 @@ def on_events(server, events: list, origin: object) -> None:
                 at += 1
             inside = places[at][1] if at < len(places) else None
         if cls == FLUSH:
+            if not flushed:
+                flush_inside = inside
             flushed = True
         elif cls == SCRIPT_READ:
             if changer is not None:
@@ -1138,7 +1141,7 @@ def on_events(server, events: list, origin: object) -> None:
     # event of a key (a new key's, then the write's) finds it gone.
     _keep(kept)
     if flushed:
-        invalidate_all(server, changer, place)
+        invalidate_all(server, changer, place, flush_inside)
     if not STATE.clients and not TABLE:
         notifications.update_mask(server)  # nothing left to hear of
 
@@ -1245,11 +1248,15 @@ def _track(key: bytes, cid: int) -> bool:
     return True
 
 
-def invalidate_all(server, changer: Client | None = None, place: object = None) -> None:
+def invalidate_all(
+    server, changer: Client | None = None, place: object = None, inside: object = None
+) -> None:
     """FLUSHDB/FLUSHALL: a null invalidation to every tracking client; to
     the client that flushed (``changer``), right after the flush's reply
     slot ``place``, as Redis, before the replies of what it pipelined
-    after the flush."""
+    after the flush; to one that redirects to it, before that reply
+    (``inside``: the flush's place in the array of an EXEC run atomically,
+    before which it goes)."""
     for target in list(server.clients.values()):
         own = target is changer
         if own and _RETIRED and (state := _retired(target, place)) is not None:
@@ -1257,7 +1264,7 @@ def invalidate_all(server, changer: Client | None = None, place: object = None) 
         elif (state := target.tracking) is None:
             continue
         if not own:
-            send(target, None, writer=changer, at=place)
+            send(target, None, writer=changer, at=inside or place)
         elif not _before_on(state, place):  # (tracking on after the flush: nothing, as Redis)
             send(
                 target, None, after=place, state=state, resp3=_resp3_then(target, state) if _RETIRED else None

@@ -1792,7 +1792,7 @@ def test_redirect_to_the_writing_client_pushes_before_its_reply(ports, resp3):
     read (or flushes): Redis sends the invalidation as the write runs,
     before the writer's reply (inside EXEC's array, before the command's
     reply, the EXEC run command by command or atomically); shardkv pushed
-    it after the reply.  The writer is RESP3 (a
+    it after the reply (a flush in an atomic EXEC: before its array).  The writer is RESP3 (a
     RESP2 subscriber runs no SET); the tracking clients either, on the
     writer's acceptor (from another acceptor it still comes after the
     reply: see the README)."""
@@ -1811,7 +1811,9 @@ def test_redirect_to_the_writing_client_pushes_before_its_reply(ports, resp3):
         (1, "WATCH", "w"),  # (run atomically)
         (1, ["MULTI"], ["GET", "j"], ["SET", "k", "2"], ["EXEC"]),
         (0, "GET", "k"),
-        (1, ["DEL", "k"], ["FLUSHDB"], ["PING"]),
+        (0, "GET", "k"),
+        (1, ["WATCH", "w"], ["MULTI"], ["GET", "j"], ["FLUSHALL"], ["EXEC"]),  # (atomic: a flush inside)
+        (1, ["DEL", "k"], ["FLUSHDB"], ["PING"]),  # (last: its PING's reply ends the step's transcript)
     ]
     _same(ports, [resp3, True, resp3], steps, together=True)
 
