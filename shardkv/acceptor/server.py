@@ -116,10 +116,11 @@ class Wiring:
     # An atomic EXEC that turns tracking on inside: the shards note what
     # changes until it is decided (the function it gives, to call then).
     expect_tracking: Callable[[Client], Callable[[], None]]
-    # That EXEC committed, by its reply slot: the keys only its commands
-    # before the ON wrote (a BCAST ON does not hear of them), and those of
-    # its scripts while tracking was on (their reads remember those alone).
-    written_before_on: Callable[[Client, Any, frozenset[bytes], frozenset[bytes]], None]
+    # That EXEC committed, by its reply slot: by BCAST prefix, the keys
+    # only its commands before the ON naming it wrote (that ON does not hear
+    # of them), and those of its scripts while tracking was on (their reads
+    # remember those alone).
+    written_before_on: Callable[[Client, Any, dict[bytes, frozenset[bytes]], frozenset[bytes]], None]
     # An atomic EXEC that subscribes inside: the shards note keyspace
     # events until it is decided (the function it gives, to call then).
     expect_subscriptions: Callable[[Client, list], Callable[[], None] | None]

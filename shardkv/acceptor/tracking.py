@@ -120,14 +120,16 @@ class Tracking:
         # slots), if any: their own changes ran before it in Redis, so they
         # tell it nothing, a flush included (see _before_on).
         self.since: list | None = None
-        # BCAST: the prefixes its ON registered while ``since`` was in
-        # flight; their changes by those commands ran before the prefix
+        # BCAST: the prefixes an ON registered while commands of the client
+        # were in flight, each with those commands' reply slots (one list
+        # per ON): their changes by those commands ran before the prefix
         # was registered, and Redis broadcasts none of them (see _unheard).
-        self.new_prefixes: set[bytes] | None = None
-        # An atomic EXEC that turned tracking on inside: its reply slot, the
-        # keys only its commands before the ON wrote, and the keys of its
+        self.new_prefixes: dict[bytes, list] | None = None
+        # An atomic EXEC that turned tracking on inside: its reply slot, by
+        # BCAST prefix the keys only its commands before the ON that named
+        # the prefix first wrote, and the keys of its
         # scripts queued while tracking was on (see written_before_on).
-        self.early: tuple[object, frozenset[bytes], frozenset[bytes]] | None = None
+        self.early: tuple[object, dict[bytes, frozenset[bytes]], frozenset[bytes]] | None = None
 
     def add_read(self, read: Read) -> None:
         """A tracked read was sent (after those answered are forgotten)."""
@@ -455,6 +457,7 @@ def enable(
     prefixes: list[bytes],
 ) -> None:
     state = client.tracking
+    first = state is None
     if state is None:
         state = client.tracking = Tracking()
         STATE.clients += 1
@@ -480,17 +483,35 @@ def enable(
     state.optout = optout
     state.noloop = noloop
     if bcast:
+        registered: list[bytes] = []
         for prefix in prefixes or [b""]:
             entry = PREFIXES.get(prefix)
             if entry is None:
                 entry = _register(prefix)
-                if state.since is not None:
-                    if state.new_prefixes is None:
-                        state.new_prefixes = set()
-                    state.new_prefixes.add(prefix)
+                registered.append(prefix)
             if client not in entry[0]:
                 entry[0][client] = None
                 state.prefixes.append(prefix)
+        if registered:
+            _registered_in_flight(client, state, registered, first)
+
+
+def _registered_in_flight(client: Client, state: Tracking, registered: list[bytes], first: bool) -> None:
+    """BCAST prefixes an ON registered: the client's commands in flight as
+    it ran (``since`` if it turned tracking on, else those in flight now:
+    an ON that adds prefixes) changed keys before they were registered."""
+    if first:
+        in_flight = state.since
+    elif client.pending or client.state.exec_parts:
+        in_flight = _in_flight(client) or None
+    else:
+        in_flight = None
+    if in_flight is None:
+        return
+    if state.new_prefixes is None:
+        state.new_prefixes = {}
+    for prefix in registered:
+        state.new_prefixes[prefix] = in_flight
 
 
 def _register(prefix: bytes) -> tuple[dict[Client, None], dict[bytes, Client | None]]:
@@ -630,21 +651,25 @@ def _unheard(changer: Client, prefix: bytes, key: bytes, place: object) -> bool:
     runs, so that one is broadcast to no one (the shard's events come
     after the acceptor ran the ON pipelined or queued behind it)."""
     state = changer.tracking
-    if state is None or state.new_prefixes is None or prefix not in state.new_prefixes:
+    if state is None or state.new_prefixes is None:
+        return False
+    in_flight = state.new_prefixes.get(prefix)
+    if in_flight is None:
         return False
     early = state.early
     if early is not None and early[0] is place:
-        return key in early[1]
-    return _before_on(state, place)
+        return key in early[1].get(prefix, ())
+    return place is not None and _in_pending(in_flight, place) is not None
 
 
 def written_before_on(
-    client: Client, place: object, keys: frozenset[bytes], scripts_read: frozenset[bytes]
+    client: Client, place: object, keys: dict[bytes, frozenset[bytes]], scripts_read: frozenset[bytes]
 ) -> None:
     """An atomic EXEC (reply slot ``place``) that turned tracking on inside
-    committed, its events not handed out yet, all at once: ``keys``, written
-    only by its commands before the ON, were written before the ON
-    registered its BCAST prefixes (see _unheard); its scripts' reads
+    committed, its events not handed out yet, all at once: ``keys``, by
+    BCAST prefix, written only by its commands before the ON that named
+    the prefix first, were written before it was registered (see
+    _unheard); its scripts' reads
     remember ``scripts_read`` alone, the keys of those queued while
     tracking was on (see _script_read)."""
     state = client.tracking
@@ -1497,6 +1522,20 @@ def drop_answered(server) -> None:
             _limit_table(server, limit)
 
 
+def _prefixes_in_flight(client: Client, new_prefixes: dict[bytes, list]) -> dict[bytes, list] | None:
+    """``new_prefixes`` (see :class:`Tracking`) less the commands answered
+    since, and the prefixes none of whose commands are in flight."""
+    still: dict[int, list] = {}  # (each ON's list pruned once)
+    kept = {}
+    for prefix, in_flight in new_prefixes.items():
+        pruned = still.get(id(in_flight))
+        if pruned is None:
+            pruned = still[id(in_flight)] = _still_pending(client, in_flight)
+        if pruned:
+            kept[prefix] = pruned
+    return kept or None
+
+
 def _drop_answered(server) -> None:
     for client in server.clients.values():
         state = client.tracking
@@ -1508,8 +1547,8 @@ def _drop_answered(server) -> None:
             # Those answered are forgotten (their slots keep the reply's
             # bytes): a client blocked behind them keeps no more.
             state.since = _still_pending(client, since) or None
-            if state.since is None:
-                state.new_prefixes = None
+        if state.new_prefixes is not None:
+            state.new_prefixes = _prefixes_in_flight(client, state.new_prefixes)
         if state.early is not None and not _still_pending(client, [state.early[0]]):
             state.early = None  # (its events were handed out as it committed)
         scripts = state.scripts

@@ -975,23 +975,16 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
     on = seen = False
     optin = optout = caching = False
     skipped: set[int] = set()  # (in rest: the reads CLIENT CACHING leaves out)
-    # The keys written before the first ON, those that may be written after
-    # it, and whether a command after it may write any key (a script's
-    # undeclared keys, a flush): a BCAST ON hears of the writes after it
-    # alone.  And the keys of the scripts while it is on: a script's reads
+    # The BCAST prefixes each ON names, with where it stands, and then the
+    # keys each command may write (None: any, a script's undeclared keys,
+    # a flush): a BCAST ON hears of the writes after it alone, by prefix.
+    # And the keys of the scripts while it is on: a script's reads
     # remember its keys (as Redis's call() the caller's), those alone.
-    early: set[bytes] = set()
-    later: set[bytes] = set()
-    anything_later = False
+    named: dict[bytes, int] = {}  # (a prefix's first ON since the last OFF)
     scripts_read: set[bytes] = set()
-    for cmd, args in queued:
-        if cmd.name in _TRACKED_SCRIPTS and on:
+    for i, (cmd, args) in enumerate(queued):
+        if on and cmd.name in _TRACKED_SCRIPTS:
             scripts_read.update(cmd.keys(args))
-        if "readonly" not in cmd.flags and cmd.route != "local":
-            if cmd.route != "shard" or cmd.name in _TRACKED_SCRIPTS:
-                anything_later = anything_later or seen
-            else:
-                (later if seen else early).update(cmd.keys(args))
         if cmd.name == "client" and len(args) > 2:
             sub = args[1].lower()
             if sub == b"tracking":
@@ -1001,6 +994,11 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
                     seen = seen or on
                     options = {a.lower() for a in args[3:]}
                     optin, optout = b"optin" in options, b"optout" in options
+                    if not on:
+                        named.clear()  # (an OFF frees its prefixes, and the changes under them)
+                    elif b"bcast" in options:
+                        for prefix in _prefixes(args[3:]):
+                            named.setdefault(prefix, i)
                     if not on:
                         caching = False
                     continue
@@ -1018,7 +1016,14 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
         return None
     if skipped:
         rest = [entry for i, entry in enumerate(rest) if i not in skipped]
-    unheard = frozenset() if anything_later else frozenset(early - later)
+    unheard: dict[bytes, frozenset[bytes]] = {}
+    if named:
+        writes = [
+            (i, None if cmd.route != "shard" or cmd.name in _TRACKED_SCRIPTS else frozenset(cmd.keys(args)))
+            for i, (cmd, args) in enumerate(queued)
+            if "readonly" not in cmd.flags and cmd.route != "local"
+        ]
+        unheard = {prefix: _written_only_before(writes, i) for prefix, i in named.items()}
 
     def ran(place: Slot) -> None:
         if client.tracking is None:  # (its CLIENT TRACKING ON failed)
@@ -1036,6 +1041,31 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
             tracked(place)
 
     return ran
+
+
+def _prefixes(options: list[bytes]) -> list[bytes]:
+    """The prefixes a CLIENT TRACKING ON BCAST names (all keys if none)."""
+    prefixes = []
+    i = 0
+    while i < len(options) - 1:
+        if options[i].lower() == b"prefix":
+            prefixes.append(options[i + 1])
+            i += 1
+        i += 1
+    return prefixes or [b""]
+
+
+def _written_only_before(writes: list[tuple[int, frozenset[bytes] | None]], at: int) -> frozenset[bytes]:
+    """The keys that only commands before the ``at``-th wrote (none if one
+    after it may write any key)."""
+    early: set[bytes] = set()
+    later: set[bytes] = set()
+    for i, keys in writes:
+        if i > at and keys is None:
+            return frozenset()
+        if keys is not None:
+            (later if i > at else early).update(keys)
+    return frozenset(early - later)
 
 
 # (as tracking.atomic_exec_reads: their undeclared keys may be any)

@@ -1711,7 +1711,9 @@ def test_own_change_then_tracking_off_on_and_off_again(ports, again):
         for others in ("none", "tracking")
     ]
     + [("after a watched exec", others) for others in ("none", "tracking")]
-    + [("pipelined", "bcast"), ("exec watched", "bcast")],
+    + [("pipelined", "bcast"), ("exec watched", "bcast")]
+    + [(f"adds a prefix {how}", "none") for how in ("pipelined", "exec one by one", "exec watched")]
+    + [("exec watched, on off on", "none")],
 )
 def test_bcast_turned_on_behind_own_writes_hears_of_those_after_it(ports, how, others):
     """Writes, CLIENT TRACKING on BCAST, writes, in one pipeline or one
@@ -1723,7 +1725,10 @@ def test_bcast_turned_on_behind_own_writes_hears_of_those_after_it(ports, how, o
     one push per shard would differ (``{a}``), except across two shards;
     BCAST pushes may follow the reply of the PING behind (see the
     README): the client's whole stream is compared.  Both clients on one
-    acceptor: each acceptor keeps its own prefixes (see the README)."""
+    acceptor: each acceptor keeps its own prefixes (see the README).  An
+    ON that adds the prefix to a BCAST client's (``adds a prefix``): the
+    writes between the two ONs come before it too (shardkv broadcast
+    them).  On, off and on again: only the writes after the last ON."""
     a, b = _keys_on_two_shards(4)
     on = ["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "{a}"]
     first, second = ["SET", "{a}1", "x"], ["SET", "{a}2", "y"]
@@ -1735,6 +1740,17 @@ def test_bcast_turned_on_behind_own_writes_hears_of_those_after_it(ports, how, o
         step = (0, ["WATCH", "w"], ["MULTI"], first, on, second, ["EXEC"])
     elif how == "after a watched exec":  # (its writes handed out as it commits)
         step = ("write", 0, ["WATCH", "w"], ["MULTI"], first, ["EXEC"], on, second)
+    elif how == "exec watched, on off on":  # (a prefix named "prefix" too)
+        off, on2 = ["CLIENT", "TRACKING", "off"], [*on[:-1], "prefix", "PREFIX", "{a}"]
+        middle = [off, ["SET", "{a}3", "x"], on2]
+        step = (0, ["WATCH", "w"], ["MULTI"], first, on, second, *middle, second, ["EXEC"])
+    elif how.startswith("adds a prefix"):
+        before = ["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x"]
+        if how.endswith("pipelined"):
+            step = ("write", 0, ["SET", "{a}0", "w"], before, first, on, second)
+        else:
+            head = [["WATCH", "w"]] if how.endswith("watched") else []
+            step = (0, *head, ["MULTI"], ["SET", "{a}0", "w"], before, first, on, second, ["EXEC"])
     else:
         on = ["CLIENT", "TRACKING", "on", "BCAST"]
         first, second = ["SET", a, "x"], ["SET", b, "y"]
