@@ -448,7 +448,8 @@ class Pipes:
         itself (held, or an operation in doubt): then the end of its next
         batch, or the next tick once it is free, serves them.  A pipe that
         fails meanwhile is lost after the current frame."""
-        if not self.shard.waiters.ready or self.current is None or self.exclusive() is not None:
+        waiters = self.shard.waiters
+        if not (waiters.ready or waiters.wakes) or self.current is None or self.exclusive() is not None:
             return
         try:
             self.shard.serve_left()
@@ -767,8 +768,10 @@ class Pipes:
             for p in pipes:
                 if p is not None and p.broken:
                     self.lose(p)
-            if waiters.ready:
-                self._serve_left()  # a lost acceptor's claims (Waiters.clear)
+            if waiters.ready or waiters.wakes:
+                # A lost acceptor's claims (Waiters.clear): the keys they
+                # made ready, and the __bsettles they ended (wakes alone).
+                self._serve_left()
 
     def _next_frame(self) -> tuple[Pipe, bytes] | None:
         """A frame already read, from the pipe whose turn it is, with no

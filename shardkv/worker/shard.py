@@ -1523,9 +1523,15 @@ class Shard:
         events sent (keyspace events, tracking's invalidations), then the
         wakes, which wait for the AOF as a batch's replies do.  The loop
         calls it between frames, while no acceptor has the shard to
-        itself; nothing changes once SHUTDOWN has saved."""
+        itself; nothing changes once SHUTDOWN has saved.  With no key
+        ready it sends the wakes alone: the ``__bsettle``s that a lost
+        acceptor's dropped claims ended (another acceptor's writer waits
+        for them, see ``Waiters._unclaim``)."""
         waiters = self.waiters
-        if not waiters.ready or (self.persistence is not None and self.persistence.closed):
+        if self.persistence is not None and self.persistence.closed:
+            return
+        if not waiters.ready:
+            self.send_wakes()
             return
         self.keyspace.tick()
         waiters.serve_ready()

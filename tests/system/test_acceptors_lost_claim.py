@@ -35,6 +35,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from shardkv.acceptor.blocking import SETTLE_WAIT_S
 from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
 from tests.support.resp import RespClient
@@ -198,6 +199,78 @@ def test_a_dead_acceptors_claim_goes_to_the_clients_left(real, ours, case) -> No
     assert got == expected
     reply = expected[0][-1]  # (what the comparison is about)
     assert reply.startswith(b"-WRONGTYPE") if case == "wrongtype" else reply == b"$1\r\nx\r\n"
+
+
+def settle_scenario(server: ServerProcess, several: bool) -> tuple[list, float]:
+    """A client in a cross-shard BLPOP (on acceptor 0 when ``several``), a
+    transaction pushing both its keys through acceptor 1, then
+    ``LLEN``: the EXEC notifies the client, whose acceptor is stopped, and
+    waits for its try (``__bsettle``); the acceptor is killed.  Redis: the
+    client closes its connection before the EXEC.  The replies, and how
+    long the EXEC's took from the kill (or from its send)."""
+    left, right = key_on(0, "settle:left"), key_on(1, "settle:right")
+    waiter = acceptor_zero(server) if several else RespClient(server.port)
+    acceptor = acceptor_pid(server) if several else 0
+    observer = client_on(server.port, 1) if several else RespClient(server.port)
+    writer = client_on(server.port, 1) if several else RespClient(server.port)
+    try:
+        observer.call("DEL", left, right)
+        before = blocked(observer)
+        waiter.send("BLPOP", right, left, 0)
+        wait_blocked(observer, before + 1)
+        if several:
+            os.kill(acceptor, signal.SIGSTOP)
+        else:
+            waiter.close()
+            wait_blocked(observer, before)
+        try:
+            for command in (
+                ("MULTI",),
+                ("RPUSH", left, "x"),
+                ("RPUSH", right, "y"),
+                ("EXEC",),
+                ("LLEN", left),
+            ):
+                writer.send(*command)
+            # The EXEC ran (and its __bsettles, sent behind it on acceptor
+            # 1's pipes, reached the shards) once a read of each key
+            # through acceptor 1 sees its element.
+            deadline = time.monotonic() + WAIT
+            while observer.call("LLEN", left) != b":1\r\n" or observer.call("LLEN", right) != b":1\r\n":
+                assert time.monotonic() < deadline, "the EXEC never ran"
+            if several:
+                # The supervisor, stopped, starts no acceptor meanwhile (a
+                # new acceptor's first frames to the shards would send
+                # what they hold back).
+                os.kill(server.proc.pid, signal.SIGSTOP)
+        finally:
+            if several:
+                os.kill(acceptor, signal.SIGKILL)
+        since = time.monotonic()
+        try:
+            out = [writer.read() for _ in range(5)]
+            took = time.monotonic() - since
+        finally:
+            if several:
+                os.kill(server.proc.pid, signal.SIGCONT)
+        return out, took
+    finally:
+        for c in (observer, waiter, writer):
+            c.close()
+
+
+def test_a_dead_acceptors_pop_ends_the_wait_of_a_transaction_for_its_try(real, ours) -> None:
+    """A transaction writing a key of a cross-shard pop waits for the
+    pop's try (``__bsettle``, SETTLE_WAIT_S at most); the popping client's
+    acceptor dies meanwhile: its claims are dropped, and the shards send
+    the __bsettles' answers at once.  They used to stay queued until the
+    shard's next batch (a restarted acceptor's first frames, here held
+    back), the writer's reply coming after SETTLE_WAIT_S."""
+    expected, _ = settle_scenario(real, several=False)
+    got, took = settle_scenario(ours, several=True)
+    assert got == expected
+    # (Before: SETTLE_WAIT_S less the few ms from the EXEC to the kill.)
+    assert took < SETTLE_WAIT_S / 2
 
 
 def push_through_restarted(server: ServerProcess, several: bool) -> list[bytes]:
