@@ -916,12 +916,11 @@ class _CrossShard:
         # its try (see try_at_once), until it is done (see _forget_keys).
         self.popping = not self.stream and not self.move
         if self.popping:
-            teller = client.server.bus
             for waited in self.wait_keys.values():
                 for key in waited:
                     POP_KEYS[key] = POP_KEYS.get(key, 0) + 1
-                    if teller is not None:
-                        teller.tell(bus.POPPERS, [1, key])
+            if client.server.bus is not None:  # (one message for all its keys)
+                client.server.bus.tell(bus.POPPERS, [1, *keys_of(self)])
         if self.claiming or self.read_only:
             EAGER[self] = None
             for waited in self.wait_keys.values():
@@ -1555,8 +1554,8 @@ class _CrossShard:
                         teller.tell(bus.MOVERS, [-1, key])
                 if popping:
                     _less(POP_KEYS, key, 1)
-                    if teller is not None:
-                        teller.tell(bus.POPPERS, [-1, key])
+        if popping and teller is not None:
+            teller.tell(bus.POPPERS, [-1, *keys_of(self)])
 
     def serve_now(self, key: bytes) -> None:
         """A command writing its key ``key`` was just sent (see
@@ -1889,10 +1888,10 @@ def bus_movers(server: Acceptor, origin: int, args: list) -> None:
 
 
 def bus_poppers(server: Acceptor, origin: int, args: list) -> None:
-    """Acceptor ``origin``'s cross-shard pops wait on the key ``args[1]``
-    now (``args[0]``: 1), or one no longer (-1); or all of them now (0,
-    then each key and how many wait on it), in place of those it told
-    before (see :func:`learn_movers`)."""
+    """A cross-shard pop of acceptor ``origin`` waits on the keys
+    ``args[1:]`` now (``args[0]``: 1; one message for all its keys), or
+    no longer (-1); or all of them now (0, then each key and how many wait
+    on it), in place of those it told before (see :func:`learn_movers`)."""
     if args[0] == 0:
         for held in [held for held in _REMOTE_POPS if held[0] == origin]:
             _less(POP_KEYS, held[1], _REMOTE_POPS.pop(held))
@@ -1901,14 +1900,20 @@ def bus_poppers(server: Acceptor, origin: int, args: list) -> None:
             _REMOTE_POPS[origin, key] = n
             POP_KEYS[key] = POP_KEYS.get(key, 0) + n
         return
-    key = args[1]
-    held = (origin, key)
-    if args[0] > 0:
-        _REMOTE_POPS[held] = _REMOTE_POPS.get(held, 0) + 1
-        POP_KEYS[key] = POP_KEYS.get(key, 0) + 1
-    elif held in _REMOTE_POPS:
-        _less(_REMOTE_POPS, held, 1)
-        _less(POP_KEYS, key, 1)
+    more = args[0] > 0
+    for key in args[1:]:
+        held = (origin, key)
+        if more:
+            _REMOTE_POPS[held] = _REMOTE_POPS.get(held, 0) + 1
+            POP_KEYS[key] = POP_KEYS.get(key, 0) + 1
+        elif held in _REMOTE_POPS:
+            _less(_REMOTE_POPS, held, 1)
+            _less(POP_KEYS, key, 1)
+
+
+def keys_of(wait: _CrossShard) -> list[bytes]:
+    """The keys ``wait`` waits on, each once."""
+    return [key for waited in wait.wait_keys.values() for key in waited]
 
 
 def pops_wait_on(keys: list[bytes]) -> bool:

@@ -77,11 +77,12 @@ UNPIN = b"unpin"  # tell [pin id, 1 if the EXEC ran]: the clients its UNBLOCKs p
 # shardkv.acceptor.blocking.try_at_once).  tell [0, key, n, key, n, ...]:
 # all of them now, in place of those told before (see MOVERS_NOW).
 MOVERS = b"movers"
-# tell [1 or -1, key]: a cross-shard BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
-# BLMPOP or BZMPOP of the teller waits on that key (database aside), or no
-# longer: a transaction or script written here that writes it waits for its
-# try (__bsettle, see shardkv.acceptor.blocking.try_at_once).  tell [0, key,
-# n, ...]: all of them now, as MOVERS's.
+# tell [1 or -1, key, ...]: a cross-shard BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
+# BLMPOP or BZMPOP of the teller waits on those keys (database aside), or
+# no longer (one message for all its keys): a transaction or script written
+# here that writes one waits for its try (__bsettle, see
+# shardkv.acceptor.blocking.try_at_once).  tell [0, key, n, ...]: all of
+# them now, as MOVERS's.
 POPPERS = b"poppers"
 # ask [] -> 1 once the answerer told all its movers and poppers now
 # (MOVERS [0, ...], POPPERS [0, ...]), ahead of its answer and of its later
