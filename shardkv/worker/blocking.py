@@ -755,7 +755,7 @@ class Waiters:
                 if value is not None:
                     mark = len(ks.events)  # type: ignore[arg-type]
                     events.derive(ks, args, value, before)
-                    events.served(ks, mark, waiter.pipe, waiter.token)
+                    events.served(ks, mark, waiter.pipe, waiter.token, args[0])
         except CommandError as e:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down

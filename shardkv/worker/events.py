@@ -283,19 +283,20 @@ def _mark_in_reply(ks: Keyspace, name: bytes, value: object, mark: int) -> None:
         events[i] = (db, key, cls | place, event)  # type: ignore[index]
 
 
-def served(ks: Keyspace, mark: int, pipe: int = -1, token: int = 0) -> None:
+def served(ks: Keyspace, mark: int, pipe: int = -1, token: int = 0, name: bytes = b"") -> None:
     """The events from ``mark`` on are a blocked command's, served by a
     write (``wire.EVENT_SERVED``): its client's reply comes later, not in
     the write's.  Where that reply is the command's own, as this shard
     encodes it for the waiter ``token`` of ``pipe``, they name that waiter
     (``wire.EVENT_WAITER_SHIFT``), and those Redis writes inside the reply
-    (:data:`IN_REPLY`) keep their place there; else (a cross-shard wait's
-    pop, whose reply its acceptor builds) they have none."""
+    of the served command ``name`` (:data:`SERVED_IN_REPLY`) keep their
+    place there; else (a cross-shard wait's pop, whose reply its acceptor
+    builds; a served XREADGROUP's new consumer) they have none."""
     events = ks.events
     if pipe < 0:
         keep, waiter = _NOT_IN_REPLY, 0
     else:
-        keep = -1
+        keep = -1 if name.lower() in SERVED_IN_REPLY else _NOT_IN_REPLY
         waiter = (token << wire.EVENT_WAITER_PIPE_BITS | pipe) << wire.EVENT_WAITER_SHIFT
     for i in range(mark, len(events)):  # type: ignore[arg-type]
         db, key, cls, event = events[i]  # type: ignore[index]
@@ -864,6 +865,10 @@ IN_REPLY: dict[bytes, tuple[frozenset[bytes], int, bool]] = {
     b"xautoclaim": (_CREATED, 1, True),  # *3, next id, *N, >push...
     b"xreadgroup": (_CREATED, 1, False),  # %N, key, >push, its entries...
 }
+# Those of IN_REPLY whose events Redis writes inside the reply when a write
+# serves the command too (it pops as it replies); a served XREADGROUP
+# creates its consumer before it starts the reply.
+SERVED_IN_REPLY = frozenset((b"bzpopmin", b"bzpopmax", b"bzmpop"))
 
 # What some rules need to know from before the command ran (before[None]).
 _PRE: dict[bytes, Callable] = {

@@ -563,16 +563,16 @@ def test_a_scripts_message_among_the_events_its_acceptor_gets(redis_and_shardkv_
     assert theirs.index(b"\r\nmessage\r\n") < theirs.index(b"rpush\r\n")
 
 
-def _blocked_then_served(port: int, wait: bytes, write: bytes) -> tuple[bytes, bytes]:
-    """A RESP3 client subscribed to every keyspace event runs the blocking
-    ``wait``; once it is blocked, another client's ``write`` serves it:
+def _blocked_then_served(port: int, wait: bytes, write: bytes, first: bytes = b"") -> tuple[bytes, bytes]:
+    """A RESP3 client subscribed to every keyspace event (having sent
+    ``first`` before) runs the blocking ``wait``; once it is blocked, another client's ``write`` serves it:
     what the first then got, through an ``ECHO end`` sent after, and what
     the other, subscribed too, got for its write."""
     with (
         socket.create_connection(("127.0.0.1", port), timeout=10) as a,
         socket.create_connection(("127.0.0.1", port), timeout=10) as b,
     ):
-        a.sendall(b"HELLO 3\r\n" + KEA + b"PSUBSCRIBE __key*@0__:*\r\nECHO start\r\n" + wait)
+        a.sendall(b"HELLO 3\r\n" + first + KEA + b"PSUBSCRIBE __key*@0__:*\r\nECHO start\r\n" + wait)
         assert read_through(a, b"$5\r\nstart\r\n")[0].endswith(b"$5\r\nstart\r\n")
         deadline = time.monotonic() + REPLY_WAIT
         while True:  # until the server counts it blocked
@@ -642,6 +642,21 @@ def test_a_served_blocked_client_gets_its_pop_event_inside_its_reply(
     theirs, wrote = _blocked_then_served(real, wait, write)
     assert _blocked_then_served(ours, wait, write) == (theirs, wrote)
     assert inside in theirs
+
+
+def test_a_served_xreadgroup_hears_its_consumer_created_before_its_reply(redis_and_shardkv_k12):
+    """A RESP3 subscriber blocked in XREADGROUP, its consumer new, is served
+    by another client's XADD: Redis creates the consumer as it serves it,
+    before it starts the reply, so its ``xgroup-createconsumer`` comes
+    first, unlike an XREADGROUP served at once, which writes it inside
+    the reply.  shardkv wrote it inside (after the stream's name) there
+    too, keeping a served command's event's place in its reply."""
+    real, ours, _ = redis_and_shardkv_k12
+    group = b"XGROUP CREATE {s}s g $ MKSTREAM\r\n"
+    wait, write = b"XREADGROUP GROUP g c BLOCK 0 STREAMS {s}s >\r\n", b"XADD {s}s 1-1 f v\r\n"
+    theirs, wrote = _blocked_then_served(real, wait, write, group)
+    assert _blocked_then_served(ours, wait, write, group) == (theirs, wrote)
+    assert theirs.index(b"createconsumer\r\n") < theirs.index(b"%1\r\n")
 
 
 def _two_blocked_then_served(port: int, acceptors: int, wait: bytes, write: bytes) -> list[bytes]:
