@@ -145,6 +145,7 @@ def publish(server, events: list, origin: object) -> None:
     behind = None  # where the sink's client gets what comes after its reply
     # (whether the reply is the one its events' places inside it name)
     inside = in_pipe_order(origin) or getattr(origin, "whole_reply", False)
+    served = 0  # the last waiter served that the events named
     for i, (db, key, cls, event) in enumerate(events):
         sink = before
         if places:
@@ -165,7 +166,10 @@ def publish(server, events: list, origin: object) -> None:
             # (one Redis writes after the served command's reply: see pubsub._deliver)
             after.served = cls & (AFTER_REPLY | SERVED_EVENT) == AFTER_REPLY | SERVED_EVENT
             # (a single-shard wait's: which, and whether Redis writes it inside its reply)
-            after.waiter = cls >> WAITER_SHIFT
+            after.waiter = waiter = cls >> WAITER_SHIFT
+            if waiter and waiter != served:  # (its client's, served before those after it)
+                pubsub.note_served(server, waiter)
+                served = waiter
             after.within = Within(sink, *_place(cls)) if cls & IN_REPLY else None  # type: ignore[arg-type]
         elif cls & IN_REPLY and sink is not None and (inside or type(sink) is ExecPlace):
             # (not a part of a reply; in an atomic EXEC's array, the command's own)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from functools import partial
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.blocking import serve_after_scripts
+from shardkv.acceptor.blocking import WAITING, serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import (
@@ -838,8 +838,26 @@ def _serves(client: Client, waiter: int) -> bool:
 def _served_already(pending: deque) -> bool:
     """Whether a blocked client's own command, waiting last among its
     ``pending`` replies, was served: the messages Redis writes inside its
-    reply wait before it (:func:`_served_within`)."""
+    reply wait before it (:func:`_served_within`, :func:`note_served`)."""
     return len(pending) > 1 and type(pending[-2]) is InReply and pending[-2].slot is pending[-1]
+
+
+def note_served(server, waiter: int) -> None:
+    """A write served the blocked command that ``waiter`` names
+    (``wire.EVENT_WAITER_SHIFT``): if it is a client's here, still waiting
+    last among its pending replies, what it hears from now on of the
+    commands served after it follows its reply, as Redis serves it first,
+    whether or not it hears its own command's events: the (maybe empty)
+    messages inside its reply wait before it (:func:`_served_already`)."""
+    if waiter & (1 << wire.EVENT_WAITER_PIPE_BITS) - 1 != server.index:
+        return
+    wait = WAITING.get(waiter >> wire.EVENT_WAITER_PIPE_BITS)
+    slot = getattr(wait, "slot", None)
+    if slot is None:
+        return
+    pending = slot.client.pending
+    if pending and pending[-1] is slot and not _served_already(pending):
+        pending.insert(len(pending) - 1, InReply(slot))
 
 
 def _served_within(pending: deque, within: Within, body: bytes) -> None:

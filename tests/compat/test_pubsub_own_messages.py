@@ -659,9 +659,19 @@ def test_a_served_xreadgroup_hears_its_consumer_created_before_its_reply(redis_a
     assert theirs.index(b"createconsumer\r\n") < theirs.index(b"%1\r\n")
 
 
-def _two_blocked_then_served(port: int, acceptors: int, wait: bytes, write: bytes) -> list[bytes]:
-    """Two RESP3 clients subscribed to every keyspace event block in turn
-    in ``wait`` (on each acceptor of two, ``acceptors``; 0: redis-server), then a third
+ALL = (b"PSUBSCRIBE __key*@0__:*",) * 2
+
+
+def _two_blocked_then_served(
+    port: int,
+    acceptors: int,
+    wait: bytes | tuple[bytes, bytes],
+    write: bytes,
+    hears: tuple[bytes, bytes] = ALL,
+) -> list[bytes]:
+    """Two RESP3 clients subscribed to every keyspace event (or each as
+    ``hears`` says) block in turn in ``wait`` (or each in its own) (on each
+    acceptor of two, ``acceptors``; 0: redis-server), then a third
     client's ``write`` serves both: what each got through an ``ECHO end``
     sent after."""
     waiters = [
@@ -672,7 +682,8 @@ def _two_blocked_then_served(port: int, acceptors: int, wait: bytes, write: byte
     ]
     with waiters[0], waiters[1], socket.create_connection(("127.0.0.1", port), timeout=10) as w:
         for n, s in enumerate(waiters, 1):
-            s.sendall(b"HELLO 3\r\n" + KEA + b"PSUBSCRIBE __key*@0__:*\r\nECHO start\r\n" + wait)
+            waits = wait[n - 1] if type(wait) is tuple else wait
+            s.sendall(b"HELLO 3\r\n" + KEA + hears[n - 1] + b"\r\nECHO start\r\n" + waits)
             assert read_through(s, b"$5\r\nstart\r\n")[0].endswith(b"$5\r\nstart\r\n")
             deadline = time.monotonic() + REPLY_WAIT
             while True:  # until the server counts it blocked
@@ -715,6 +726,25 @@ def test_two_served_blocked_clients_hear_each_other_in_serving_order(redis_and_s
     first, second = theirs
     assert first.index(b"$1\r\na\r\n") < first.rindex(b"pop") and second.index(b"pop") < second.index(
         b"$1\r\nb\r\n"
+    )
+
+
+def test_a_served_client_deaf_to_its_own_events_hears_those_served_after_it_after_its_reply(
+    redis_and_shardkv_k12,
+):
+    """Two RESP3 clients blocked in BLMOVE from one list, each subscribed
+    only to the other's destination, are served by one RPUSH: Redis serves
+    the first, then the second, so the first hears the second's push after
+    its own reply.  shardkv knew the first served only by its own events,
+    which it does not hear, and gave it the second's before its reply."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    waits = (b"BLMOVE {l}l {l}a LEFT RIGHT 0\r\n", b"BLMOVE {l}l {l}b LEFT RIGHT 0\r\n")
+    hears = (b"SUBSCRIBE __keyspace@0__:{l}b", b"SUBSCRIBE __keyspace@0__:{l}a")
+    theirs = _two_blocked_then_served(real, 0, waits, b"RPUSH {l}l x y\r\n", hears)
+    assert _two_blocked_then_served(ours, acceptors, waits, b"RPUSH {l}l x y\r\n", hears) == theirs
+    first, second = theirs
+    assert first.index(b"$1\r\nx\r\n") < first.index(b"rpush") and second.index(b"rpush") < second.index(
+        b"$1\r\ny\r\n"
     )
 
 
