@@ -837,3 +837,75 @@ def test_protocol_error_behind_a_blocked_command_waits_for_it(ports):
         results.append((before, replies, closed, after))
     assert results[1] == results[0]
     assert results[0][0] is None and results[0][3] == b"1" and results[0][2]
+
+
+# -- hostile arguments from Redis's CVEs -------------------------------------------
+
+LONG_MIN, LONG_MAX = "-9223372036854775808", "9223372036854775807"
+DEEP_TABLE = "local t={} local c=t for i=1,100000 do c[1]={} c=c[1] end return "
+
+# Inputs behind Redis's security advisories (count and offset overflows,
+# CVE-2023-22458, CVE-2023-25155, CVE-2022-35951, CVE-2023-28856, LPOS,
+# SORT and ZRANGESTORE limits, huge offsets, Lua nesting and struct sizes):
+# each gets Redis's own reply at once, and the server stays up.
+CVE_INPUTS = [
+    ("HRANDFIELD", "h", LONG_MIN, "WITHVALUES"),
+    ("HRANDFIELD", "h", "-9223372036854775807", "WITHVALUES"),
+    ("HRANDFIELD", "nokey", LONG_MIN, "WITHVALUES"),
+    ("ZRANDMEMBER", "z", LONG_MIN, "WITHSCORES"),
+    ("ZRANDMEMBER", "z", "-4611686018427387904", "WITHSCORES"),
+    ("SRANDMEMBER", "s", LONG_MIN),
+    ("SPOP", "s", LONG_MIN),
+    ("XAUTOCLAIM", "x", "g", "c", "0", "0", "COUNT", LONG_MAX),
+    ("XAUTOCLAIM", "x", "g", "c", "0", "0", "COUNT", "922337203685477580"),
+    ("HINCRBYFLOAT", "h", "a", "1e400"),
+    ("HSET", "h", "big", "1e308"),
+    ("HINCRBYFLOAT", "h", "big", "1e308"),
+    ("SETRANGE", "k", "536870912", "x"),
+    ("SETRANGE", "k", LONG_MAX, ""),
+    ("SETBIT", "b", "4294967296", "1"),
+    ("BITFIELD", "b", "SET", "u8", "#536870912", "1"),
+    ("BITFIELD", "b", "GET", "u8", LONG_MAX),
+    ("BITPOS", "k", "0", LONG_MIN, LONG_MAX, "BIT"),
+    ("GETRANGE", "k", LONG_MIN, LONG_MAX),
+    ("LRANGE", "l", LONG_MIN, LONG_MAX),
+    ("LPOS", "l", "a", "RANK", LONG_MIN),
+    ("LPOS", "l", "a", "RANK", "-9223372036854775807"),
+    ("SORT", "l", "LIMIT", LONG_MIN, LONG_MAX, "ALPHA"),
+    ("SORT", "l", "LIMIT", LONG_MAX, LONG_MAX, "ALPHA"),
+    ("ZRANGESTORE", "d", "z", "-inf", "+inf", "BYSCORE", "LIMIT", LONG_MAX, LONG_MAX),
+    ("ZRANGESTORE", "d", "z", "-inf", "+inf", "BYSCORE", "LIMIT", LONG_MIN, "1"),
+    ("SINTERCARD", LONG_MAX, "s"),
+    ("SINTERCARD", "2147483648", "s"),
+    ("LMPOP", LONG_MAX, "l", "LEFT"),
+    ("ZUNIONSTORE", "d", LONG_MIN, "z"),
+    ("XSETID", "x", "1-1", "ENTRIESADDED", LONG_MAX, "MAXDELETEDID", "0-0"),
+    ("XADD", "x", "MAXLEN", LONG_MAX, "*", "f", "v"),
+    ("XADD", "x2", "18446744073709551615-18446744073709551615", "f", "v"),
+    ("XADD", "x2", "*", "f", "v"),
+    ("XRANGE", "x", "-", "+", "COUNT", LONG_MIN),
+    ("SET", "k2", "v", "EX", "9223372036854775"),
+    ("EXPIRE", "k", LONG_MAX),
+    ("EVAL", "return 1", LONG_MAX),
+    ("EVAL", DEEP_TABLE + "cjson.encode(t)", "0"),
+    ("EVAL", DEEP_TABLE + "#cmsgpack.pack(t)", "0"),
+    ("EVAL", "return cjson.decode(string.rep('[', 100000))", "0"),
+    ("EVAL", "return cmsgpack.unpack('\\221\\255\\255\\255\\255')", "0"),
+    ("EVAL", "return struct.pack('i99999999999', 1)", "0"),
+    ("EVAL", "return struct.unpack('c99999999', 'abc')", "0"),
+    ("EVAL", "return unpack({}, -2147483648, 2147483647)", "0"),
+]
+
+
+def test_hostile_arguments_from_redis_cves(compare):
+    compare("HSET", "h", "a", "1", "b", "2")
+    compare("ZADD", "z", "1", "a", "2", "b")
+    compare("SADD", "s", "a", "b")
+    compare("RPUSH", "l", "a", "b", "a")
+    compare("SET", "k", "hello")
+    compare("XADD", "x", "1-1", "f", "v")
+    compare("XGROUP", "CREATE", "x", "g", "0")
+    compare("XREADGROUP", "GROUP", "g", "c1", "STREAMS", "x", ">")
+    for args in CVE_INPUTS:
+        compare(*args)
+    compare("PING")
