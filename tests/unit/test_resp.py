@@ -765,12 +765,20 @@ def test_long_bulk_arrays_are_encoded_a_slice_at_a_time():
 
 
 @pytest.mark.parametrize("extra", [[], [b"tok"]])
-def test_one_scripts_evalshas_are_encoded_as_the_first_ones(extra):
+def test_one_scripts_evalshas_are_encoded_as_the_first_ones(monkeypatch, extra):
     """_encode_scripts measures and joins only each EVALSHA's key (and
     argument), with the first one's name, SHA1 and key count: the encodings
-    of a read of one script's EVALSHAs, and of a read with another among
+    of a read of one script's EVALSHAs, which the parser gives as the
+    read's (no other encoding made), and of a read with another among
     them encodings that do not join to it (the caller's check)."""
+    from shardkv.protocol import resp
     from shardkv.protocol.resp import _encode_scripts
+
+    made: list = []
+    monkeypatch.setattr(
+        resp, "_encode_scripts", lambda found: made.append(_encode_scripts(found)) or made[-1]
+    )
+    monkeypatch.setattr(resp, "_encode_alike", lambda found: made.append("alike"))
 
     same = [[b"EVALSHA", _SHA, b"1", b"key:%d" % i, *extra] for i in range(16)]
     assert _encode_scripts(same) == [encode_command(args) for args in same]
@@ -781,3 +789,6 @@ def test_one_scripts_evalshas_are_encoded_as_the_first_ones(extra):
         assert b"".join(encoded) != b"".join(encode_command(args) for args in mixed)
     assert _encode_scripts([*same[:15], [b"EVALSHA", _SHA2, b"1", b"k", *extra]]) is None
     assert _encode_scripts([[b"GET", b"k"]] * 3) is None
+
+    _, _, commands = RequestParser().feed_lazily(b"".join(encode_command(args) for args in same))
+    assert [raw for _, raw in commands] == made[0] and made == [made[0]]
