@@ -340,7 +340,7 @@ class Client(Dispatch, asyncio.Protocol):
                     if touched:
                         _send_runs(links, runs, touched)
                     fast = fast_paths.get(cmd.name)
-                    if fast is not None and not eager and fast(self, args, raw, header):
+                    if fast is not None and fast(self, args, raw, header):  # (it checks its keys' waits)
                         # An EVALSHA that may escape: what follows waits for it.
                         if self.state.blocked_token:
                             args = server.behind_shortcuts(self, rest, args, header)

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, shardlink, slowlog, tracking
-from shardkv.acceptor.blocking import pops_wait_on, serve_after_scripts
+from shardkv.acceptor.blocking import EAGER_KEYS, pops_wait_on, serve_after_scripts
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -234,7 +234,12 @@ def _cached_everywhere(client: Client, load: list[bytes]) -> None:
 def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:
     """EVALSHA's shortcut from Client._run: a cached script whose declared
     keys are on one shard that already compiled it goes there as it came,
-    as a GET goes.  False for anything else (the ordinary path answers).
+    as a GET goes.  False for anything else (the ordinary path answers),
+    and for a declared key that a cross-shard BLMOVE, BRPOPLPUSH or XREAD
+    of any acceptor waits on (``EAGER_KEYS``): the ordinary path tries
+    it, or waits for its try (``blocking.try_at_once``); a script on
+    other keys keeps the shortcut while such waits exist (a job queue's
+    workers), and one writing an undeclared key escapes as before.
 
     Written for one key, the usual case (locks, rate limiters): no loop
     over the keys, and the reply slot is filled in without a call of its
@@ -248,10 +253,12 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     server = client.server
     if args[2] == b"1" and nargs > 3:  # one key: Router.shard_of, inline
         key = args[3]
+        if EAGER_KEYS and key in EAGER_KEYS:
+            return False
         shard = server.router.owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
     else:
         shard = _keys_shard(server, args)
-        if shard < 0:
+        if shard < 0 or (EAGER_KEYS and any(key in EAGER_KEYS for key in args[3 : 3 + int(args[2])])):
             return False
     known = CACHE.known.get(shard)
     if known is None or sha not in known:
@@ -302,6 +309,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     pending = client.pending
     owners = server.router.owners
     db = client.db
+    eager = EAGER_KEYS
     waits = state.blocked_token == SCRIPTS  # the client waits for scripts (script_sent)
     # The SHA1 and spelling last taken (None: nothing yet, so that no
     # argument, the empty one included, matches a stale one).
@@ -344,7 +352,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
                     knowing = _NOWHERE
             key = a[3]  # Router.shard_of, inline
             shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
-            if shard in knowing:
+            if shard in knowing and not (eager and key in eager):  # (see evalsha_fast)
                 slot = _ScriptSlot()
                 slot.client = client
                 slot.data = None

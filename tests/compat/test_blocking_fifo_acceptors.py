@@ -458,6 +458,31 @@ CASES: dict[str, list] = {
         ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
         ("pipe", 1, 0, ("EVALSHA", _RPUSH_X_SHA, 1, "A"), ("LRANGE", "B", 0, -1)),
     ],
+    # The same script on another key keeps EVALSHA's shortcut while the
+    # move waits; then on the source, behind it, it takes the long way.
+    "blmove-two-shards-pipelined-evalsha-other-key-then-source": [
+        ("write", 1, 0, "SCRIPT", "LOAD", _RPUSH_X),
+        ("write", 1, 0, "EVALSHA", _RPUSH_X_SHA, 1, "{A}w"),
+        ("write", 1, 0, "EVALSHA", _RPUSH_X_SHA, 1, "{B}w"),
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("EVALSHA", _RPUSH_X_SHA, 1, "{B}w"),
+            ("EVALSHA", _RPUSH_X_SHA, 1, "A"),
+            ("LRANGE", "B", 0, -1),
+        ),
+    ],
+    # A one-key EVALSHA pushing to a key of a cross-shard pop (its
+    # shortcut: a write on one shard pops in place), the pusher's read
+    # after it: the client was served first, as in Redis.
+    "blpop-two-shards-pipelined-evalsha": [
+        ("write", 1, 0, "SCRIPT", "LOAD", _RPUSH_X),
+        ("write", 1, 0, "EVALSHA", _RPUSH_X_SHA, 1, "{A}w"),
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 1, 0, ("EVALSHA", _RPUSH_X_SHA, 1, "A"), ("LLEN", "A")),
+    ],
     "blmove-two-shards-pipelined-exec-eval": [
         ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
         ("pipe", 1, 0, ("MULTI",), ("EVAL", _RPUSH_X, 1, "A"), ("EXEC",), ("LRANGE", "B", 0, -1)),
@@ -538,11 +563,11 @@ CASES: dict[str, list] = {
 
 
 def _arg(a: object) -> object:
-    """``A`` and ``B`` -> their keys; ``{A}...`` -> a key beside ``A``."""
+    """``A`` and ``B`` -> their keys; ``{A}...`` -> a key beside ``A`` (``{B}...``: ``B``)."""
     if a in ("A", "B"):
         return A if a == "A" else B
-    if isinstance(a, str) and a.startswith("{A}"):
-        return "{%s}%s" % (A, a[3:])
+    if isinstance(a, str) and a.startswith(("{A}", "{B}")):
+        return "{%s}%s" % (A if a[1] == "A" else B, a[3:])
     return a
 
 

@@ -641,3 +641,43 @@ def test_a_read_of_one_name_naming_a_key_a_cross_shard_wait_waits_on_takes_the_s
     client, _ = connect(acceptor)
     send(client, [b"RPUSH", b, b"x"], [b"RPUSH", a, b"x"], [b"RPUSH", b, b"y"], [b"RPUSH", a, b"y"])
     assert executed == [a, a]
+
+
+def test_evalshas_shortcut_is_off_only_for_a_key_a_cross_shard_wait_waits_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a cross-shard BLMOVE waits on ``a`` (``EAGER_KEYS``), an
+    EVALSHA of a settled script on another key still takes its shortcut
+    (``scripting.evalsha_fast``: sent as it came, not executed), alone or
+    behind another (``behind_shortcuts``); one declaring ``a``, first or
+    behind, takes the ordinary path (which tries that wait), and what
+    follows it waits for the scripts before it."""
+    from shardkv.acceptor import scripting
+    from shardkv.acceptor.scriptcache import ScriptCache
+
+    acceptor, links, a, b, executed = _waiting_on_a(monkeypatch)
+    sha = b"0" * 40
+    cache = ScriptCache()
+    cache.settled.add(sha)
+    cache.known = {0: {sha}, 1: {sha}}
+    monkeypatch.setattr(scripting, "CACHE", cache)
+    commands.lookup(b"EVALSHA")
+    for key in (b, a):
+        for tail in ([], [b"token"]):  # one key, with or without an argument (a lock's token)
+            shortcut = [b"EVALSHA", sha, b"1", key, *tail]
+            client, _ = connect(acceptor)
+            send(client, shortcut, [b"EVALSHA", sha, b"1", b, b"x"], [b"EVALSHA", sha, b"1", a, b"y"])
+            if key == b:  # the first two took the shortcut; the third waits for them
+                assert executed == []
+                sent = [body for link in links for body in link.bodies()]
+                assert sorted(sent) == sorted(
+                    [encode_command(shortcut), encode_command(shortcut[:4] + [b"x"])]
+                )
+            else:
+                assert executed == [sha]  # the ordinary path, which holds what follows
+            executed.clear()
+            for link in links:
+                link.sent.clear()
+    client, _ = connect(acceptor)
+    send(client, [b"EVALSHA", sha, b"2", b, b])  # two keys, not ``a``
+    assert executed == [] and [body for link in links for body in link.bodies()]
