@@ -552,6 +552,19 @@ CASES: dict[str, list] = {
         ("pipe", 1, 0, ("XADD", "A", "1-1", "f", "a"), ("XPENDING", "A", "g")),
         ("pipe", 0, 0, ("XADD", "A", "1-2", "f", "b"), ("XPENDING", "A", "g")),
     ],
+    # Two clients blocked on both shards, one through each acceptor, made
+    # ready by one transaction: Redis serves them in the order they
+    # blocked, the first getting x (the later one used to, issue 22).
+    "blpop-two-shards-two-acceptors-exec": [
+        ("block", "c1", 0, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 1, 0, "BLPOP", "A", "B", 0),
+        ("pipe", 0, 0, ("MULTI",), ("RPUSH", "A", "x", "z"), ("EXEC",), ("LLEN", "A")),
+    ],
+    "blpop-two-shards-two-acceptors-exec-other": [
+        ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
+        ("pipe", 0, 0, ("MULTI",), ("RPUSH", "A", "x", "z"), ("EXEC",), ("LLEN", "A")),
+    ],
     "flushall-xreadgroup-databases": [
         ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
         ("write", 0, 1, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
