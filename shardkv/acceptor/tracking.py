@@ -118,13 +118,14 @@ class Tracking:
         self.by_key: dict[bytes, deque[Read]] = {}
         # The client's commands in flight when tracking went on (their reply
         # slots), if any: their own changes ran before it in Redis, so they
-        # tell it nothing, a flush included (see _before_on).
-        self.since: list | None = None
+        # tell it nothing, a flush included (see _before_on): a _Mark of the
+        # last of them (O(1), however long the queue) unless in an EXEC.
+        self.since: list | _Mark | None = None
         # BCAST: the prefixes an ON registered while commands of the client
         # were in flight, each with those commands' reply slots (one list
         # per ON): their changes by those commands ran before the prefix
         # was registered, and Redis broadcasts none of them (see _unheard).
-        self.new_prefixes: dict[bytes, list] | None = None
+        self.new_prefixes: dict[bytes, list | _Mark] | None = None
         # An atomic EXEC that turned tracking on inside: its reply slot, by
         # BCAST prefix the keys only its commands before the ON that named
         # the prefix first wrote, and the keys of its
@@ -462,7 +463,7 @@ def enable(
         state = client.tracking = Tracking()
         STATE.clients += 1
         if client.pending or client.state.exec_parts:
-            state.since = _in_flight(client) or None
+            state.since = _in_flight_mark(client)
         if notifications.update_mask(client.server):
             # BCAST hears of keys it never read: the reply waits until every
             # shard notes what changes (a non-BCAST client's reads come after
@@ -503,7 +504,7 @@ def _registered_in_flight(client: Client, state: Tracking, registered: list[byte
     if first:
         in_flight = state.since
     elif client.pending or client.state.exec_parts:
-        in_flight = _in_flight(client) or None
+        in_flight = _in_flight_mark(client)
     else:
         in_flight = None
     if in_flight is None:
@@ -566,8 +567,12 @@ def disable(client: Client) -> None:
         # Those sent before it went on ran while it was off (or under an
         # older state, kept before): each slot is kept once at most.
         since = state.since
-        in_flight = _in_flight(client)
-        if since is not None:
+        if isinstance(since, _Mark):
+            in_flight = since.after()  # (the mark: O(what came after it))
+            state.since = None
+        else:
+            in_flight = _in_flight(client)
+        if isinstance(since, list):
             before = {id(p) for p in since}
             in_flight = [p for p in in_flight if id(p) not in before]
             state.since = None  # (none of the slots kept: no need, and on and off N times kept N lists)
@@ -600,6 +605,68 @@ def _in_flight(client: Client) -> list:
     if parts and client.state.in_exec:
         in_flight += [p for p in parts if type(p) is not bytes]
     return in_flight
+
+
+class _Mark:
+    """The client's commands in flight as tracking went on (or an ON
+    registered BCAST prefixes), marked in O(1) by the last of them: those
+    pending up to its entry (see _in_pending), as the client's replies are
+    written in order.  (A copy of the list instead made CLIENT TRACKING ON
+    and OFF pipelined behind a blocked command quadratic.)"""
+
+    __slots__ = ("client", "last")
+
+    def __init__(self, client: Client, last: object) -> None:
+        self.client = client
+        self.last = last
+
+    def end(self) -> int | None:
+        """The index in ``client.pending`` of the entry that is or holds
+        ``last``, None if answered; searched from the end (the mark is
+        usually near it)."""
+        pending = self.client.pending
+        last = self.last
+        for i in range(len(pending) - 1, -1, -1):
+            if _in_pending((pending[i],), last) is not None:
+                return i
+        return None
+
+    def span(self) -> list:
+        """The marked commands still pending."""
+        end = self.end()
+        if end is None:
+            return []
+        pending = self.client.pending
+        return [pending[i] for i in range(end + 1) if type(pending[i]) is not bytes]
+
+    def after(self) -> list:
+        """The client's commands in flight sent after the marked ones."""
+        pending = self.client.pending
+        out = []
+        for i in range(len(pending) - 1, -1, -1):
+            entry = pending[i]
+            if _in_pending((entry,), self.last) is not None:
+                break
+            if type(entry) is not bytes:
+                out.append(entry)
+        out.reverse()
+        return out
+
+
+def _in_flight_mark(client: Client) -> list | _Mark | None:
+    """What :attr:`Tracking.since` keeps of :func:`_in_flight`: a _Mark
+    outside an EXEC that routes its commands one by one, else the list."""
+    parts = client.state.exec_parts
+    if parts and client.state.in_exec:
+        return _in_flight(client) or None
+    for entry in reversed(client.pending):
+        if type(entry) is not bytes:
+            return _Mark(client, entry)
+    return None
+
+
+def _span(since: list | _Mark) -> list:
+    return since.span() if isinstance(since, _Mark) else since
 
 
 def _still_pending(client: Client, replies: list) -> list:
@@ -641,7 +708,7 @@ def _before_on(state: Tracking, place: object) -> bool:
     """Whether the command of reply slot ``place`` was sent before the
     client turned on tracking of ``state``."""
     since = state.since
-    return since is not None and place is not None and _in_pending(since, place) is not None
+    return since is not None and place is not None and _in_pending(_span(since), place) is not None
 
 
 def _unheard(changer: Client, prefix: bytes, key: bytes, place: object) -> bool:
@@ -659,7 +726,7 @@ def _unheard(changer: Client, prefix: bytes, key: bytes, place: object) -> bool:
     early = state.early
     if early is not None and early[0] is place:
         return key in early[1].get(prefix, ())
-    return place is not None and _in_pending(in_flight, place) is not None
+    return place is not None and _in_pending(_span(in_flight), place) is not None
 
 
 def written_before_on(
@@ -1468,7 +1535,7 @@ def send(
         target.push(message)
 
 
-def _in_pending(pending: deque | list, at: object) -> object:
+def _in_pending(pending: deque | list | tuple, at: object) -> object:
     """The pending reply that ``at`` is, or holds as one of its parts (a
     command that EXEC ran, or the operation of an EXEC run atomically: its
     EXEC's reply), or keeps the place of (a reply CLIENT REPLY dropped);
@@ -1522,18 +1589,28 @@ def drop_answered(server) -> None:
             _limit_table(server, limit)
 
 
-def _prefixes_in_flight(client: Client, new_prefixes: dict[bytes, list]) -> dict[bytes, list] | None:
+def _prefixes_in_flight(
+    client: Client, new_prefixes: dict[bytes, list | _Mark]
+) -> dict[bytes, list | _Mark] | None:
     """``new_prefixes`` (see :class:`Tracking`) less the commands answered
     since, and the prefixes none of whose commands are in flight."""
-    still: dict[int, list] = {}  # (each ON's list pruned once)
-    kept = {}
+    still: dict[int, list | _Mark | None] = {}  # (each ON's list pruned once)
+    kept: dict[bytes, list | _Mark] = {}
     for prefix, in_flight in new_prefixes.items():
-        pruned = still.get(id(in_flight))
-        if pruned is None:
-            pruned = still[id(in_flight)] = _still_pending(client, in_flight)
+        if id(in_flight) in still:
+            pruned = still[id(in_flight)]
+        else:
+            pruned = still[id(in_flight)] = _pruned(client, in_flight)
         if pruned:
             kept[prefix] = pruned
     return kept or None
+
+
+def _pruned(client: Client, since: list | _Mark) -> list | _Mark | None:
+    """``since`` less the commands answered, None if none is left."""
+    if isinstance(since, _Mark):
+        return since if since.end() is not None else None
+    return _still_pending(client, since) or None
 
 
 def _drop_answered(server) -> None:
@@ -1546,7 +1623,7 @@ def _drop_answered(server) -> None:
         if since is not None:
             # Those answered are forgotten (their slots keep the reply's
             # bytes): a client blocked behind them keeps no more.
-            state.since = _still_pending(client, since) or None
+            state.since = _pruned(client, since)
         if state.new_prefixes is not None:
             state.new_prefixes = _prefixes_in_flight(client, state.new_prefixes)
         if state.early is not None and not _still_pending(client, [state.early[0]]):

@@ -232,9 +232,9 @@ def test_tracking_on_and_off_in_a_pipeline_keeps_each_slot_once(monkeypatch) -> 
 
 def test_tracking_on_behind_a_long_pipeline_forgets_the_answered(monkeypatch) -> None:
     """CLIENT TRACKING on behind many commands in flight and one that stays
-    (a blocked command): once a second those answered leave the list of
-    commands sent before it went on (it kept them, and their replies'
-    bytes, until all were answered or tracking went off)."""
+    (a blocked command): it keeps a mark of the last of them, not a copy
+    (nor their replies' bytes); those answered leave what it marks, and
+    once a second, when all are, the mark goes too."""
     monkeypatch.setattr(tracking.notifications, "update_mask", lambda server: False)
     monkeypatch.setattr(tracking, "_RETIRED", {})
     monkeypatch.setattr(tracking, "TABLE", {})
@@ -244,18 +244,69 @@ def test_tracking_on_behind_a_long_pipeline_forgets_the_answered(monkeypatch) ->
     monkeypatch.setattr(tracking, "_LENGTHS", [])
     client = _Client()
     client.server = SimpleNamespace(clients={}, bus=None)
-    blocked = object()
-    client.pending.append(blocked)
-    client.pending.extend(object() for _ in range(1000))
+    sent = [object() for _ in range(1001)]
+    client.pending.extend(sent)
     tracking.enable(client, 0, True, False, False, False, [b"p"])
     state = client.tracking
-    assert state is not None and len(state.since or ()) == 1001
-    assert state.new_prefixes is not None and len(state.new_prefixes[b"p"]) == 1001
-    client.pending[:] = [blocked]  # all answered but the blocked one
+    assert state is not None and state.since is not None and state.new_prefixes is not None
+    assert tracking._span(state.since) == sent and tracking._span(state.new_prefixes[b"p"]) == sent
+    after = object()  # sent after the ON
+    client.pending.append(after)
+    assert tracking._before_on(state, sent[0]) and tracking._before_on(state, sent[-1])
+    assert not tracking._before_on(state, after)
+    del client.pending[:1000]  # answered, in order
     server = SimpleNamespace(clients={1: client})
     tracking.drop_answered(server)  # type: ignore[arg-type]
-    assert state.since == [blocked] and state.new_prefixes == {b"p": [blocked]}
-    client.pending.clear()
+    assert tracking._span(state.since) == [sent[-1]]
+    assert tracking._span(state.new_prefixes[b"p"]) == [sent[-1]]
+    del client.pending[:1]
     tracking.drop_answered(server)  # type: ignore[arg-type]
     assert state.since is None and state.new_prefixes is None
+    assert not tracking._before_on(state, after)
+
+
+class _Counted(list):
+    """A client's pending replies that count the entries read."""
+
+    reads = 0
+
+    def __iter__(self):
+        for item in super().__iter__():
+            _Counted.reads += 1
+            yield item
+
+    def __reversed__(self):
+        for item in super().__reversed__():
+            _Counted.reads += 1
+            yield item
+
+    def __getitem__(self, i):
+        _Counted.reads += 1
+        return super().__getitem__(i)
+
+
+def test_tracking_on_and_off_behind_a_blocked_command_reads_each_entry_o1_times(monkeypatch) -> None:
+    """CLIENT TRACKING ON and OFF N times pipelined behind a blocked
+    command (each one's reply held): the entries of the client's pending
+    replies read stay O(N) in all, not O(N**2) (each ON copied every
+    command in flight, each OFF filtered them again), and each ON keeps
+    O(1) of them."""
+    monkeypatch.setattr(tracking.notifications, "update_mask", lambda server: False)
+    monkeypatch.setattr(tracking, "_RETIRED", {})
+    monkeypatch.setattr(tracking, "TABLE", {})
+    monkeypatch.setattr(tracking.STATE, "clients", 0)
+    client = _Client()
+    client.pending = _Counted([object()])  # the blocked command
+    monkeypatch.setattr(_Counted, "reads", 0)
+    n = 2000
+    for _ in range(n):
+        tracking.enable(client, 0, False, False, False, False, [])
+        state = client.tracking
+        assert state is not None and isinstance(state.since, tracking._Mark)
+        client.pending.append(object())  # the ON's held reply
+        tracking.disable(client)
+        client.pending.append(object())  # the OFF's
+    assert len(client.pending) == 2 * n + 1
+    assert _Counted.reads <= 10 * n
+    assert sum(len(in_flight) for _state, in_flight, _resp3 in tracking._RETIRED[client]) == n
     tracking.disable(client)
