@@ -483,6 +483,31 @@ CASES: dict[str, list] = {
         ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
         ("pipe", 1, 0, ("EVALSHA", _RPUSH_X_SHA, 1, "A"), ("LLEN", "A")),
     ],
+    # A group of pipelined EVALSHAs, the fourth on the source: the three
+    # before it keep the shortcut, it and what follows wait for them, and
+    # the move (of either acceptor, in the order they blocked) is done
+    # before the read of the destination.
+    "blmove-two-shards-pipelined-evalshas-source-later": [
+        ("write", 0, 0, "SCRIPT", "LOAD", _RPUSH_X),
+        ("write", 0, 0, "EVALSHA", _RPUSH_X_SHA, 1, "{A}w"),
+        ("write", 0, 0, "EVALSHA", _RPUSH_X_SHA, 1, "{B}w"),
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("block", "c2", 1, 0, "BRPOPLPUSH", "A", "B", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("EVALSHA", _RPUSH_X_SHA, 1, "{B}w"),
+            ("EVALSHA", _RPUSH_X_SHA, 1, "{A}w"),
+            ("EVALSHA", _RPUSH_X_SHA, 1, "{B}w"),
+            ("EVALSHA", _RPUSH_X_SHA, 1, "A"),
+            ("EVALSHA", _RPUSH_X_SHA, 1, "{B}w"),
+            ("LRANGE", "B", 0, -1),
+            ("EVALSHA", _RPUSH_X_SHA, 1, "A"),
+            ("LRANGE", "B", 0, -1),
+            ("LLEN", "{B}w"),
+        ),
+    ],
     "blmove-two-shards-pipelined-exec-eval": [
         ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
         ("pipe", 1, 0, ("MULTI",), ("EVAL", _RPUSH_X, 1, "A"), ("EXEC",), ("LRANGE", "B", 0, -1)),
