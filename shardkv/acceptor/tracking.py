@@ -51,7 +51,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, notifications, pubsub
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import MutedSlot, Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
+from shardkv.acceptor.replies import MUTED, MutedSlot, Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -660,7 +660,10 @@ def _in_flight_mark(client: Client) -> list | _Mark | None:
     if parts and client.state.in_exec:
         return _in_flight(client) or None
     for entry in reversed(client.pending):
-        if type(entry) is not bytes:
+        # (not MUTED, a reply CLIENT REPLY OFF dropped: one object for all,
+        # the mark would match the later ones too; ready, it is no command's
+        # place, so the mark is the entry in flight before it)
+        if type(entry) is not bytes and entry is not MUTED:
             return _Mark(client, entry)
     return None
 

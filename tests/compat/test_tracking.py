@@ -1967,3 +1967,31 @@ def test_client_unblock_right_behind_the_write_comes_after_its_push(ports, wait)
     assert theirs[0].endswith(
         INVALIDATE_K + (b":0\r\n" if wait.startswith(b"WAIT") else b"_\r\n") + b"$3\r\nend\r\n"
     )
+
+
+@pytest.mark.parametrize("how", ["bcast", "bcast redirect", "flush", "off"])
+def test_tracking_on_behind_muted_replies_hears_the_writes_after_it(ports, how):
+    """CLIENT REPLY OFF, a write, PING, CLIENT TRACKING on, then (in the
+    same read) a write or FLUSHALL, PING: the PING's dropped reply is one
+    object for all (MUTED), so a mark of the commands in flight at the ON
+    that was that object took the writes after the ON for ones before it
+    (and an OFF behind them for none of them): shardkv told nothing of
+    {a}1 or of the flush, Redis 7.0.15 tells of them."""
+    on = ["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "{a}"]
+    write = [["SET", "{a}1", "x"], ["PING"]]
+    if how == "bcast redirect":
+        on += ["REDIRECT", "$id1"]
+    elif how == "flush":
+        on, write = ["CLIENT", "TRACKING", "on", "REDIRECT", "$id1"], [["FLUSHALL"], ["PING"]]
+    elif how == "off":
+        on = ["CLIENT", "TRACKING", "on", "REDIRECT", "$id1"]
+        write = [["GET", "{a}1"], ["SET", "{a}1", "x"], ["PING"], ["CLIENT", "TRACKING", "off"]]
+    quiet, loud = ["CLIENT", "REPLY", "OFF"], ["CLIENT", "REPLY", "ON"]
+    step = ("write", 0, quiet, ["SET", "{a}0", "w"], ["PING"], on, *write, loud)
+    steps = [(1, "PING"), step, (1, "SET", "{a}3", "z")]
+    if how == "bcast":  # (its push of {a}3 may follow the PING's reply)
+        steps.append((1, "SET", _keys_on_two_shards(4)[0], "z"))
+    real = _transcript(ports["redis"], [True, True], steps)
+    ours = _transcript(ports["shardkv"], [True, True], steps, together=True)
+    assert b"".join(row[0] for row in ours) == b"".join(row[0] for row in real)
+    assert b"".join(row[1] for row in ours) == b"".join(row[1] for row in real)
