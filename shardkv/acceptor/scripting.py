@@ -54,7 +54,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
-from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, shardlink, slowlog, tracking
+from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
 from shardkv.acceptor.blocking import EAGER_KEYS, pops_wait_on, serve_after_scripts
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
@@ -523,15 +523,9 @@ class _ScriptSlot(Slot):
         state = client.state
         state.scripts -= 1  # state.script_answered(), inline
         if not state.scripts and state.blocked_token == SCRIPTS:
-            self.last_answered()
-
-    def last_answered(self) -> None:
-        """Its reply ended its client's wait for scripts (the count is
-        down to none): what the client sent behind them may run."""
-        client = self.client
-        client.state.script_answered_last()
-        if client.waiting():
-            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            state.blocked_token = 0
+            if client.waiting():
+                client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
     def busy_refused(self) -> None:
         """The worker refused it with ``-BUSY`` (ShardLink._refused
@@ -565,9 +559,6 @@ class _ScriptSlot(Slot):
     def slow_called(self) -> list[bytes]:
         """How its client called it, for its slow log entry (``N`` frame)."""
         return self.args()
-
-
-shardlink.SCRIPT_SLOT = _ScriptSlot  # (its usual reply: ShardLink._frame's, inline)
 
 
 def _answered(client: Client) -> None:

@@ -32,7 +32,6 @@ from shardkv.acceptor.replies import (
     delivery_failed,
     origin_of,
 )
-from shardkv.acceptor.state import SCRIPTS
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb, batch_frame
@@ -49,14 +48,6 @@ _BIG_FRAME = 1 << 16
 # for the end of the turn: the worker starts on it while the acceptor reads
 # on.  (GET/SET -P 16: +15-20% at 32; smaller batches cost more wake-ups.)
 EARLY_BATCH = 32
-
-# The reply slot of an EVALSHA that took its shortcut (its class,
-# acceptor.scripting._ScriptSlot, sets it: that module imports this one),
-# whose usual reply _frame takes inline, and the first bytes of the
-# replies it does not (an error, or an array, map or set that may hold
-# one: its deliver looks).
-SCRIPT_SLOT: type = type(None)
-SCRIPT_REPLIES_OFF = frozenset(b"-*%~")  # (as byte values)
 
 
 # The entry header of the acceptor's own messages (ShardLink.send_control).
@@ -947,7 +938,6 @@ class ShardLink:
             popleft = self.fifo.popleft
             bare = BareSlot  # the plain slot of Client._run: one identity test
             plain = PLAIN_SLOTS
-            script_slot = SCRIPT_SLOT
             type_of = type  # a local: no builtins lookup per reply
             pos, sizes = wire.reply_sizes(payload)
             for size in sizes:
@@ -959,21 +949,6 @@ class ShardLink:
                     if not client.dirty:
                         client.dirty = True
                         client.server.dirty_clients.append(client)
-                    continue
-                if type_of(sink) is script_slot and body[0] not in SCRIPT_REPLIES_OFF:
-                    # The usual reply of an EVALSHA that took its shortcut
-                    # (acceptor.scripting._ScriptSlot.deliver's, inline: a
-                    # call fewer per script): the client's, and one script
-                    # fewer that its later commands wait for.
-                    sink.data = body
-                    client = sink.client
-                    if not client.dirty:
-                        client.dirty = True
-                        client.server.dirty_clients.append(client)
-                    state = client.state
-                    state.scripts -= 1  # state.script_answered(), inline
-                    if not state.scripts and state.blocked_token == SCRIPTS:
-                        sink.last_answered()
                     continue
                 try:
                     sink.deliver(body)

@@ -303,11 +303,6 @@ class ClientState:
         self.blocked_token = 0
         return True
 
-    def script_answered_last(self) -> None:
-        """The last script of :meth:`script_sent` answered (its count,
-        taken down inline by the hot path, is none): the wait ends."""
-        self.blocked_token = 0
-
     def hold(self, commands: Iterable) -> None:
         """Keep ``commands`` (args, raw) to run after the wait, in order."""
         self.held.extend(commands)
