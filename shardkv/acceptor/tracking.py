@@ -1300,7 +1300,14 @@ def _invalidate_key(
         # Its own change: as tracking was when it sent the command (turned
         # off or on again since, in the same pipeline).
         if own and _RETIRED and (state := _retired(target, place or early)) is not None:
-            pass
+            now = target.tracking
+            if now is not None and now is not state and not now.bcast and now.reads and target is not ran:
+                # (on again since: its reads in flight may run after the change)
+                if _reads_after(server, now, key, ordered, None, evicted)[0]:
+                    if kept is None:
+                        _keep([(key, cid)])
+                    else:
+                        kept.append((key, cid))
         elif (state := target.tracking) is None:
             continue
         if state.bcast:

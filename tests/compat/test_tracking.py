@@ -1995,3 +1995,19 @@ def test_tracking_on_behind_muted_replies_hears_the_writes_after_it(ports, how):
     ours = _transcript(ports["shardkv"], [True, True], steps, together=True)
     assert b"".join(row[0] for row in ours) == b"".join(row[0] for row in real)
     assert b"".join(row[1] for row in ours) == b"".join(row[1] for row in real)
+
+
+@pytest.mark.parametrize("redirect", [False, True])
+def test_tracking_on_off_on_in_one_pipeline_tracks_the_last_span_s_reads(ports, redirect):
+    """CLIENT TRACKING on, GET k, SET k, off, on, GET k, SET k in one read:
+    Redis tells of each SET (the second GET tracks k again), and of a later
+    SET.  shardkv judged the first SET's change by the state turned off
+    alone, which knew nothing of the second GET still in flight: k left
+    the table, and neither the second SET nor a later one told of it."""
+    on = ["CLIENT", "TRACKING", "on", *(["REDIRECT", "$id1"] if redirect else [])]
+    off, get, put = ["CLIENT", "TRACKING", "off"], ["GET", "k"], ["SET", "k", "x"]
+    steps = [(1, "PING"), ("write", 0, on, get, put, off, on, get, put), (0, "PING"), (1, "SET", "k", "w")]
+    real = _transcript(ports["redis"], [True, True], steps)
+    ours = _transcript(ports["shardkv"], [True, True], steps, together=True)
+    assert b"".join(row[0] for row in ours) == b"".join(row[0] for row in real)
+    assert b"".join(row[1] for row in ours) == b"".join(row[1] for row in real)
