@@ -265,24 +265,6 @@ def decided_later(client: Client) -> bool:
     return token > 0 and token in WAITING and (not client.state.blocked_shown or token in ASKED)
 
 
-def waits_last(client: Client) -> bool:
-    """Whether ``client`` is blocked in a blocking command (BLPOP, XREAD
-    BLOCK, WAIT...: as Redis shows it, its shards found nothing) whose
-    reply slot is the last of its pending replies: a push for it goes just
-    before that slot, as Redis writes it at once, the command having no
-    reply yet (after the replies of the commands before it, which Redis
-    wrote before it blocked).  Not for a client held otherwise (CLIENT
-    PAUSE, an EXEC deciding...: a negative token), whose last pending
-    reply is an ordinary command's."""
-    state = client.state
-    token = state.blocked_token
-    if token <= 0 or not state.blocked_shown:
-        return False
-    wait = WAITING.get(token)
-    pending = client.pending
-    return wait is not None and bool(pending) and pending[-1] is wait.slot
-
-
 def _shown(client: Client, token: int) -> bool:
     """The blocking command ``token`` waits now (its shards found nothing):
     False if its client has gone meanwhile, which Redis freed, blocked,

@@ -26,7 +26,7 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.blocking import EAGER_KEYS, decided_later, lost_unwritten, waits_last
+from shardkv.acceptor.blocking import EAGER_KEYS, decided_later, lost_unwritten
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
@@ -616,16 +616,9 @@ class Client(Dispatch, asyncio.Protocol):
             self.transport.pause_reading()
 
     def push(self, value: object) -> None:
-        """Send an out-of-band message (an invalidation...) after the
-        replies before it; before the reply of a blocking command the
-        client is blocked in, as Redis writes it at once (see
-        :func:`~shardkv.acceptor.blocking.waits_last`)."""
+        """Send an out-of-band message (Pub/Sub) after the replies before it."""
         try:
-            pending = self.pending
-            if waits_last(self):
-                pending.insert(len(pending) - 1, encode(value, self.resp3))
-            else:
-                pending.append(encode(value, self.resp3))
+            self.pending.append(encode(value, self.resp3))
             self.flush()
         except Exception:
             self.failed("pushing a message to it")

@@ -19,7 +19,6 @@ import pytest
 import redis
 
 from shardkv.protocol.resp import encode_command
-from tests.support.rawsocket import read_through
 from tests.support.resp import reply_end
 
 PONG = b"+PONG\r\n"
@@ -1864,90 +1863,6 @@ def test_script_reads_inside_an_atomic_exec_that_turns_tracking_on(ports, why):
         (1, "SET", "m", "x"),
     ]
     _same(ports, [True, False], steps)
-
-
-# What the blocked client sends before blocking, by how it hears the push.
-_SETUPS = {"own": b"CLIENT TRACKING on\r\nGET k\r\n", "redirect": b"", "pubsub": b"SUBSCRIBE ch\r\n"}
-INVALIDATE_K = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
-
-
-def _blocked_hears(port: int, how: str, wait: bytes) -> tuple[bytes, bytes]:
-    """A RESP3 client blocks in ``wait``; meanwhile another client causes
-    it a push (``how``: an invalidation of a key it tracks, or of one its
-    REDIRECT source tracks, or a message on a channel it subscribed to),
-    then unblocks it (CLIENT UNBLOCK): what the blocked client got from
-    its ``ECHO start`` through an ``ECHO end`` sent after, and what the
-    writer got."""
-    redis.Redis(port=port).flushall()
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as x,
-        socket.create_connection(("127.0.0.1", port), timeout=10) as t,
-        socket.create_connection(("127.0.0.1", port), timeout=10) as w,
-    ):
-        x.sendall(b"HELLO 3\r\nCLIENT ID\r\nECHO id\r\n")
-        got = read_through(x, b"$2\r\nid\r\n")[0]
-        xid = re.search(rb":(\d+)\r\n\$2\r\nid\r\n$", got).group(1)  # type: ignore[union-attr]
-        if how == "redirect":
-            t.sendall(b"CLIENT TRACKING on REDIRECT %s\r\nGET k\r\nECHO ok\r\n" % xid)
-            assert read_through(t, b"$2\r\nok\r\n")[0] == b"+OK\r\n$-1\r\n$2\r\nok\r\n"
-        x.sendall(_SETUPS[how] + b"ECHO start\r\n" + wait)
-        out = read_through(x, b"$5\r\nstart\r\n")[0]
-        assert out.endswith(b"$5\r\nstart\r\n")
-        deadline = time.monotonic() + 20
-        while True:  # until the server counts it blocked
-            w.sendall(b"INFO clients\r\n")
-            info = b""
-            while reply_end(info, 0) == -1:
-                w.settimeout(max(deadline - time.monotonic(), 0.01))
-                info += w.recv(1 << 16)
-            if b"blocked_clients:1\r\n" in info:
-                break
-            assert time.monotonic() < deadline, info
-        write = b"PUBLISH ch m\r\n" if how == "pubsub" else b"SET k v\r\n"
-        w.sendall(write + b"ECHO wrote\r\n")
-        wrote = read_through(w, b"$5\r\nwrote\r\n")[0]
-        w.sendall(b"CLIENT UNBLOCK %s\r\nECHO done\r\n" % xid)  # (once the write ran: WAIT's is decided here)
-        wrote += read_through(w, b"$4\r\ndone\r\n")[0]
-        x.sendall(b"ECHO end\r\n")
-        out = read_through(x, b"$3\r\nend\r\n")[0]
-    return out, wrote
-
-
-@pytest.mark.parametrize(
-    "how, wait",
-    [
-        ("own", b"BLPOP l 0\r\n"),
-        ("own", b"BLPOP l 3\r\n"),
-        ("own", b"BLPOP %s %s 0\r\n" % tuple(key.encode() for key in _keys_on_two_shards(4))),
-        ("own", b"BZPOPMIN z 0\r\n"),
-        ("own", b"XREAD BLOCK 0 STREAMS s $\r\n"),
-        ("own", b"BLMOVE l m LEFT RIGHT 0\r\n"),
-        ("own", b"WAIT 1 0\r\n"),
-        ("redirect", b"BLPOP l 0\r\n"),
-        ("pubsub", b"BLPOP l 0\r\n"),
-    ],
-    ids=[
-        "blpop",
-        "blpop-timeout",
-        "blpop-two-shards",
-        "bzpopmin",
-        "xread",
-        "blmove",
-        "wait",
-        "redirect",
-        "pubsub",
-    ],
-)
-def test_a_blocked_client_gets_pushes_at_once(ports, how, wait):
-    """A RESP3 client blocked in a blocking command: Redis writes it an
-    invalidation (of its own tracking, or as a REDIRECT target) or a
-    Pub/Sub message at once, the blocked command having no reply yet; so
-    before the reply CLIENT UNBLOCK then gives it.  shardkv held
-    invalidations behind that reply (with a timeout of 0, maybe for ever)."""
-    theirs = _blocked_hears(ports["redis"], how, wait)
-    assert _blocked_hears(ports["shardkv"], how, wait) == theirs
-    push = b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n" if how == "pubsub" else INVALIDATE_K
-    assert theirs[0].endswith(push + (b":0\r\n" if wait.startswith(b"WAIT") else b"_\r\n") + b"$3\r\nend\r\n")
 
 
 @pytest.mark.parametrize("how", ["bcast", "bcast redirect", "flush", "off"])
