@@ -880,7 +880,7 @@ CVE_INPUTS = [
     ("LMPOP", LONG_MAX, "l", "LEFT"),
     ("ZUNIONSTORE", "d", LONG_MIN, "z"),
     ("XSETID", "x", "1-1", "ENTRIESADDED", LONG_MAX, "MAXDELETEDID", "0-0"),
-    ("XADD", "x", "MAXLEN", LONG_MAX, "*", "f", "v"),
+    ("XADD", "x", "MAXLEN", LONG_MAX, "2-1", "f", "v"),
     ("XADD", "x2", "18446744073709551615-18446744073709551615", "f", "v"),
     ("XADD", "x2", "*", "f", "v"),
     ("XRANGE", "x", "-", "+", "COUNT", LONG_MIN),
