@@ -1118,18 +1118,38 @@ def _encode_big_bulk_array(value: list[Any]) -> bytes | None:
     return bytes(out)
 
 
-def encode_bulk_choices(members: tuple[bytes, ...], k: int) -> Raw:
+# A drawn reply grows by at most about this much between two checks of its size.
+_DRAW_STEP = 1 << 26
+
+
+def _draws_per_step(encoded: list[bytes]) -> int:
+    return min(BIG_ARRAY, max(1, _DRAW_STEP // max(map(len, encoded))))
+
+
+def encode_bulk_choices(members: tuple[bytes, ...], k: int, room: int) -> Raw | None:
     """``k`` members drawn at random with replacement (SRANDMEMBER with a
     negative count...), encoded as an array of bulk strings as they are
     drawn: each member is encoded once, and the reply is built a slice at
-    a time, never as a list of ``k`` values."""
+    a time, never as a list of ``k`` values; None, and nothing kept, if it
+    would take more than ``room`` bytes (the caller checked that ``k`` of
+    the smallest member fit: see :func:`least_reply`)."""
     import random
 
     encoded = [b"$%d\r\n%s\r\n" % (len(m), m) for m in members]
+    step = _draws_per_step(encoded)
     out = bytearray(b"*%d\r\n" % k)
-    for start in range(0, k, BIG_ARRAY):
-        out += b"".join(random.choices(encoded, k=min(BIG_ARRAY, k - start)))
+    for start in range(0, k, step):
+        out += b"".join(random.choices(encoded, k=min(step, k - start)))
+        if len(out) > room:
+            return None
     return Raw(out)  # type: ignore[arg-type]  # a bytearray: joined as it is, never copied here
+
+
+def least_reply(sizes: Iterable[int], k: int) -> int:
+    """A lower bound on the bytes of ``k`` draws among elements of these
+    byte lengths: the smallest, each with 9 bytes of RESP around it at
+    least (a bulk string has 5, a pair two elements of 4 or more)."""
+    return k * (min(sizes) + 9)
 
 
 class PairChoices:
@@ -1137,13 +1157,17 @@ class PairChoices:
     WITHVALUES, ZRANDMEMBER key -count WITHSCORES), encoded as they are
     drawn in the client's protocol, as :class:`Pairs` would be (RESP3 nests
     each pair, RESP2 flattens them): each pair is encoded once and the
-    reply built a slice at a time, never as a list of ``k`` tuples."""
+    reply built a slice at a time, never as a list of ``k`` tuples.  Past
+    ``room`` bytes the reply is dropped and ``-ERR value is out of range``
+    goes instead (the handler checked that ``k`` of the smallest pair fit;
+    only draws of bigger pairs than the smallest can get there)."""
 
-    __slots__ = ("k", "pairs")
+    __slots__ = ("k", "pairs", "room")
 
-    def __init__(self, pairs: tuple[tuple[Any, Any], ...], k: int) -> None:
+    def __init__(self, pairs: tuple[tuple[Any, Any], ...], k: int, room: int) -> None:
         self.pairs = pairs
         self.k = k
+        self.room = room
 
     def drawn(self) -> Pairs:
         """The ``k`` pairs as a list (a script's reply, converted to Lua)."""
@@ -1151,15 +1175,18 @@ class PairChoices:
 
         return Pairs(random.choices(self.pairs, k=self.k))
 
-    def to_resp(self, resp3: bool | int) -> bytearray:
+    def to_resp(self, resp3: bool | int) -> bytearray | bytes:
         import random
 
         head = b"*2\r\n" if resp3 else b""
         encoded = [head + encode(a, resp3) + encode(b, resp3) for a, b in self.pairs]
         k = self.k
+        step = _draws_per_step(encoded)
         out = bytearray(b"*%d\r\n" % (k if resp3 else 2 * k))
-        for start in range(0, k, BIG_ARRAY):
-            out += b"".join(random.choices(encoded, k=min(BIG_ARRAY, k - start)))
+        for start in range(0, k, step):
+            out += b"".join(random.choices(encoded, k=min(step, k - start)))
+            if len(out) > self.room:
+                return encode_error(errors.VALUE_OUT_OF_RANGE)
         return out
 
 

@@ -909,3 +909,55 @@ def test_hostile_arguments_from_redis_cves(compare):
     for args in CVE_INPUTS:
         compare(*args)
     compare("PING")
+
+
+# Counts whose reply could not fit in any machine's memory: Redis builds the
+# reply until the kernel kills it (so these go to shardkv only); shardkv
+# answers Redis's "value is out of range" (see shardkv.worker.replyroom).
+# The last three draw a member or field of 8 MB 65,536 times: 512 GB.
+UNFIT_COUNTS = [
+    ("ZRANDMEMBER", "z", "-4611686018427387903", "WITHSCORES"),
+    ("ZRANDMEMBER", "z", "-9223372036854775807"),
+    ("HRANDFIELD", "h", "-4611686018427387903", "WITHVALUES"),
+    ("HRANDFIELD", "h", "-9223372036854775807"),
+    ("SRANDMEMBER", "s", "-9223372036854775807"),
+    ("SRANDMEMBER", "big", "-65536"),
+    ("HRANDFIELD", "bigh", "-65536", "WITHVALUES"),
+    ("ZRANDMEMBER", "bigz", "-65536"),
+]
+
+
+def test_counts_whose_reply_cannot_fit_are_out_of_range(pair):
+    """Each unfit count answers -ERR value is out of range at once, in a
+    pipeline, a transaction and a script alike; the workers stay up, their
+    memory does not grow, and the same connection goes on."""
+    proc = pair["shardkv"]
+    workers = workers_of(proc)
+    pids = [p.pid for p in workers]
+    big = b"x" * (8 << 20)
+    with redis.Redis(port=proc.port, socket_timeout=30) as c:
+        c.delete("z", "h", "s", "big", "bigh", "bigz")
+        c.zadd("z", {"a": 1, "b": 2})
+        c.hset("h", mapping={"a": "1", "b": "2"})
+        c.sadd("s", "a", "b")
+        c.sadd("big", big)
+        c.hset("bigh", "f", big)
+        c.zadd("bigz", {big: 1})
+        before = rss_of(workers)
+        started = time.monotonic()
+        pipe = c.pipeline(transaction=False)
+        for args in UNFIT_COUNTS:
+            pipe.execute_command(*args)
+        replies = pipe.execute(raise_on_error=False)
+        assert [str(r) for r in replies] == ["value is out of range"] * len(UNFIT_COUNTS)
+        with pytest.raises(redis.ResponseError, match="^value is out of range script: "):
+            c.eval("return redis.call('SRANDMEMBER', KEYS[1], ARGV[1])", 1, "s", "-9223372036854775807")
+        tx = c.pipeline(transaction=True)
+        tx.execute_command(*UNFIT_COUNTS[0])
+        tx.zrandmember("z", -3)
+        done = tx.execute(raise_on_error=False)
+        assert str(done[0]) == "value is out of range" and len(done[1]) == 3
+        assert time.monotonic() - started < 5
+        assert rss_of(workers) - before < 64 << 20
+        assert [p.pid for p in workers_of(proc)] == pids
+        assert c.srandmember("big", -2) == [big, big] and c.delete("big", "bigh", "bigz") == 3

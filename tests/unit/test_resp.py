@@ -758,10 +758,30 @@ def test_long_bulk_arrays_are_encoded_a_slice_at_a_time():
     assert (
         encode([*values, 7]) == expected.replace(b"*%d" % len(values), b"*%d" % (len(values) + 1)) + b":7\r\n"
     )
-    drawn = encode_bulk_choices((b"a", b"bc"), 5)
+    drawn = encode_bulk_choices((b"a", b"bc"), 5, 1 << 20)
     assert type(drawn) is Raw
     body = bytes(encode(drawn))
     assert body.startswith(b"*5\r\n") and body.count(b"\r\n") == 1 + 2 * 5
+
+
+def test_drawn_replies_stop_past_their_room():
+    """A reply drawn at random (SRANDMEMBER, HRANDFIELD, ZRANDMEMBER with
+    a negative count) stops once it is past the room it was given: no
+    reply (bulk strings) or the error (pairs, encoded later), and it never
+    grows much past the room (a slice holds at most _DRAW_STEP bytes, or
+    one element)."""
+    from shardkv.protocol.resp import PairChoices, encode, encode_bulk_choices, least_reply
+
+    big = b"x" * (1 << 20)
+    assert encode_bulk_choices((b"a", big), 1000, 1 << 24) is None  # about 500 MB if built
+    assert bytes(encode(encode_bulk_choices((b"a",), 1000, 1 << 24))) == b"*1000\r\n" + b"$1\r\na\r\n" * 1000
+    for resp3 in (False, True):
+        assert encode(PairChoices(((big, big), (b"a", b"b")), 1000, 1 << 24), resp3) == (
+            b"-ERR value is out of range\r\n"
+        )
+        fits = PairChoices(((b"f", b"v"),), 3, 1 << 24)
+        assert encode(fits, resp3) == encode(fits.drawn(), resp3)
+    assert least_reply([3, 1, 2], 10) == 10 * (1 + 9)
 
 
 @pytest.mark.parametrize("extra", [[], [b"tok"]])

@@ -26,7 +26,16 @@ from shardkv.protocol.args import (
 )
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
-from shardkv.protocol.resp import BIG_ARRAY, OK, PairChoices, Pairs, encode_bulk_choices, strict_int
+from shardkv.protocol.resp import (
+    BIG_ARRAY,
+    OK,
+    PairChoices,
+    Pairs,
+    encode_bulk_choices,
+    least_reply,
+    strict_int,
+)
+from shardkv.worker import replyroom
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.values import random_member, scan_members, scan_reply
@@ -214,11 +223,22 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
     if h is None or count == 0:
         return []
     if count < -BIG_ARRAY:  # encoded as drawn, never a list
+        # The client chooses how many (see shardkv.worker.replyroom).
+        room = replyroom.room()
         if withvalues:
-            return PairChoices(tuple(h.items()), -count)
-        return encode_bulk_choices(tuple(h), -count)
+            items = tuple(h.items())
+            if least_reply((len(f) + len(v) for f, v in items), -count) > room:
+                raise CommandError(errors.VALUE_OUT_OF_RANGE)
+            return PairChoices(items, -count, room)
+        reply = None
+        if least_reply(map(len, h), -count) <= room:
+            reply = encode_bulk_choices(tuple(h), -count, room)
+        if reply is None:
+            raise CommandError(errors.VALUE_OUT_OF_RANGE)
+        return reply
     if count < 0:
         fields = random.choices(tuple(h), k=-count)
+        replyroom.check(sum(len(f) + len(h[f]) for f in fields) if withvalues else sum(map(len, fields)))
     elif count >= len(h):
         fields = list(h)
     else:

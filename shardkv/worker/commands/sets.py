@@ -16,8 +16,8 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_count, parse_cursor, parse_scan_options
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
-from shardkv.protocol.resp import BIG_ARRAY, encode_bulk_choices, strict_int
-from shardkv.worker import values
+from shardkv.protocol.resp import BIG_ARRAY, encode_bulk_choices, least_reply, strict_int
+from shardkv.worker import replyroom, values
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.values import random_member, scan_members, scan_reply
@@ -182,9 +182,19 @@ def srandmember(ks: Keyspace, args: list[bytes]) -> object:
     if s is None or count == 0:
         return []
     if count < 0:
+        # The client chooses how many (see shardkv.worker.replyroom).
+        members = tuple(s)
         if -count > BIG_ARRAY:  # encoded as drawn: never a list of -count values
-            return encode_bulk_choices(tuple(s), -count)
-        return random.choices(tuple(s), k=-count)
+            room = replyroom.room()
+            reply = None
+            if least_reply(map(len, members), -count) <= room:
+                reply = encode_bulk_choices(members, -count, room)
+            if reply is None:
+                raise CommandError(errors.VALUE_OUT_OF_RANGE)
+            return reply
+        picks = random.choices(members, k=-count)
+        replyroom.check(sum(map(len, picks)))
+        return picks
     if count == 1:
         return [random_member(s)]
     if count >= len(s):

@@ -29,8 +29,10 @@ from shardkv.protocol.resp import (
     Pairs,
     encode_bulk_choices,
     format_double,
+    least_reply,
     strict_int,
 )
+from shardkv.worker import replyroom
 from shardkv.worker.blocking import Wait, parse_timeout
 from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
@@ -628,12 +630,21 @@ def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
     size = len(z)
     at = z.at
     if count < -BIG_ARRAY:  # encoded as drawn, never a list
+        # The client chooses how many (see shardkv.worker.replyroom).
+        room = replyroom.room()
+        ranked = z.slice(0, size)
+        if least_reply((len(m) for _, m in ranked), -count) > room:
+            raise CommandError(errors.VALUE_OUT_OF_RANGE)
         if withscores:
-            return PairChoices(tuple((m, s) for s, m in z.slice(0, size)), -count)
-        return encode_bulk_choices(tuple(m for _, m in z.slice(0, size)), -count)
+            return PairChoices(tuple((m, s) for s, m in ranked), -count, room)
+        reply = encode_bulk_choices(tuple(m for _, m in ranked), -count, room)
+        if reply is None:
+            raise CommandError(errors.VALUE_OUT_OF_RANGE)
+        return reply
     if count < 0 or count == 1:
         # Repeats allowed: independent picks.
         picks = [at(random.randrange(size)) for _ in range(abs(count))]
+        replyroom.check(sum(len(m) for _, m in picks))
     elif count >= size:
         # The whole set; Redis 7.0 lists it highest first.
         picks = z.slice(0, size, reverse=True)
