@@ -23,7 +23,7 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, strtod
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
-from shardkv.worker import values
+from shardkv.worker import replyroom, values
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.pqsort import pqsort
@@ -209,11 +209,9 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
     if store is None:
         if not gets:
             return selected
-        readers = [pattern_reader(ks, g) for g in gets]
-        return [read(element) for element in selected for read in readers]
+        return _fetch(ks, selected, gets)
     if gets:
-        readers = [pattern_reader(ks, g) for g in gets]
-        out = [read(element) or b"" for element in selected for read in readers]
+        out = [value or b"" for value in _fetch(ks, selected, gets)]
     else:
         out = selected
     if out:
@@ -223,6 +221,19 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
     elif not ks.delete(store):
         ks.unchanged = True  # as Redis: empty, no destination to delete: no change
     return len(out)
+
+
+def _fetch(ks: Keyspace, selected: list[bytes], gets: list[bytes]) -> list[bytes | None]:
+    """What each GET pattern reads for each selected element.  The GETs
+    multiply the elements: a few bytes of ``GET #`` repeated can ask for
+    more than memory holds, which is refused as
+    :mod:`shardkv.worker.replyroom` says (the list first, then the values
+    it holds)."""
+    readers = [pattern_reader(ks, g) for g in gets]
+    replyroom.check(len(selected) * len(readers) * 8)  # a list slot each
+    out = [read(element) for element in selected for read in readers]
+    replyroom.check(sum(map(len, filter(None, out))))
+    return out
 
 
 def _sorted(
