@@ -1,4 +1,4 @@
-"""How big a reply a client's count may make a shard build.
+"""How big a reply a client's count (or repeated arguments) may make a shard build.
 
 Most replies are bounded by the data: LRANGE answers what the list holds.
 SRANDMEMBER, HRANDFIELD and ZRANDMEMBER with a negative count are not: the
@@ -12,6 +12,10 @@ available when the reply is asked for, so that the worker and the
 acceptor that relays the reply both fit; past it the command answers
 Redis's ``-ERR value is out of range``, the error Redis gives a count
 beyond its own range.  Replies up to :data:`FREE` never ask.
+
+The same holds where the arguments multiply the data: SORT's GET
+patterns (each read for every element), and MGET or HMGET naming one big
+key or field many times.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 
 FREE = 1 << 26  # a reply this big is built without asking how much memory is left
+# MGET and HMGET of up to this many keys or fields are not measured: even
+# all the same, they answer at most this many times the biggest value.
+REPEATS_FREE = 16
 UNLIMITED = 1 << 62  # a cgroup's "max" (v2) or its page-rounded LONG_MAX (v1) is above this
 
 

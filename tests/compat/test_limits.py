@@ -914,7 +914,7 @@ def test_hostile_arguments_from_redis_cves(compare):
 # Counts whose reply could not fit in any machine's memory: Redis builds the
 # reply until the kernel kills it (so these go to shardkv only); shardkv
 # answers Redis's "value is out of range" (see shardkv.worker.replyroom).
-# The last four draw or get a member or field of 8 MB 65,536 times: 512 GB.
+# The last ones draw or get a value of 16 MB 16,384 times or more: 256 GB.
 UNFIT_COUNTS = [
     ("ZRANDMEMBER", "z", "-4611686018427387903", "WITHSCORES"),
     ("ZRANDMEMBER", "z", "-9223372036854775807"),
@@ -924,22 +924,24 @@ UNFIT_COUNTS = [
     ("SRANDMEMBER", "big", "-65536"),
     ("HRANDFIELD", "bigh", "-65536", "WITHVALUES"),
     ("ZRANDMEMBER", "bigz", "-65536"),
-    # SORT's GETs multiply the elements: 65,536 GET # of that member.
-    ("SORT", "bigl", "BY", "nosort", *["GET", "#"] * 65536),
+    # Arguments that multiply a value: SORT's GETs, a repeated key or field.
+    ("SORT", "bigl", "BY", "nosort", *["GET", "#"] * 16384),
+    ("MGET", *["bigk"] * 16384),
+    ("HMGET", "bigh", *["f"] * 16384),
 ]
 
 
 def test_counts_whose_reply_cannot_fit_are_out_of_range(pair):
-    """Each unfit count (or SORT's GETs) answers -ERR value is out of
-    range at once, in a pipeline, a transaction and a script alike; the
+    """Each unfit count (or repeated argument) answers -ERR value is out
+    of range at once, in a pipeline, a transaction and a script alike; the
     workers stay up, their memory does not grow, and the same connection
     and another one go on."""
     proc = pair["shardkv"]
     workers = workers_of(proc)
     pids = [p.pid for p in workers]
-    big = b"x" * (8 << 20)
+    big = b"x" * (16 << 20)
     with redis.Redis(port=proc.port, socket_timeout=30) as c:
-        c.delete("z", "h", "s", "big", "bigh", "bigz", "bigl")
+        c.delete("z", "h", "s", "big", "bigh", "bigz", "bigl", "bigk")
         c.zadd("z", {"a": 1, "b": 2})
         c.hset("h", mapping={"a": "1", "b": "2"})
         c.sadd("s", "a", "b")
@@ -947,6 +949,7 @@ def test_counts_whose_reply_cannot_fit_are_out_of_range(pair):
         c.hset("bigh", "f", big)
         c.zadd("bigz", {big: 1})
         c.rpush("bigl", big)
+        c.set("bigk", big)
         before = rss_of(workers)
         pipe = c.pipeline(transaction=False)
         for args in UNFIT_COUNTS:
@@ -966,4 +969,5 @@ def test_counts_whose_reply_cannot_fit_are_out_of_range(pair):
         assert c.sort("bigl", by="nosort", get=["#", "#"]) == [big, big]
         with redis.Redis(port=proc.port, socket_timeout=30) as other:
             assert other.zrandmember("z", -2) is not None and other.hlen("bigh") == 1
-        assert c.delete("big", "bigh", "bigz", "bigl") == 4
+        assert c.mget("bigk", "bigk") == [big, big]
+        assert c.delete("big", "bigh", "bigz", "bigl", "bigk") == 5

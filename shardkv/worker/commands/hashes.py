@@ -38,6 +38,7 @@ from shardkv.protocol.resp import (
 from shardkv.worker import replyroom
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.replyroom import REPEATS_FREE
 from shardkv.worker.values import random_member, scan_members, scan_reply
 
 
@@ -108,7 +109,10 @@ def hmget(ks: Keyspace, args: list[bytes]) -> object:
     if h is None:
         return [None] * (len(args) - 2)
     get = h.get
-    return [get(f) for f in args[2:]]
+    out = [get(f) for f in args[2:]]
+    if len(out) > REPEATS_FREE:  # a field repeated multiplies its value (see replyroom)
+        replyroom.check(sum(map(len, filter(None, out))))
+    return out
 
 
 def hdel(ks: Keyspace, args: list[bytes]) -> object:

@@ -6,8 +6,10 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, incr_by_float, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
+from shardkv.worker import replyroom
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.replyroom import REPEATS_FREE
 from shardkv.worker.values import get_string, mutable_string, read_string
 
 
@@ -306,6 +308,8 @@ def mget(ks: Keyspace, args: list[bytes]) -> object:
     for key in args[1:]:
         value = ks.lookup(key)
         out.append(value if type(value) is bytes else None)
+    if len(out) > REPEATS_FREE:  # a key repeated multiplies its value (see replyroom)
+        replyroom.check(sum(map(len, filter(None, out))))
     return out
 
 
