@@ -362,20 +362,29 @@ def test_transactions_and_watch_while_a_script_is_busy(acceptors: int) -> None:
     assert got == expected
 
 
-# A script that writes its first key at once, goes on until a new client
-# connects (INFO's total_connections_received: Redis accepts it while the
-# script is busy, from the same processEventsWhileBlocked that reads the
-# WATCHes), then writes its second key; its other keys, on another shard
-# with more than one, the same; and its second key again in database 9,
-# which nothing used before.  No clock in it: its end is the test's.
+# A script that writes its first key at once, goes on once ARGV[1] more
+# WATCHes ran (INFO commandstats: Redis counts one as it runs it, from the
+# processEventsWhileBlocked that reads it while the script is busy; an
+# acceptor of shardkv once it sent it to the shards) and a new client
+# connected (INFO's total_connections_received: Redis accepts it there too),
+# then writes its second key; its other keys, on another shard with more
+# than one, the same; and its second key again in database 9, which nothing
+# used before.  No clock in it: its end is the test's.
 WRITES_AROUND_A_SIGNAL = """
-local function connections()
-  return tonumber(string.match(redis.call('info', 'stats'), 'total_connections_received:(%d+)'))
+local function counts()
+  local info = redis.call('info', 'stats', 'commandstats')
+  local watches = string.match(info, 'cmdstat_watch:calls=(%d+)') or 0
+  return tonumber(string.match(info, 'total_connections_received:(%d+)')), tonumber(watches)
 end
-local seen = connections()
+local seen, watched = counts()
+watched = watched + tonumber(ARGV[1])
 redis.call('set', KEYS[1], 'early')
 if KEYS[3] then redis.call('set', KEYS[3], 'early') end
-while connections() == seen do for i = 1, 20000 do end end
+while true do
+  local connections, watches = counts()
+  if connections ~= seen and watches >= watched then break end
+  for i = 1, 20000 do end
+end
 redis.call('set', KEYS[2], 'late')
 if KEYS[4] then redis.call('set', KEYS[4], 'late') end
 redis.call('select', 9)
@@ -392,9 +401,16 @@ def watch_writes_of_a_busy_script(port: int, acceptors: int, across: bool) -> li
     (after a probe's -BUSY), the last acceptor's, and the script's second
     key by one in database 9: Redis runs the WATCH then,
     and the script's write after it fails the EXEC, its write before it
-    does not.  A fence (a PING answered -BUSY, on the same acceptor) makes
-    sure every WATCH was read before the connection that lets the script
-    go on; the WATCHes' OKs are read after the script (with several
+    does not.  The script writes its second keys once the server counted
+    every WATCH (commandstats) and a connection made after a probe's PING,
+    answered -BUSY, shows that it is still busy then.  That PING alone
+    proved nothing about the WATCHes sent before it on other connections:
+    a server need not read connections in the order they were written to
+    (an acceptor writes the PING's -BUSY as it reads it, and may read a
+    WATCH after it: under load the last WATCHes' EXECs ran, sent to the
+    workers after the script's write, as Redis's run for a WATCH it reads
+    after the write).  The
+    WATCHes' OKs are read after the script (with several
     acceptors, one of a shard that no script runs waits for it).  shardkv
     read the versions at the script's end, and every EXEC ran.  The
     replies, errors as their first word."""
@@ -406,12 +422,12 @@ def watch_writes_of_a_busy_script(port: int, acceptors: int, across: bool) -> li
     probe = client_on(port, last, k=acceptors, timeout=WAIT)
     watchers = [client_on(port, last, k=acceptors, timeout=WAIT) for _ in range(len(keys) + 1)]
     assert watchers[-1].command("SELECT", "9") == b"OK"  # before: SELECT is not allow-busy
-    scripter.send("EVAL", WRITES_AROUND_A_SIGNAL, len(keys), *keys)
+    scripter.send("EVAL", WRITES_AROUND_A_SIGNAL, len(keys), *keys, len(watchers))
     wait_busy(lambda: probe.command("PING"))
     for watcher, key in zip(watchers, [*keys, OWN_KEYS[1]], strict=True):
         watcher.send("WATCH", key)
-    got: list = [ask(probe, "PING")]  # the fence
-    RespClient(port, timeout=WAIT).close()  # the script goes on
+    got: list = [ask(probe, "PING")]  # still busy
+    RespClient(port, timeout=WAIT).close()  # the script goes on, once it counted the WATCHes
     got.append(scripter.read_reply())
     for watcher in watchers:
         got.append(watcher.read_reply())
