@@ -319,7 +319,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     row: list = []  # the counters of ``name_ok``
     runs: dict[int, list] = {}
     # The slots in ``pending`` from ``counted`` on are the scripts taken
-    # since the counts (``state.scripts``, as script_sent counts them, and
+    # since the counts (``state.scripts``, as scripts_sent counts them, and
     # ``row``'s calls, as evalsha_fast counts them) were last brought up to
     # date: once per change of spelling, and before anything that may
     # answer a script (a send, another command), not once per script.
@@ -341,7 +341,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
             if name != name_ok:
                 taken = len(pending) - counted  # counted in the row of the spelling before
                 if taken:
-                    state.scripts += taken
+                    state.scripts_sent(taken)
                     row[0] += taken
                     counted += taken
                 if name in _SHORTCUT_NAMES:
@@ -369,7 +369,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
                 continue
         taken = len(pending) - counted
         if taken:
-            state.scripts += taken
+            state.scripts_sent(taken)
             row[0] += taken
         if runs:  # sent before anything that follows
             for shard, run in runs.items():
@@ -390,7 +390,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     else:
         taken = len(pending) - counted
         if taken:
-            state.scripts += taken
+            state.scripts_sent(taken)
             row[0] += taken
     for shard, run in runs.items():
         links[shard].send_run(header, run)
@@ -520,12 +520,8 @@ class _ScriptSlot(Slot):
         if not client.dirty:
             client.dirty = True
             client.server.dirty_clients.append(client)
-        state = client.state
-        state.scripts -= 1  # state.script_answered(), inline
-        if not state.scripts and state.blocked_token == SCRIPTS:
-            state.blocked_token = 0
-            if client.waiting():
-                client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        if client.state.script_answered() and client.waiting():
+            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
     def busy_refused(self) -> None:
         """The worker refused it with ``-BUSY`` (ShardLink._refused

@@ -294,6 +294,12 @@ class ClientState:
         self.scripts += 1
         return True
 
+    def scripts_sent(self, count: int) -> None:
+        """``count`` more scripts on their way while the client waits for
+        its scripts already (:data:`SCRIPTS`): :meth:`script_sent`'s count,
+        taken once for a run of them (``scripting.behind_shortcuts``)."""
+        self.scripts += count
+
     def script_answered(self) -> bool:
         """A script of :meth:`script_sent` answered (after its run again if
         it escaped); True when that ended the wait."""

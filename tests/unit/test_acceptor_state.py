@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+from collections.abc import Set as AbstractSet
 
 import shardkv.acceptor
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, SCRIPTS, ClientState
@@ -16,41 +17,119 @@ FIELDS = set(ClientState.__slots__)
 _MUTATORS = {"add", "discard", "clear", "append", "extend", "insert", "pop", "remove", "update", "setdefault"}
 
 
-def _state_attribute(node: ast.AST) -> str | None:
-    """``x.state.FIELD`` -> FIELD."""
-    if (
-        isinstance(node, ast.Attribute)
-        and node.attr in FIELDS
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "state"
-    ):
+def _state_attribute(node: ast.AST, aliases: AbstractSet[str] = frozenset()) -> str | None:
+    """``x.state.FIELD``, or ``alias.FIELD`` where ``alias`` is one of
+    ``aliases`` (a name bound to a ClientState) -> FIELD."""
+    if not isinstance(node, ast.Attribute) or node.attr not in FIELDS:
+        return None
+    owner = node.value
+    if isinstance(owner, ast.Attribute) and owner.attr == "state":
+        return node.attr
+    if isinstance(owner, ast.Name) and owner.id in aliases:
         return node.attr
     return None
+
+
+def _names_client_state(annotation: ast.AST | None) -> bool:
+    return annotation is not None and "ClientState" in ast.unparse(annotation)
+
+
+def _aliases(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> set[str]:
+    """The names that ``function`` (or a function inside it) binds to a
+    ClientState: ``state = client.state`` (or ``:=``), a parameter or a
+    variable annotated ``ClientState``, ``ClientState(...)``."""
+    arguments = function.args
+    names = {
+        a.arg
+        for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
+        if _names_client_state(a.annotation)
+    }
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign | ast.NamedExpr):
+            value = node.value
+            if (isinstance(value, ast.Attribute) and value.attr == "state") or (
+                isinstance(value, ast.Call) and _names_client_state(value.func)
+            ):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if _names_client_state(node.annotation):
+                names.add(node.target.id)
+    return names
+
+
+def _offences(source: str, name: str) -> list[str]:
+    """The statements of ``source`` that change a ClientState's field, or
+    the object in one, other than through its methods."""
+    tree = ast.parse(source)
+    aliases: dict[int, AbstractSet[str]] = {}  # id(node) -> the names bound to a ClientState there
+    for function in ast.walk(tree):
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            bound = _aliases(function)
+            for node in ast.walk(function):
+                aliases[id(node)] = aliases.get(id(node), frozenset()) | bound
+    offences = []
+    for node in ast.walk(tree):
+        bound = aliases.get(id(node), frozenset())
+        targets: list[ast.AST] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            for part in ast.walk(target):
+                if _state_attribute(part, bound):
+                    offences.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _MUTATORS
+            and _state_attribute(node.func.value, bound)
+        ):
+            offences.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+    return offences
 
 
 def test_only_the_state_module_changes_a_clients_mode() -> None:
     offences = []
     for path in ACCEPTOR.rglob("*.py"):
-        if path.name == "state.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets: list[ast.AST] = []
-            if isinstance(node, ast.Assign):
-                targets = node.targets
-            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
-                targets = [node.target]
-            for target in targets:
-                for part in ast.walk(target):
-                    if _state_attribute(part):
-                        offences.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in _MUTATORS
-                and _state_attribute(node.func.value)
-            ):
-                offences.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+        if path.name != "state.py":
+            offences += _offences(path.read_text(), path.name)
     assert not offences
+
+
+def test_the_rule_sees_a_field_changed_through_a_local_name() -> None:
+    caught = _offences(
+        """
+def a(client):
+    state = client.state
+    state.scripts -= 1
+    state.blocked_token = 0
+    state.held.append(1)
+def b(state: ClientState):
+    state.multi = None
+def c(client):
+    if (s := client.state).blocked_token:
+        s.reply_mode = 1
+    def inner():
+        state.monitoring = True
+    state = client.state
+def d(client):
+    tracking = client.tracking  # another object: not a ClientState
+    tracking.scripts = 0
+    state = client.state
+    return state.scripts
+""",
+        "x.py",
+    )
+    assert sorted(caught, key=lambda line: int(line.split(":")[1])) == [
+        "x.py:4: state.scripts -= 1",
+        "x.py:5: state.blocked_token = 0",
+        "x.py:6: state.held.append(1)",
+        "x.py:8: state.multi = None",
+        "x.py:11: s.reply_mode = 1",
+        "x.py:13: state.monitoring = True",
+    ]
 
 
 def test_transitions() -> None:
