@@ -94,7 +94,9 @@ Keys on several shards
     cross-shard pop of any acceptor waits on (:data:`POP_KEYS`, bus
     ``poppers``) sends ``__bsettle`` behind it too, and its client waits
     for those tries, as Redis serves the pop right after the EXEC; a plain
-    write pops in place and sends nothing.
+    write pops in place and sends one too, so that the writer's next
+    command (a push to the client's other shard) comes after the verdict,
+    as in Redis, where the client is served before that command runs.
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -248,7 +250,7 @@ EAGER_KEYS: dict[bytes, int] = {}
 # of every acceptor wait on, how many on each: a transaction or script
 # writing one waits for their tries (``__bsettle``, see try_at_once), as a
 # key a cross-shard operation made ready notifies them, and they try
-# later; a plain write pops for them in place, and pays nothing.  Another
+# later; a plain write pops for them in place, and waits for that too.  Another
 # acceptor's, by (acceptor, key) too (bus ``poppers``).
 POP_KEYS: dict[bytes, int] = {}
 _REMOTE_POPS: dict[tuple[int, bytes], int] = {}
@@ -2020,14 +2022,15 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     (a cross-shard operation's ready key does), and Redis serves them right
     after it (``MULTI``, ``RPUSH A x``, ``RPUSH B y``, ``EXEC``, ``LLEN A``
     pipelined, a client in ``BLPOP B A 0``: the client gets ``x``, LLEN 0;
-    it used to be 1, the try coming after the LLEN)."""
+    it used to be 1, the try coming after the LLEN); a plain write of
+    such a key waits so for its in-place pop's verdict (issue 22)."""
     reads = cmd.name not in RANKED
     late: list[tuple[_CrossShard, bytes]] = []
     remote = [key for key in dict.fromkeys(keys) if key in _GROUP_READS or _moved_elsewhere(key)]
     # A transaction's or script's key of a cross-shard pop: it notifies
     # the pop, whose try it waits for too (see POP_KEYS).
     settle = remote
-    if not reads and POP_KEYS:
+    if POP_KEYS:
         settle = remote + [key for key in dict.fromkeys(keys) if key in POP_KEYS and key not in remote]
     for key in dict.fromkeys(keys):
         waits = _BY_KEY.get(key)

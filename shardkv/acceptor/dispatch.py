@@ -270,9 +270,9 @@ class Dispatch:
                 return
         since = len(self.pending) if server.monitors else None  # where its replies start
         if state.user.unlimited or (problem := state.user.sort_denied(cmd.name, args)) is None:
-            if blocking.EAGER_KEYS or (blocking.POP_KEYS and cmd.name in blocking.RANKED):
+            if blocking.EAGER_KEYS or blocking.POP_KEYS:
                 # A cross-shard BLMOVE or XREAD waits: one on a key written here tries behind it;
-                # or a cross-shard pop, which a transaction or script writing its key waits for.
+                # or a cross-shard pop, which a write of its key waits for.
                 keys = blocking.written_keys(cmd, args, state.multi)
                 at = len(self.pending)
                 self.route(cmd, args, raw)

@@ -578,8 +578,10 @@ CASES: dict[str, list] = {
         ("pipe", 0, 0, ("XADD", "A", "1-2", "f", "b"), ("XPENDING", "A", "g")),
     ],
     # Two clients blocked on both shards, one through each acceptor, made
-    # ready by one transaction: Redis serves them in the order they
-    # blocked, the first getting x (the later one used to, issue 22).
+    # ready by one transaction (or a push to each shard): Redis serves them
+    # in the order they blocked, the first getting x, or y from B pushed
+    # first (the push to A used to pop x for the first client now and
+    # then, before B's verdict, issue 22).
     "blpop-two-shards-two-acceptors-exec": [
         ("block", "c1", 0, 0, "BLPOP", "A", "B", 0),
         ("block", "c2", 1, 0, "BLPOP", "A", "B", 0),
@@ -589,6 +591,11 @@ CASES: dict[str, list] = {
         ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
         ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
         ("pipe", 0, 0, ("MULTI",), ("RPUSH", "A", "x", "z"), ("EXEC",), ("LLEN", "A")),
+    ],
+    "blpop-two-shards-two-acceptors-pushes": [
+        ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
+        ("pipe", 0, 0, ("RPUSH", "B", "y"), ("RPUSH", "A", "x"), ("LLEN", "A")),
     ],
     "flushall-xreadgroup-databases": [
         ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
