@@ -920,7 +920,7 @@ class _CrossShard:
         if self.popping:
             for waited in self.wait_keys.values():
                 for key in waited:
-                    POP_KEYS[key] = POP_KEYS.get(key, 0) + 1
+                    _more_pops(key, 1)
             if client.server.bus is not None:  # (one message for all its keys)
                 client.server.bus.tell(bus.POPPERS, [1, *keys_of(self)])
         if self.claiming or self.read_only:
@@ -1555,7 +1555,7 @@ class _CrossShard:
                     if self.claiming and teller is not None:
                         teller.tell(bus.MOVERS, [-1, key])
                 if popping:
-                    _less(POP_KEYS, key, 1)
+                    _less_pops(key, 1)
         if popping and teller is not None:
             teller.tell(bus.POPPERS, [-1, *keys_of(self)])
 
@@ -1896,21 +1896,21 @@ def bus_poppers(server: Acceptor, origin: int, args: list) -> None:
     on it), in place of those it told before (see :func:`learn_movers`)."""
     if args[0] == 0:
         for held in [held for held in _REMOTE_POPS if held[0] == origin]:
-            _less(POP_KEYS, held[1], _REMOTE_POPS.pop(held))
+            _less_pops(held[1], _REMOTE_POPS.pop(held))
         for i in range(1, len(args) - 1, 2):
             key, n = args[i], args[i + 1]
             _REMOTE_POPS[origin, key] = n
-            POP_KEYS[key] = POP_KEYS.get(key, 0) + n
+            _more_pops(key, n)
         return
     more = args[0] > 0
     for key in args[1:]:
         held = (origin, key)
         if more:
             _REMOTE_POPS[held] = _REMOTE_POPS.get(held, 0) + 1
-            POP_KEYS[key] = POP_KEYS.get(key, 0) + 1
+            _more_pops(key, 1)
         elif held in _REMOTE_POPS:
             _less(_REMOTE_POPS, held, 1)
-            _less(POP_KEYS, key, 1)
+            _less_pops(key, 1)
 
 
 def keys_of(wait: _CrossShard) -> list[bytes]:
@@ -1928,6 +1928,19 @@ def _less(counts: dict, key: object, n: int) -> None:
     left = counts.pop(key) - n
     if left:
         counts[key] = left
+
+
+def _more_pops(key: bytes, n: int) -> None:
+    """``n`` more cross-shard pops wait on ``key`` (see :data:`POP_KEYS`);
+    they count in :data:`EAGER_KEYS` too, so that a plain write of it
+    leaves the inline path and waits for their verdicts (``__bsettle``)."""
+    POP_KEYS[key] = POP_KEYS.get(key, 0) + n
+    EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + n
+
+
+def _less_pops(key: bytes, n: int) -> None:
+    _less(POP_KEYS, key, n)
+    _less(EAGER_KEYS, key, n)
 
 
 def _less_remote(key: bytes, n: int) -> None:
@@ -1950,7 +1963,7 @@ def forget_movers(origin: int) -> None:
         for _ in range(n):
             _less_eager(held[1])
     for held in [held for held in _REMOTE_POPS if held[0] == origin]:
-        _less(POP_KEYS, held[1], _REMOTE_POPS.pop(held))
+        _less_pops(held[1], _REMOTE_POPS.pop(held))
 
 
 def bus_movers_now(server: Acceptor, origin: int, args: list) -> int:

@@ -53,9 +53,10 @@ def test_other_acceptors_movers_are_counted_by_key_and_forgotten_on_restart() ->
 
 def test_other_acceptors_pops_are_counted_by_key_and_forgotten_on_restart() -> None:
     """The keys of other acceptors' cross-shard pops (bus ``poppers``),
-    which a transaction or script writing one waits for: counted by key,
-    a -1 not told changes nothing, a restart forgets its acceptor's; they
-    never make a command take the slow path (``EAGER_KEYS``)."""
+    which a write of one waits for: counted by key, a -1 not told changes
+    nothing, a restart forgets its acceptor's; they make a command naming
+    one take the slow path (``EAGER_KEYS``, counted alike), so that a
+    plain write of one sends its ``__bsettle``."""
     k = b"poppers-unit-key"
     assert not blocking.pops_wait_on([k])
     blocking.bus_poppers(None, 1, [1, k])  # type: ignore[arg-type]  # (the server is not used)
@@ -63,11 +64,11 @@ def test_other_acceptors_pops_are_counted_by_key_and_forgotten_on_restart() -> N
     blocking.bus_poppers(None, 2, [1, k])  # type: ignore[arg-type]
     blocking.bus_poppers(None, 3, [-1, k])  # type: ignore[arg-type]
     assert blocking.pops_wait_on([b"other", k]) and blocking.POP_KEYS[k] == 3
-    assert k not in blocking.EAGER_KEYS
+    assert blocking.EAGER_KEYS[k] == 3
     blocking.forget_movers(1)
-    assert blocking.POP_KEYS[k] == 1
+    assert blocking.POP_KEYS[k] == 1 and blocking.EAGER_KEYS[k] == 1
     blocking.bus_poppers(None, 2, [-1, k])  # type: ignore[arg-type]
-    assert not blocking.pops_wait_on([k]) and k not in blocking.POP_KEYS
+    assert not blocking.pops_wait_on([k]) and k not in blocking.POP_KEYS and k not in blocking.EAGER_KEYS
 
 
 def test_all_of_an_acceptors_movers_told_at_once_replace_those_told_before() -> None:
