@@ -250,8 +250,10 @@ EAGER_KEYS: dict[bytes, int] = {}
 # of every acceptor wait on, how many on each: a transaction or script
 # writing one waits for their tries (``__bsettle``, see try_at_once), as a
 # key a cross-shard operation made ready notifies them, and they try
-# later; a plain write pops for them in place, and waits for that too.  Another
-# acceptor's, by (acceptor, key) too (bus ``poppers``).
+# later; a plain write pops for them in place, and waits for that too
+# (they count in EAGER_KEYS as well, so that it leaves the inline path:
+# see _more_pops).  Another acceptor's, by (acceptor, key) too (bus
+# ``poppers``).
 POP_KEYS: dict[bytes, int] = {}
 _REMOTE_POPS: dict[tuple[int, bytes], int] = {}
 
@@ -669,6 +671,23 @@ def _first_ready(claims: list[tuple[_Notify, bytes, bytes | None, tuple]]) -> in
     return best
 
 
+def _ranked(
+    claims: list[tuple[_Notify, bytes, bytes | None, tuple]],
+) -> list[tuple[_Notify, bytes, bytes]] | None:
+    """The claims of ``claims`` that name a key, ``(notify, notification,
+    key)`` each, in the order one cross-shard operation made their keys
+    ready (their ranks), when that operation made several of them ready,
+    or one notified ``BWAIT_CLAIMED``; else None (see
+    :meth:`_CrossShard._after_claimants`)."""
+    named = [(rank, notify, body, key) for notify, body, key, rank in claims if key is not None]
+    if not named or any(len(rank) != 2 or rank[0] != named[0][0][0] for rank, _, _, _ in named):
+        return None  # (one notified by a plain write, or by another operation)
+    if len(named) == 1 and named[0][2] != _CLAIMED:
+        return None
+    named.sort(key=lambda claim: claim[0][1])
+    return [(notify, body, key) for _, notify, body, key in named]
+
+
 class _Notify:
     """One shard's ``__bwait`` for a :class:`_CrossShard`."""
 
@@ -965,6 +984,7 @@ class _CrossShard:
         ready_key: bytes | None = None,
         unblocked: bool = False,
         keep: dict[_Notify, _Notify] | None = None,
+        ranked: list[bytes] | None = None,
     ) -> None:
         """Try atomically; ``notified``: the notification of a ``__bwait``
         (``_READY`` or ``_CLAIMED``) this try follows, or b"" (the first
@@ -992,7 +1012,10 @@ class _CrossShard:
         ``CLIENT UNBLOCK``: a null, and 1).  ``keep``: an eager try's (see
         :meth:`serve_now`): each ``__bwait`` of ``ask`` is kept by its
         ``__bclaim`` and waits on, after the try, under the token of its
-        ``_Notify`` there (its ``__bdone``'s new token)."""
+        ``_Notify`` there (its ``__bdone``'s new token).  ``ranked``: a
+        pop's keys that one cross-shard operation made ready, in its order
+        (see :meth:`_after_claimants`): the try reads those alone, in that
+        order, a key of another type passed over (``__btry``)."""
         client = self.client
         self.trying = True
         self.try_began = perf_counter_ns()
@@ -1000,9 +1023,13 @@ class _CrossShard:
         # as Redis counts a served command (wire.Run.served).
         served, self.served = self.served, True
         args, keys = self.args, self.keys
-        self.on_key = (ready_key is not None or unblocked or ask is not None) and not self.move
+        self.on_key = (
+            ready_key is not None or unblocked or ask is not None or ranked is not None
+        ) and not self.move
         if ready_key is not None and self.on_key:
             args, keys = self._on_key(ready_key), [ready_key]
+        elif ranked is not None:
+            args, keys = self._on_keys(ranked), ranked
         if self.read_only:
             self._attempt_parts(args, keys)
             return
@@ -1027,7 +1054,7 @@ class _CrossShard:
                 commands = [self.args, [Verb.BDEST, self.args[2], self.args[1]]]
                 op = AtomicOp(client, commands, self.keys, self._served_move, counted=False, served=served)
             else:
-                if ask is not None:  # (not a stream read's, nor a BLMOVE's)
+                if ask is not None or ranked is not None:  # (not a stream read's, nor a BLMOVE's)
                     args = [Verb.BTRY, *args]  # its keys of another type passed over
                 op = AtomicOp(
                     client, [args], self.keys, _first_body, counted=False, name=self.args[0], served=served
@@ -1112,6 +1139,13 @@ class _CrossShard:
         if self.mpop:  # timeout numkeys key... where [COUNT count]
             return [args[0], args[1], b"1", key, *args[3 + int(args[2]) :]]
         return [args[0], key, args[-1]]
+
+    def _on_keys(self, keys: list[bytes]) -> list[bytes]:
+        """A pop (not a stream read, nor a move) on ``keys`` alone, in that order."""
+        args = self.args
+        if self.mpop:  # timeout numkeys key... where [COUNT count]
+            return [args[0], args[1], b"%d" % len(keys), *keys, *args[3 + int(args[2]) :]]
+        return [args[0], *keys, args[-1]]
 
     def _served_move(self, bodies: list[bytes]) -> bytes:
         """A BLMOVE's try after ``BWAIT_READY``: what the command did, or the
@@ -1529,8 +1563,72 @@ class _CrossShard:
         done = tuple(claim[0] for claim in claims)
         if self._claims_abandoned(claims):
             return
+        if not (self.stream or self.move):
+            ranked = _ranked(claims)
+            if ranked is not None:
+                self._after_claimants(ranked, done)
+                return
         _, notified, key, _ = claims[_first_ready(claims)]
         self.attempt(notified=notified, done=done, ready_key=key)
+
+    def _after_claimants(self, ranked: list[tuple[_Notify, bytes, bytes]], done: tuple[_Notify, ...]) -> None:
+        """A pop that one cross-shard operation (an EXEC, a script) made
+        ready on several of its shards (``ranked``: ``(notify,
+        notification, key)`` in the order the operation made the keys
+        ready): Redis serves its clients right after the operation, key by
+        key in that order, each key's clients in the order they blocked, so
+        a client finds a key emptied by those before it and is served from
+        its next ready key.  So the try waits until the tries of the
+        clients that blocked before it and hold claims on its keys have run
+        (``__bsettle key token``, on each key up to its first notified
+        ``BWAIT_READY``, whose element is counted for it: that key too for
+        a BLMPOP or BZMPOP with a COUNT, which may pop more than the one
+        left for it), then pops from
+        the first of those keys that holds an element, in one step with
+        its ``__bdone``s (so a writer's ``__bsettle`` of those keys answers
+        only after it).  Its try used to run on one key alone, as soon as
+        notified: a client notified ``BWAIT_CLAIMED`` took the element of
+        the client before it, or, finding its key empty, waited again and
+        was served after the writer's next command (``MULTI``, ``RPUSH B
+        y``, ``RPUSH A x``, ``EXEC``, ``LLEN A`` pipelined, two clients in
+        ``BLPOP A B 0`` through two acceptors: LLEN 1, Redis 0; issue 22)."""
+        keys = [key for _, _, key in ranked]
+        behind: list[tuple[_Notify, bytes]] = []
+        several = self.count != b"1"
+        for notify, notified, key in ranked:
+            if notified == _READY and not several:
+                break
+            behind.append((notify, key))
+            if notified == _READY:
+                break
+        if not behind:
+            self.attempt(done=done, ranked=keys)
+            return
+        self.trying = True
+        server = self.client.server
+        left = len(behind)
+
+        def go(_: object) -> None:
+            nonlocal left
+            left -= 1
+            if left:
+                return
+            if self.done:  # its client went meanwhile: its claims end
+                self.trying = False
+                for notify in done:
+                    if notify.link.up:
+                        notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
+                self._tried()
+                return
+            self.attempt(done=done, ranked=keys)
+
+        for notify, key in behind:
+            link = notify.link
+            settle = _Settled(link, go)
+            link.blocked[settle.token] = settle
+            command = encode_command([Verb.BSETTLE, key, b"%d" % notify.token])
+            link.send(wire.entry_header(0, settle.token, self.client.db), command, settle)
+            settle.bound(server)
 
     def _cancel_notifies(self) -> None:
         notifies, self.notifies = self.notifies, []

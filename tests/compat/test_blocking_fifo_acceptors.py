@@ -52,6 +52,10 @@ PUSH_BOTH = (
 )
 
 
+# Pushes y to KEYS[2], then x to KEYS[1].
+PUSH_Y_X = "redis.call('RPUSH', KEYS[2], 'y') redis.call('RPUSH', KEYS[1], 'x') return 1"
+
+
 def _lists(cmd: str, *, keys: tuple[str, ...] = ("A",), push: str = "RPUSH") -> list:
     """Three clients blocked through acceptors 0, 1, 0; one push of two
     elements through acceptor 1 serves the first two, a push through
@@ -596,6 +600,75 @@ CASES: dict[str, list] = {
         ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
         ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
         ("pipe", 0, 0, ("RPUSH", "B", "y"), ("RPUSH", "A", "x"), ("LLEN", "A")),
+    ],
+    # The same with a client blocked on B alone between them: the third
+    # push serves it.
+    "blpop-two-shards-two-acceptors-pushes-one-shard-between": [
+        ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 0, 0, "BLPOP", "B", 0),
+        ("block", "c3", 1, 0, "BLPOP", "A", "B", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("RPUSH", "B", "y"),
+            ("RPUSH", "A", "x"),
+            ("RPUSH", "B", "z"),
+            ("LLEN", "A"),
+            ("LLEN", "B"),
+        ),
+    ],
+    # One transaction (or script) makes B ready, then A: Redis serves B's
+    # clients first (the first gets y), then A's (the second x) before
+    # the writer's next command (LLEN 0); the second used to take y now
+    # and then, or get x only after the LLEN (1).
+    "blpop-two-shards-two-acceptors-exec-pushes": [
+        ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
+        ("pipe", 0, 0, ("MULTI",), ("RPUSH", "B", "y"), ("RPUSH", "A", "x"), ("EXEC",), ("LLEN", "A")),
+    ],
+    "blpop-two-shards-two-acceptors-exec-one-shard-between": [
+        ("block", "c1", 0, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 1, 0, "BLPOP", "B", 0),
+        ("block", "c3", 1, 0, "BLPOP", "B", "A", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("MULTI",),
+            ("RPUSH", "B", "y"),
+            ("RPUSH", "A", "x"),
+            ("EXEC",),
+            ("LLEN", "A"),
+            ("LLEN", "B"),
+        ),
+    ],
+    "blpop-two-shards-two-acceptors-eval-pushes": [
+        ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
+        ("pipe", 0, 0, ("EVAL", PUSH_Y_X, 2, "A", "B"), ("LLEN", "A"), ("LLEN", "B")),
+    ],
+    # A COUNT pops more than the one element left for the second client:
+    # the first still gets its two.
+    "blmpop-two-shards-two-acceptors-exec-count": [
+        ("block", "c1", 0, 0, "BLMPOP", 0, 2, "A", "B", "LEFT", "COUNT", 2),
+        ("block", "c2", 1, 0, "BLMPOP", 0, 2, "B", "A", "RIGHT", "COUNT", 2),
+        (
+            "pipe",
+            1,
+            0,
+            ("MULTI",),
+            ("RPUSH", "B", "y1", "y2", "y3"),
+            ("RPUSH", "A", "x"),
+            ("EXEC",),
+            ("LRANGE", "A", 0, -1),
+            ("LRANGE", "B", 0, -1),
+        ),
+    ],
+    "bzpopmin-two-shards-two-acceptors-exec-pushes": [
+        ("block", "c1", 1, 0, "BZPOPMIN", "A", "B", 0),
+        ("block", "c2", 0, 0, "BZPOPMAX", "B", "A", 0),
+        ("pipe", 1, 0, ("MULTI",), ("ZADD", "B", 1, "y"), ("ZADD", "A", 2, "x"), ("EXEC",), ("ZCARD", "A")),
     ],
     "flushall-xreadgroup-databases": [
         ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
