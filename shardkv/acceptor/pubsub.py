@@ -812,7 +812,7 @@ def _while_blocked(client: Client, pending: deque, body: bytes, behind: Behind |
     cross-shard wait's): its events Redis writes after the reply go after
     it, whoever's they are."""
     if type(behind) is Behind and behind.waiter:
-        if _serves(client, behind.waiter):
+        if serves(client, behind.waiter):
             if behind.within is not None:
                 _served_within(pending, behind.within, body)
                 return
@@ -828,7 +828,36 @@ def _while_blocked(client: Client, pending: deque, body: bytes, behind: Behind |
     pending.insert(len(pending) - 1, body)
 
 
-def _serves(client: Client, waiter: int) -> bool:
+def invalidation_while_blocked(client: Client, body: bytes, waiter: int, own: bool) -> bool:
+    """An invalidation ``body`` for ``client`` (of its own tracking if
+    ``own``, else as a REDIRECT target) of a change by a write, or (``waiter``
+    not 0) by a blocked command that a write served (``wire.EVENT_WAITER_SHIFT``;
+    -1: a cross-shard wait's, unnamed): if ``client`` is blocked, its
+    waiting slot last among its pending replies, put where Redis writes it,
+    and True (else False: it goes after the pending replies).  Redis writes
+    it at once, the blocked command having no reply yet; but a change that
+    the client's own served command made (taken as one a cross-shard wait's
+    may be) it notes as the current client's, to tell after that command's
+    reply (``tracking_pending_keys``); and once the client was served
+    (:func:`note_served`), the changes of what runs after follow its reply."""
+    state = client.state
+    pending = client.pending
+    if not (pending and state.blocked) or state.reply_mode or not _waits(pending[-1]):
+        return False
+    at = len(pending) - 1
+    if waiter > 0 and serves(client, waiter):
+        if own:
+            at += 1
+        elif _served_already(pending):
+            at -= 1  # (its own command's: before what it gets inside the reply)
+    elif (waiter < 0 and own) or _served_already(pending):
+        at += 1
+    pending.insert(at, body)
+    client.flush()
+    return True
+
+
+def serves(client: Client, waiter: int) -> bool:
     """Whether ``waiter`` (``wire.EVENT_WAITER_SHIFT``) is ``client``'s
     blocked command."""
     token = client.state.blocked_token

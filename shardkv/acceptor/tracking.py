@@ -62,6 +62,8 @@ EVICTED = 1 << 9
 KEYMISS = 1 << 11
 FLUSH = wire.EVENT_FLUSH
 SCRIPT_READ = wire.EVENT_SCRIPT_READ
+SERVED = wire.EVENT_SERVED
+WAITER_SHIFT = wire.EVENT_WAITER_SHIFT
 ALL_CLASSES = notifications.CLASSES | FLUSH | SCRIPT_READ
 CHANNEL = b"__redis__:invalidate"
 
@@ -351,9 +353,16 @@ def bus_invalidate(server, origin: int, args: list) -> None:
     if null:
         keys = Raw(b"_\r\n" if resp3 else b"$-1\r\n")
     if target.resp3:
-        target.push(Push([b"invalidate", keys]))
+        message = Push([b"invalidate", keys])
     elif target.state.subscribed:
-        target.push(Push([b"message", CHANNEL, keys]))
+        message = Push([b"message", CHANNEL, keys])
+    else:
+        return
+    if not (
+        target.state.blocked_token > 0
+        and pubsub.invalidation_while_blocked(target, encode(message, target.resp3), 0, False)
+    ):
+        target.push(message)
 
 
 def bus_broken(server, origin: int, args: list) -> None:
@@ -1206,6 +1215,7 @@ def on_events(server, events: list, origin: object) -> None:
     )
     inside = None
     at = 0
+    served = 0  # the blocked command served that made the change (see send)
     for i, (_db, key, cls, _name) in enumerate(events):
         if places:
             while at < len(places) and places[at][0] <= i:
@@ -1219,18 +1229,33 @@ def on_events(server, events: list, origin: object) -> None:
             if changer is not None:
                 _script_read(changer, key, place)
         elif cls & notifications.CLASSES and not cls & KEYMISS:
+            if cls & SERVED:
+                waiter = cls >> WAITER_SHIFT or -1
+                if waiter != served and waiter > 0:  # (served before what comes after it)
+                    pubsub.note_served(server, waiter)
+                served = waiter
+            else:
+                served = 0
             # As Redis: an eviction happens before the command runs, so even
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
             if changer is None:
-                _invalidate_key(server, key, None, bcast=True, ordered=ordered, kept=kept)
+                _invalidate_key(server, key, None, bcast=True, ordered=ordered, kept=kept, served=served)
             elif cls & EVICTED:  # (with the channels it is published on, if any)
                 _invalidate_key(
                     server, key, changer, bcast=True, early=place, ordered=ordered, kept=kept, inside=inside
                 )
             else:
                 _invalidate_key(
-                    server, key, changer, bcast=True, place=place, ordered=ordered, kept=kept, inside=inside
+                    server,
+                    key,
+                    changer,
+                    bcast=True,
+                    place=place,
+                    ordered=ordered,
+                    kept=kept,
+                    inside=inside,
+                    served=served,
                 )
     # Back in the table after all of them: as in Redis, a command's second
     # event of a key (a new key's, then the write's) finds it gone.
@@ -1253,6 +1278,7 @@ def _invalidate_key(
     evicted: bool = False,
     ran: Client | None = None,
     inside: object = None,
+    served: int = 0,
 ) -> None:
     """``key`` changed: drop it from the table and tell its clients.
     ``changer``: the client whose command changed it; its invalidation
@@ -1263,7 +1289,8 @@ def _invalidate_key(
     ``evicted``: over ``tracking-table-max-keys`` (see :func:`_reads_after`);
     ``ran``: a client whose reads in flight all ran before the change;
     ``inside``: where in the array of an EXEC run atomically the command
-    that made it stands (an ExecPlace)."""
+    that made it stands (an ExecPlace); ``served``: the blocked command
+    that made it, served by the change's write (see :func:`send`)."""
     if bcast and PREFIXES:
         # Each prefix the key starts with: its first bytes of each length
         # that a prefix has (Redis walks its prefix tree along the key).
@@ -1325,9 +1352,11 @@ def _invalidate_key(
             if silent:
                 continue  # it did not track the key before the change
         if not own:
+            if served > 0 and state.noloop and pubsub.serves(target, served):
+                continue  # (its own served command's change: Redis's current client's)
             # Before the reply of a read that ran after it; to the client
             # that made the change (its REDIRECT target), before that reply.
-            send(target, [key], before, writer=changer, at=inside or place or early)
+            send(target, [key], before, writer=changer, at=inside or place or early, served=served)
         elif not state.noloop and not _before_on(state, place or early):
             send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
 
@@ -1474,6 +1503,7 @@ def send(
     resp3: bool | None = None,
     writer: Client | None = None,
     at: object = None,
+    served: int = 0,
 ) -> None:
     """One invalidation message for ``client`` (Redis's ``sendTrackingMessage``);
     ``before``/``after``: the reply slot it must precede/follow, if still
@@ -1482,7 +1512,10 @@ def send(
     ``resp3`` its protocol then (RESET since).  ``writer``: the client
     whose command (reply slot ``at``) made the change, another than
     ``client``: if ``client`` redirects to it, the message goes before
-    that command's reply, as Redis sends it while the command runs."""
+    that command's reply, as Redis sends it while the command runs.
+    ``served``: the blocked command that made the change, served by a
+    write (``wire.EVENT_WAITER_SHIFT``, -1 if unnamed): for a client
+    blocked, see :func:`~shardkv.acceptor.pubsub.invalidation_while_blocked`."""
     if state is None:
         state = client.tracking
     if resp3 is None:
@@ -1517,6 +1550,7 @@ def send(
     else:
         return
     pending = target.pending
+    made = at
     if target is writer and writer is not client and at is not None:
         # The REDIRECT target made the change: before its command's reply
         # (inside EXEC's array: before the command's part, or its ExecPlace).
@@ -1541,8 +1575,29 @@ def send(
             target.flush()
         except Exception:  # a bug costs this client alone
             target.failed("pushing an invalidation to it")
-    else:
+    elif not (
+        target.state.blocked_token > 0
+        and not (writer is not None and _after_unanswered(writer, made))
+        and pubsub.invalidation_while_blocked(target, encode(message, to_resp3), served, target is client)
+    ):
         target.push(message)
+
+
+def _after_unanswered(writer: Client, at: object) -> bool:
+    """Whether the command whose reply slot ``at`` is came behind a command
+    of its client ``writer`` not yet answered, maybe on another shard and
+    not yet run there: one that may serve a blocked client (``RPUSH l a``,
+    ``SET k v``), which Redis ran first, so the change's invalidation for a
+    blocked client goes after the pending replies (after that client's
+    reply if it serves it), not at once."""
+    pending = writer.pending
+    place = _in_pending(pending, at) if at is not None else None
+    for reply in pending:
+        if reply is place:
+            return False
+        if getattr(reply, "data", b"") is None:
+            return True
+    return False
 
 
 def _in_pending(pending: deque | list | tuple, at: object) -> object:

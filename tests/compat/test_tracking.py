@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from shardkv.protocol.resp import encode_command
+from tests.support.rawsocket import read_through
 from tests.support.resp import reply_end
 
 PONG = b"+PONG\r\n"
@@ -1907,3 +1908,150 @@ def test_tracking_on_off_on_in_one_pipeline_tracks_the_last_span_s_reads(ports, 
     ours = _transcript(ports["shardkv"], [True, True], steps, together=True)
     assert b"".join(row[0] for row in ours) == b"".join(row[0] for row in real)
     assert b"".join(row[1] for row in ours) == b"".join(row[1] for row in real)
+
+
+_K1, _K2 = _keys_on_two_shards(4)
+# A RESP3 client x blocked in a blocking command while writes come: (what x
+# sends before it blocks, what a client redirecting to x sends first
+# ($x: x's id), x's blocking command, another client's blocking command
+# sent after it (or None), the writes: each a pipeline, sent once the
+# one before it was answered).
+_BLOCKED: dict[str, tuple[list[str], list[str], str, str | None, list[list[str]]]] = {
+    "blpop": (["CLIENT TRACKING on", "GET t"], [], "BLPOP k 0", None, [["SET t v"], ["RPUSH k a"]]),
+    "blpop-two-shards": (
+        ["CLIENT TRACKING on", "GET t"],
+        [],
+        f"BLPOP {_K1} {_K2} 0",
+        None,
+        [["SET t v"], [f"RPUSH {_K2} a"]],
+    ),
+    "bzpopmin": (["CLIENT TRACKING on", "GET t"], [], "BZPOPMIN z 0", None, [["SET t v"], ["ZADD z 1 m"]]),
+    "xread": (
+        ["CLIENT TRACKING on", "GET t"],
+        [],
+        "XREAD BLOCK 0 STREAMS s $",
+        None,
+        [["SET t v"], ["XADD s 1-1 f v"]],
+    ),
+    "redirect": ([], ["CLIENT TRACKING on REDIRECT $x", "GET t"], "BLPOP k 0", None, [["SET t v"], ["RPUSH k a"]]),
+    "bcast": (["CLIENT TRACKING on BCAST"], [], "BLPOP k 0", None, [["SET t v"], ["RPUSH k a"]]),
+    # Redis's unit/tracking "Unblocked BLMOVE gets notification after response"
+    "blmove-dest": (
+        ["RPUSH {t}l2 a", "CLIENT TRACKING on", "LRANGE {t}l2 0 -1"],
+        [],
+        "BLMOVE {t}l1 {t}l2 LEFT LEFT 0",
+        None,
+        [["RPUSH {t}l1 foo"]],
+    ),
+    "blmove-both": (
+        ["CLIENT TRACKING on", "LRANGE {t}l1 0 -1", "LRANGE {t}l2 0 -1"],
+        [],
+        "BLMOVE {t}l1 {t}l2 LEFT LEFT 0",
+        None,
+        [["SET t v"], ["RPUSH {t}l1 foo"]],
+    ),
+    "blmove-noloop": (
+        ["CLIENT TRACKING on NOLOOP", "LRANGE {t}l1 0 -1", "LRANGE {t}l2 0 -1"],
+        [],
+        "BLMOVE {t}l1 {t}l2 LEFT LEFT 0",
+        None,
+        [["RPUSH {t}l1 foo"]],
+    ),
+    "blmove-redirect": (
+        [],
+        ["CLIENT TRACKING on REDIRECT $x", "LRANGE {t}l2 0 -1"],
+        "BLMOVE {t}l1 {t}l2 LEFT LEFT 0",
+        None,
+        [["RPUSH {t}l1 foo"]],
+    ),
+    "served-then-write": (["CLIENT TRACKING on", "GET t"], [], "BLPOP k 0", None, [["RPUSH k a", "SET t v"]]),
+    "other-served-first": (
+        ["CLIENT TRACKING on", "LRANGE {t}l2 0 -1"],
+        [],
+        "BLPOP {t}k 0",
+        "BLMOVE {t}j {t}l2 LEFT LEFT 0",
+        [["MULTI", "RPUSH {t}j 1", "RPUSH {t}k 1", "EXEC"]],
+    ),
+    "other-served-after": (
+        ["CLIENT TRACKING on", "LRANGE {t}l2 0 -1"],
+        [],
+        "BLPOP {t}k 0",
+        "BLMOVE {t}j {t}l2 LEFT LEFT 0",
+        [["MULTI", "RPUSH {t}k 1", "RPUSH {t}j 1", "EXEC"]],
+    ),
+}
+
+
+def _cmds(lines: list[str], xid: bytes = b"") -> bytes:
+    return b"".join(encode_command(line.replace("$x", xid.decode()).encode().split()) for line in lines)
+
+
+def _wait_blocked(w: socket.socket, n: int) -> None:
+    """Until the server counts ``n`` clients blocked."""
+    deadline = time.monotonic() + 20
+    while True:
+        w.sendall(b"INFO clients\r\n")
+        info = b""
+        while reply_end(info, 0) == -1:
+            w.settimeout(max(deadline - time.monotonic(), 0.01))
+            info += w.recv(1 << 16)
+        if b"blocked_clients:%d\r\n" % n in info:
+            return
+        assert time.monotonic() < deadline, info
+
+
+def _blocked_hears(port: int, case: str) -> bytes:
+    """What x of ``_BLOCKED[case]`` got once it blocked, until an ``ECHO
+    end`` it sends after the writes."""
+    mine, redirecting, wait, other, writes = _BLOCKED[case]
+    redis.Redis(port=port).flushall()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=20) as x,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as t,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as y,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as w,
+    ):
+        x.sendall(b"HELLO 3\r\nCLIENT ID\r\nECHO id\r\n")
+        got = read_through(x, b"$2\r\nid\r\n")[0]
+        xid = re.search(rb":(\d+)\r\n\$2\r\nid\r\n$", got).group(1)  # type: ignore[union-attr]
+        t.sendall(_cmds(redirecting, xid) + b"ECHO ok\r\n")
+        read_through(t, b"$2\r\nok\r\n")
+        x.sendall(_cmds(mine) + b"ECHO start\r\n" + _cmds([wait]))
+        read_through(x, b"$5\r\nstart\r\n")
+        _wait_blocked(w, 1)
+        if other is not None:
+            y.sendall(_cmds([other]))
+            _wait_blocked(w, 2)
+        for step in writes:
+            w.sendall(_cmds(step) + b"ECHO wrote\r\n")
+            read_through(w, b"$5\r\nwrote\r\n")
+        x.sendall(b"ECHO end\r\n")
+        return read_through(x, b"$3\r\nend\r\n")[0]
+
+
+@pytest.mark.parametrize("case", list(_BLOCKED))
+def test_a_blocked_client_hears_invalidations_at_once(ports, case):
+    """A RESP3 client blocked in a blocking command gets an invalidation (of
+    its own tracking, or as a REDIRECT target) at once, as Redis writes it,
+    the blocked command having no reply yet: before the reply that serving
+    it gives later; but one of a change that its own served command made
+    (BLMOVE into a key it tracks) after that reply (none with NOLOOP), and
+    one of what runs after it was served, after its reply too."""
+    theirs = _blocked_hears(ports["redis"], case)
+    assert b"invalidate" in theirs or case == "blmove-noloop"
+    ours = _blocked_hears(ports["shardkv"], case)
+    if case in ("served-then-write", "blmove-redirect") and int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) > 1:
+        # From another acceptor, in either order (see the README).
+        assert sorted(_messages(ours)) == sorted(_messages(theirs))
+    else:
+        assert ours == theirs
+
+
+def _messages(data: bytes) -> list[bytes]:
+    out = []
+    pos = 0
+    while (end := reply_end(data, pos)) >= 0:
+        out.append(data[pos:end])
+        pos = end
+    assert pos == len(data), data
+    return out
