@@ -1933,7 +1933,13 @@ _BLOCKED: dict[str, tuple[list[str], list[str], str, str | None, list[list[str]]
         None,
         [["SET t v"], ["XADD s 1-1 f v"]],
     ),
-    "redirect": ([], ["CLIENT TRACKING on REDIRECT $x", "GET t"], "BLPOP k 0", None, [["SET t v"], ["RPUSH k a"]]),
+    "redirect": (
+        [],
+        ["CLIENT TRACKING on REDIRECT $x", "GET t"],
+        "BLPOP k 0",
+        None,
+        [["SET t v"], ["RPUSH k a"]],
+    ),
     "bcast": (["CLIENT TRACKING on BCAST"], [], "BLPOP k 0", None, [["SET t v"], ["RPUSH k a"]]),
     # Redis's unit/tracking "Unblocked BLMOVE gets notification after response"
     "blmove-dest": (
@@ -2040,7 +2046,10 @@ def test_a_blocked_client_hears_invalidations_at_once(ports, case):
     theirs = _blocked_hears(ports["redis"], case)
     assert b"invalidate" in theirs or case == "blmove-noloop"
     ours = _blocked_hears(ports["shardkv"], case)
-    if case in ("served-then-write", "blmove-redirect") and int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) > 1:
+    if (
+        case in ("served-then-write", "blmove-redirect")
+        and int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) > 1
+    ):
         # From another acceptor, in either order (see the README).
         assert sorted(_messages(ours)) == sorted(_messages(theirs))
     else:
