@@ -128,16 +128,10 @@ def publish(server, events: list, origin: object) -> None:
     setting as the command ran)."""
     hearing = STATE.hearing
     if not (hearing[0] or hearing[1] or pubsub.haunted()):
+        if pubsub.awaiting():
+            _heard(server, _slot_of(origin), getattr(origin, "event_places", None))
         return
-    before = getattr(origin, "slot", origin)
-    if not isinstance(before, Slot):
-        # (a cross-shard blocking command's try: its wait's slot, see
-        # blocking._Attempt; a script run across shards: its retry's slot)
-        before = getattr(before, "reply_place", None)
-        if not isinstance(before, Slot):
-            before = getattr(before, "slot", None)
-            if not isinstance(before, Slot):
-                before = None
+    before = _slot_of(origin)
     # An EXEC run as one operation: each command's events go to its own
     # place in the array (the rest, after it; see AtomicOp.event_places).
     places = getattr(origin, "event_places", None)
@@ -146,6 +140,7 @@ def publish(server, events: list, origin: object) -> None:
     # (whether the reply is the one its events' places inside it name)
     inside = in_pipe_order(origin) or getattr(origin, "whole_reply", False)
     served = 0  # the last waiter served that the events named
+    awaiting = pubsub.awaiting()
     for i, (db, key, cls, event) in enumerate(events):
         sink = before
         if places:
@@ -174,10 +169,39 @@ def publish(server, events: list, origin: object) -> None:
         elif cls & IN_REPLY and sink is not None and (inside or type(sink) is ExecPlace):
             # (not a part of a reply; in an atomic EXEC's array, the command's own)
             after = Within(sink, *_place(cls))
+        if awaiting:  # (the messages a script PUBLISHed before this event, to other clients)
+            pubsub.events_heard(server, sink, i)
         if cls & KEYSPACE:
             publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after, nth=i)
         if cls & KEYEVENT:
             publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after, nth=i)
+    if awaiting:  # (and after its last)
+        _heard(server, before, places)
+
+
+def _slot_of(origin: object) -> Slot | None:
+    """The reply slot of the command whose sink ``origin`` is (see publish)."""
+    before = getattr(origin, "slot", origin)
+    if not isinstance(before, Slot):
+        # (a cross-shard blocking command's try: its wait's slot, see
+        # blocking._Attempt; a script run across shards: its retry's slot)
+        before = getattr(before, "reply_place", None)
+        if not isinstance(before, Slot):
+            before = getattr(before, "slot", None)
+            if not isinstance(before, Slot):
+                before = None
+    return before
+
+
+def _heard(server, before: Slot | None, places: list | None) -> None:
+    """All the events of the command whose reply slot ``before`` is (or of
+    the commands of an atomic EXEC, in their ``places``) came: the messages
+    its scripts PUBLISHed to other clients, still waiting, go (see
+    pubsub._awaits)."""
+    if before is not None:
+        pubsub.events_heard(server, before)
+    for _, place in places or ():
+        pubsub.events_heard(server, place)
 
 
 def _place(cls: int) -> tuple[int, bool]:

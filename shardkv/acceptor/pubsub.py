@@ -43,11 +43,11 @@ from shardkv.acceptor.replies import (
     ExecPlace,
     InReply,
     MutedSlot,
-    Published,
     Pushed,
     Slot,
     Trailing,
     Within,
+    in_call_order,
 )
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
@@ -729,19 +729,16 @@ def _deliver(
         elif behind is not None and _within(client, before, behind, msg):  # type: ignore[arg-type]
             pass
         elif type(before) is ExecPlace:
-            before.take(msg.body(client.resp3))
+            before.take(msg.body(client.resp3), noted=noted, nth=nth)
         else:
             pending = client.pending
             at = place_of(pending, before)
             if at < 0:
                 _in_exec_or_after(client, before, msg.body(client.resp3))
-            elif noted > 0:  # a script's PUBLISH: after the events the script noted before it
-                pending.insert(at, Published(msg.body(client.resp3), before, noted))
-            else:
-                # (a script's event: before the messages it PUBLISHed after it)
-                while at and type(pending[at - 1]) is Published and pending[at - 1].follows(before, nth):
-                    at -= 1
-                pending.insert(at, msg.body(client.resp3))
+            else:  # (a script's PUBLISH and events, in the order of its calls)
+                in_call_order(pending, at, msg.body(client.resp3), before, noted, nth)
+    elif noted > 0 and before is not None and before.data is None and _awaits(before, noted, client, msg):
+        return
     elif client.state.reply_mode:  # (CLIENT REPLY OFF or SKIP keeps it: its own PUBLISH's, in EXEC too)
         client.pending.append(Pushed(msg.body(client.resp3)))
     else:
@@ -761,6 +758,57 @@ def _deliver(
         used += len(client.pending) * len(msg.body(client.resp3))
     if _over(client, used, limits):
         _drop(client)
+
+
+# A script's PUBLISH messages to other clients than its own, by the
+# script's reply slot (``before``), until its events come: ``(noted,
+# client, message)`` each, in the order published (see _awaits).
+_AWAITING: dict[Slot, list[tuple[int, Client, _Message]]] = {}
+_AWAITING_MAX = 65536  # (its events never come, its shard gone: bounded)
+
+
+def _awaits(before: Slot, noted: int, client: Client, msg: _Message) -> bool:
+    """A script's PUBLISH message for ``client``, not the script's own
+    client, after ``noted`` of the script's events, which come later
+    (with its reply): it waits for them (:func:`events_heard`), as Redis
+    writes each of the events and messages as the script's calls run,
+    and the own client's waits among its pending replies
+    (:func:`~shardkv.acceptor.replies.in_call_order`).  Whether it waits."""
+    waiting = _AWAITING.get(before)
+    if waiting is None:
+        if len(_AWAITING) >= _AWAITING_MAX:
+            return False
+        waiting = _AWAITING[before] = []
+    waiting.append((noted, client, msg))
+    return True
+
+
+def events_heard(server, sink: object, nth: int = -1) -> None:
+    """The events of the command whose reply slot ``sink`` is, up to the
+    ``nth`` (from 0; -1: all of them), were published, or are about to
+    be: the messages its script PUBLISHed after no more of them than
+    that go to the other clients now (see :func:`_awaits`)."""
+    waiting = _AWAITING.get(sink)  # type: ignore[call-overload]
+    if waiting is None:
+        return
+    if nth < 0:
+        del _AWAITING[sink]  # type: ignore[arg-type]
+        ready = waiting
+    else:
+        ready = [w for w in waiting if w[0] <= nth]
+        if not ready:
+            return
+        waiting[:] = [w for w in waiting if w[0] > nth]
+        if not waiting:
+            del _AWAITING[sink]  # type: ignore[arg-type]
+    limits = _limits(server)
+    for _, client, msg in ready:
+        _deliver_safely(client, msg, limits, None)
+
+
+def awaiting() -> bool:
+    """Whether a script's PUBLISH messages wait for its events (see :func:`_awaits`)."""
+    return bool(_AWAITING)
 
 
 def _waits(item: object) -> bool:

@@ -120,20 +120,26 @@ class ExecPlace(Slot):
 
     def __init__(self, client: Client) -> None:
         super().__init__(client)
-        self.pushes: list[bytes] = []
+        self.pushes: list[bytes | Published] = []
         self.trail: list[bytes] = []
         self.inside: list[tuple[Within, bytes]] = []
         self.closed = False
 
-    def take(self, body: bytes, after: bool = False) -> None:
+    def take(self, body: bytes, after: bool = False, noted: int = -1, nth: int = -1) -> None:
         """A message for the client, heard as the command ran (``after``:
-        written after the command's reply, see :class:`Behind`)."""
+        written after the command's reply, see :class:`Behind`), in the
+        order of a script's calls (``noted``, ``nth``: see
+        :func:`in_call_order`)."""
         if self.closed:
             self.client.pending.append(body)
         elif after:
             self.trail.append(body)
         else:
-            self.pushes.append(body)
+            in_call_order(self.pushes, len(self.pushes), body, self, noted, nth)
+
+    def messages(self) -> list[bytes]:
+        """The messages heard as the command ran, in order."""
+        return [push if type(push) is bytes else push.body for push in self.pushes]  # type: ignore[union-attr]
 
     def take_within(self, within: Within, body: bytes) -> None:
         """A message for the client that Redis writes inside the command's
@@ -279,6 +285,22 @@ class Published:
     def follows(self, slot: Slot, nth: int) -> bool:
         """Whether the ``nth`` event of ``slot``'s command came before it."""
         return self.slot is slot and 0 <= nth < self.noted
+
+
+def in_call_order(place: Any, at: int, body: bytes, slot: Slot, noted: int, nth: int) -> None:
+    """``body`` into ``place`` (a client's pending replies, or what an
+    :class:`ExecPlace` holds) at ``at``, just before ``slot``'s reply, in
+    the order of the calls of the script that ``slot`` answers, as Redis
+    writes each message as the call runs: a script's PUBLISH message after
+    ``noted`` of its events (> 0: a :class:`Published`, which the events
+    after that many go before); the ``nth`` of its events (from 0; -1: no
+    event), before the messages the script PUBLISHed after it."""
+    if noted > 0:
+        place.insert(at, Published(body, slot, noted))
+        return
+    while at and type(place[at - 1]) is Published and place[at - 1].follows(slot, nth):
+        at -= 1
+    place.insert(at, body)
 
 
 class Trailing:

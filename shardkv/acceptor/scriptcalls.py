@@ -215,7 +215,8 @@ def _reply_slot(link: ShardLink, ahead: int, at: int = -1) -> Slot | None:
     :data:`wire.SCRIPT_PARKED`; one that escaped its shard, re-run so) is
     the one operation ``link`` takes part in (as scriptcaller.hold finds
     it): its one script's reply slot, if one of its client's pending
-    replies (not an EXEC's part: see README); an EXEC's script, its place
+    replies or muted in place (``pubsub.place_of``; not an EXEC's part:
+    see README); an EXEC's script, its place
     in the array (``at``: which of the run's replies is the script's).
     None if unknown (several clients' scripts run as one operation)."""
     parked = ahead == wire.SCRIPT_PARKED
@@ -239,7 +240,7 @@ def _reply_slot(link: ShardLink, ahead: int, at: int = -1) -> Slot | None:
         client, place = origin_of(members[0])
     if client is None or not isinstance(place, Slot) or place.client is not client:
         return None
-    if parked and not any(item is place for item in client.pending):
+    if parked and pubsub.place_of(client.pending, place) < 0:  # (or the MutedSlot holding its place)
         return None
     return place
 

@@ -526,8 +526,9 @@ class Exec:
                     places = places or []
                     places.append(part)
                     if part.pushes:
-                        ahead += b"".join(part.pushes)
-                        heard += part.pushes
+                        pushes = part.messages()
+                        ahead += b"".join(pushes)
+                        heard += pushes
                     if part.inside:
                         within = part.inside
                         heard += [body for _, body in within]

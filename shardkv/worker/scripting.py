@@ -2260,19 +2260,11 @@ class Engine:
             events = self.ks.events
             if (
                 events is not None
-                and place >= 0
+                and (place >= 0 or place == wire.SCRIPT_PARKED)
                 and len(argv) > 2
                 and argv[-3].lower() in (b"publish", b"spublish")
             ):
-                bounds = getattr(shard, "event_bounds", None)
-                start = bounds[-1] if bounds else 0
-                noted = len(events) - start
-                masks = self.ks.event_masks
-                if len(masks) > 1 or (masks and self.ks.pipe not in masks):
-                    # (several acceptors listen: its own gets those its mask
-                    # selects, see Shard._share_events, and counts in those)
-                    mine = masks.get(self.ks.pipe, 0)
-                    noted = sum(1 for i in range(start, len(events)) if events[i][2] & mine)
+                noted = _noted(self.ks, events, place, getattr(shard, "event_bounds", None))
             send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place, at, noted))
             while True:
                 frame = recv()
@@ -3145,6 +3137,30 @@ def _lua_bytes(vm: _VM | None) -> int:
 
 # The commands that write a key of another database (commands.other_db_keys).
 _TO_OTHER_DB = frozenset(("move", "copy"))
+
+
+def _noted(ks: Keyspace, events: list, place: int, bounds: list[int] | None) -> int:
+    """How many of the events its acceptor gets of the command that runs
+    (a script calling PUBLISH) were noted so far: they come before the
+    message, as Redis writes each as the script's calls run.  The events
+    of a batch's entry (``place`` >= 0) start after the last of
+    ``bounds``; a cross-shard operation's run (``place``:
+    :data:`wire.SCRIPT_PARKED`, an EXEC's or a script's across shards),
+    where its events begin, at the start (see Shard.run_foreign), counted
+    in the run's order, as the acceptor places an EXEC's (see
+    notifications.publish).  Several acceptors listen: its own gets those
+    its mask selects (an operation's, those any acceptor's selects, which
+    it relays), see Shard._share_events, and counts in those."""
+    start = 0 if place < 0 or not bounds else bounds[-1]
+    masks = ks.event_masks
+    if len(masks) > 1 or (masks and ks.pipe not in masks):
+        mine = masks.get(ks.pipe, 0)
+        if place < 0:
+            for pipe, mask in masks.items():
+                if pipe != ks.pipe:
+                    mine |= mask & ~wire.EVENT_SCRIPT_READ
+        return sum(1 for i in range(start, len(events)) if events[i][2] & mine)
+    return len(events) - start
 
 
 def _db_index(arg: bytes, message: str) -> int:

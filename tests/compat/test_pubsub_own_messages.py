@@ -767,3 +767,83 @@ def test_the_clients_an_exec_serves_are_heard_before_the_next_reply(redis_and_sh
     theirs, wrote = _blocked_then_served(real, wait, write)
     assert _blocked_then_served(ours, wait, write) == (theirs, wrote)
     assert wrote.index(b"__keyevent@0__:del\r\n") < wrote.index(b"behind\r\n")
+
+
+# The interleaved script of _SCRIPTS on keys a and b, which are on
+# different shards of two (run as one cross-shard operation), or on one.
+_INTERLEAVED = (
+    b"EVAL \"redis.call('set', KEYS[1], 'v') redis.call('publish', 'q', 'a') redis.call('rpush', KEYS[2], 'v') "
+    b"redis.call('publish', 'q', 'b') redis.call('del', KEYS[2]) return 1\" 2 %s\r\n"
+)
+_ORDERED = [
+    b"MULTI\r\n" + _INTERLEAVED % b"{k}k {k}l" + b"EXEC\r\n",
+    b"MULTI\r\nSET a 1\r\n" + _INTERLEAVED % b"{k}k {k}l" + b"SET b 1\r\nEXEC\r\n",
+    _INTERLEAVED % b"a b",
+    b"MULTI\r\n" + _INTERLEAVED % b"a b" + b"EXEC\r\n",
+    b"CLIENT REPLY OFF\r\n" + _INTERLEAVED % b"{k}k {k}l" + b"CLIENT REPLY ON\r\n",
+    b"CLIENT REPLY SKIP\r\n" + _INTERLEAVED % b"{k}k {k}l",
+    b"CLIENT REPLY OFF\r\n" + _INTERLEAVED % b"a b" + b"CLIENT REPLY ON\r\n",
+]
+_ORDERED_IDS = [
+    "exec",
+    "exec-cross-shard",
+    "cross-shard",
+    "cross-shard-exec",
+    "off",
+    "skip",
+    "off-cross-shard",
+]
+
+
+def _in_call_order(heard: bytes) -> None:
+    """The set event, message a, the rpush event, message b, the del event."""
+    marks = [b"set\r\n", b"\r\na\r\n", b"rpush\r\n", b"\r\nb\r\n", b"del\r\n"]
+    assert [heard.index(m) for m in marks] == sorted(heard.index(m) for m in marks), heard
+
+
+@pytest.mark.parametrize("session", _ORDERED, ids=_ORDERED_IDS)
+def test_a_scripts_events_and_messages_in_order_in_exec_across_shards_or_muted(
+    redis_and_shardkv_k12, session
+):
+    """As test_a_scripts_events_and_messages_in_the_order_of_its_calls, the
+    script inside EXEC, run across shards, or under CLIENT REPLY OFF or
+    SKIP: shardkv gave the messages before all the events there (its
+    shard told no count of the events before the PUBLISH, or its acceptor
+    found no reply slot to place the message by)."""
+    hear = b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n"
+    theirs = _same_until_end(
+        redis_and_shardkv_k12, b"FLUSHALL\r\n" + KEA + hear + session + OFF + b"FLUSHALL\r\n"
+    )
+    _in_call_order(theirs)
+
+
+_PSUBSCRIBED = b"*3\r\n$10\r\npsubscribe\r\n$16\r\n__keyevent@0__:*\r\n:2\r\n"
+
+
+def _heard_by_a_resp2_subscriber(port: int, session: bytes) -> bytes:
+    """What a RESP2 client subscribed to channel q and to every key event
+    hears while another client, on the same acceptor (the first of two),
+    runs ``session``, through a last message ``end``."""
+    c, _ = raw_on(port, 0)
+    sub, _ = raw_on(port, 0)
+    with c, sub:
+        c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
+        assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
+        sub.sendall(b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
+        assert read_through(sub, _PSUBSCRIBED)[0].endswith(_PSUBSCRIBED)
+        c.sendall(session + b"PUBLISH q end\r\n" + OFF + b"FLUSHALL\r\nECHO done\r\n")
+        assert read_through(c, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
+        out, _ = read_through(sub, b"*3\r\n$7\r\nmessage\r\n$1\r\nq\r\n$3\r\nend\r\n")
+    return out
+
+
+@pytest.mark.parametrize("session", [_INTERLEAVED % b"{k}k {k}l", *_ORDERED], ids=["plain", *_ORDERED_IDS])
+def test_another_subscriber_hears_a_scripts_events_and_messages_in_order(redis_and_shardkv_k12, session):
+    """A RESP2 subscriber to the channel a script PUBLISHes on and to its
+    writes' events, beside the script's client: Redis writes each event
+    and message as the script's calls run.  shardkv gave it every message
+    first (as the script ended), the events after (with its reply)."""
+    real, ours, _ = redis_and_shardkv_k12
+    theirs = _heard_by_a_resp2_subscriber(real, session)
+    assert _heard_by_a_resp2_subscriber(ours, session) == theirs
+    _in_call_order(theirs)
