@@ -1145,11 +1145,15 @@ def encode_bulk_choices(members: tuple[bytes, ...], k: int, room: int) -> Raw | 
     return Raw(out)  # type: ignore[arg-type]  # a bytearray: joined as it is, never copied here
 
 
-def least_reply(sizes: Iterable[int], k: int) -> int:
+def least_reply(sizes: Iterable[int], k: int, pairs: bool = False) -> int:
     """A lower bound on the bytes of ``k`` draws among elements of these
-    byte lengths: the smallest, each with 9 bytes of RESP around it at
-    least (a bulk string has 5, a pair two elements of 4 or more)."""
-    return k * (min(sizes) + 9)
+    byte lengths: ``k`` times the smallest as a bulk string (``$n``, CRLF,
+    the bytes, CRLF), or, for ``pairs`` (a hash's field and value, their
+    lengths summed, or a zset's member and its score, the member's
+    length), with 12 bytes of RESP around it (two bulk strings, or in RESP3
+    a member's 6 or more, a double's 4 or more and the pair's ``*2``)."""
+    n = min(sizes)
+    return k * (n + (12 if pairs else 5 + len(str(n))))
 
 
 class PairChoices:

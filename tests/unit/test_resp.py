@@ -781,7 +781,25 @@ def test_drawn_replies_stop_past_their_room():
         )
         fits = PairChoices(((b"f", b"v"),), 3, 1 << 24)
         assert encode(fits, resp3) == encode(fits.drawn(), resp3)
-    assert least_reply([3, 1, 2], 10) == 10 * (1 + 9)
+    assert least_reply([3, 1, 2], 10) == 10 * len(b"$1\r\nx\r\n")
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 99, 100])
+def test_least_reply_is_never_more_than_the_reply(n):
+    """The bound a handler refuses by at once (SRANDMEMBER s -count...) is
+    at most the reply it would build: a reply that fits its room is never
+    refused for its RESP around the members, pairs or not, RESP2 or 3."""
+    from shardkv.protocol.resp import BIG_ARRAY, PairChoices, encode, encode_bulk_choices, least_reply
+
+    member = b"m" * n
+    k = BIG_ARRAY + 1
+    drawn = bytes(encode(encode_bulk_choices((member, member + b"x"), k, 1 << 40)))
+    assert least_reply([n, n + 1], k) == k * len(encode(member)) <= len(drawn)
+    for resp3 in (False, True):
+        for pair in ((member, b""), (b"", member), (member, 0.0), (member, 1.5)):
+            body = encode(PairChoices((pair,), k, 1 << 40), resp3)
+            sizes = [len(pair[0]) + (len(pair[1]) if type(pair[1]) is bytes else 0)]
+            assert least_reply(sizes, k, pairs=True) <= len(body)
 
 
 @pytest.mark.parametrize("extra", [[], [b"tok"]])

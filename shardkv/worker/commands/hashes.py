@@ -231,7 +231,7 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
         room = replyroom.room()
         if withvalues:
             items = tuple(h.items())
-            if least_reply((len(f) + len(v) for f, v in items), -count) > room:
+            if least_reply((len(f) + len(v) for f, v in items), -count, pairs=True) > room:
                 raise CommandError(errors.VALUE_OUT_OF_RANGE)
             return PairChoices(items, -count, room)
         reply = None

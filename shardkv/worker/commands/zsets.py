@@ -633,7 +633,7 @@ def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
         # The client chooses how many (see shardkv.worker.replyroom).
         room = replyroom.room()
         ranked = z.slice(0, size)
-        if least_reply((len(m) for _, m in ranked), -count) > room:
+        if least_reply((len(m) for _, m in ranked), -count, withscores) > room:
             raise CommandError(errors.VALUE_OUT_OF_RANGE)
         if withscores:
             return PairChoices(tuple((m, s) for s, m in ranked), -count, room)
