@@ -1,0 +1,118 @@
+"""shardkv.worker.replyroom: the room a client-sized reply may take, read
+from files laid out as the kernel lays out /proc and /sys/fs/cgroup (v1,
+v2, hybrid, nested, in a container), odd ones included."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+from shardkv.worker import replyroom
+
+GIB = 1 << 30
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """A directory standing for /proc and /sys/fs/cgroup: write(path, text)
+    lays a file there; the module reads only from it.  Removed after."""
+    with tempfile.TemporaryDirectory() as top:
+
+        def write(path: str, text: str) -> None:
+            full = os.path.join(top, path)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as f:
+                f.write(text)
+
+        monkeypatch.setattr(replyroom, "MEMINFO", os.path.join(top, "meminfo"))
+        monkeypatch.setattr(replyroom, "SELF_CGROUP", os.path.join(top, "cgroup"))
+        monkeypatch.setattr(replyroom, "CGROUP_ROOT", os.path.join(top, "sys"))
+        write("meminfo", f"MemTotal: {64 * GIB // 1024} kB\nMemAvailable: {32 * GIB // 1024} kB\n")
+        yield write
+
+
+def test_a_cgroup_full_of_file_cache_still_has_room(fake):
+    """Page cache counts in a cgroup's use (after an RDB or AOF written,
+    say) but is given back on demand, as MemAvailable counts it: a cgroup
+    of 8 GB that uses 7.9 GB, 7.5 GB of it cache, has room for 7.6 GB, not
+    0.1 GB (a quarter of which is below 64 MB: every MGET past it refused)."""
+    fake("cgroup", "0::/app\n")
+    fake("sys/app/memory.max", f"{8 * GIB}\n")
+    fake("sys/app/memory.current", f"{8 * GIB - GIB // 10}\n")
+    fake(
+        "sys/app/memory.stat",
+        f"anon {GIB // 2}\nfile {GIB * 15 // 2}\nactive_file {GIB}\ninactive_file {GIB * 13 // 2}\n",
+    )
+    assert replyroom._cgroup_room() == 8 * GIB - (8 * GIB - GIB // 10 - GIB * 15 // 2)
+    assert replyroom.room() == replyroom._cgroup_room() // 4
+    fake("cgroup", "12:memory:/app\n")  # v1: the same, its totals named total_
+    fake("sys/memory/app/memory.limit_in_bytes", f"{8 * GIB}\n")
+    fake("sys/memory/app/memory.usage_in_bytes", f"{8 * GIB - GIB // 10}\n")
+    fake("sys/memory/app/memory.stat", f"total_active_file {GIB}\ntotal_inactive_file {GIB * 13 // 2}\n")
+    assert replyroom._cgroup_room() == 8 * GIB - (8 * GIB - GIB // 10 - GIB * 15 // 2)
+
+
+def test_a_parents_limit_bounds_its_child(fake):
+    """v2: a child cgroup with no limit of its own ("max") under a parent
+    of 2 GB has 2 GB less the parent's use; v1 says it in
+    hierarchical_memory_limit."""
+    fake("cgroup", "0::/slice/app\n")
+    fake("sys/slice/app/memory.max", "max\n")
+    fake("sys/slice/app/memory.current", f"{GIB}\n")
+    fake("sys/slice/memory.max", f"{2 * GIB}\n")
+    fake("sys/slice/memory.current", f"{GIB // 2}\n")
+    assert replyroom._cgroup_room() == 2 * GIB - GIB // 2
+    fake("cgroup", "4:memory:/slice/app\n")
+    fake("sys/memory/slice/app/memory.limit_in_bytes", "9223372036854771712\n")
+    fake("sys/memory/slice/app/memory.usage_in_bytes", f"{GIB // 2}\n")
+    fake("sys/memory/slice/app/memory.stat", f"hierarchical_memory_limit {2 * GIB}\ntotal_inactive_file 0\n")
+    assert replyroom._cgroup_room() == 2 * GIB - GIB // 2
+
+
+def test_a_containers_v1_cgroup_is_its_mounts_root(fake):
+    """In a container, /proc/self/cgroup names the cgroup as the host sees
+    it (/docker/<id>) while the mount shows it at its root."""
+    fake("cgroup", "4:memory:/docker/abc\n0::/\n")
+    fake("sys/memory/memory.limit_in_bytes", f"{4 * GIB}\n")
+    fake("sys/memory/memory.usage_in_bytes", f"{GIB}\n")
+    assert replyroom._cgroup_room() == 3 * GIB
+    assert replyroom.room() == 3 * GIB // 4
+
+
+@pytest.mark.parametrize(
+    "cgroup",
+    [
+        "",
+        "garbage\n",
+        "4:memory\n",
+        "0::/../..\n",
+        "4:memory:/../x\n",
+        "0::/\n",
+        "4:memory:/gone\n",
+        "9:name=systemd:/\n4:memory:/\n0::/\n",
+    ],
+)
+def test_odd_or_missing_files_never_raise(fake, cgroup):
+    """A line of no known form, a path outside the namespace, missing
+    files, "max" and LONG_MAX rounded to a page: no limit, the machine's
+    room, never an exception."""
+    fake("cgroup", cgroup)
+    fake("sys/memory.max", "max\n")
+    fake("sys/memory/memory.limit_in_bytes", "9223372036854771712\n")
+    fake("sys/memory/memory.stat", "hierarchical_memory_limit 9223372036854771712\nodd\n")
+    assert replyroom._cgroup_room() is None
+    assert replyroom.room() == 8 * GIB
+
+
+def test_no_proc_at_all(fake, monkeypatch):
+    """No /proc: sysinfo's free pages, and nothing raises."""
+    monkeypatch.setattr(replyroom, "MEMINFO", "/nonexistent/meminfo")
+    monkeypatch.setattr(replyroom, "SELF_CGROUP", "/nonexistent/cgroup")
+    assert replyroom.room() >= replyroom.FREE
+
+
+def test_this_machine():
+    """What this machine reports: a room of at least FREE, read without error."""
+    assert replyroom.room() >= replyroom.FREE
