@@ -1156,39 +1156,84 @@ def least_reply(sizes: Iterable[int], k: int, pairs: bool = False) -> int:
     return k * (n + (12 if pairs else 5 + len(str(n))))
 
 
+def _pair_sizes(pairs: tuple[tuple[Any, Any], ...], resp3: bool) -> list[int]:
+    """What each pair takes in :meth:`PairChoices.to_resp`, counted, not encoded."""
+    head = 4 if resp3 else 0
+
+    def size(value: Any) -> int:
+        if type(value) is bytes:
+            n = len(value)
+            return n + 5 + len(str(n))
+        return len(encode(value, resp3))
+
+    return [head + size(a) + size(b) for a, b in pairs]
+
+
 class PairChoices:
     """``k`` pairs drawn at random with replacement (HRANDFIELD key -count
     WITHVALUES, ZRANDMEMBER key -count WITHSCORES), encoded as they are
     drawn in the client's protocol, as :class:`Pairs` would be (RESP3 nests
     each pair, RESP2 flattens them): each pair is encoded once and the
-    reply built a slice at a time, never as a list of ``k`` tuples.  Past
-    ``room`` bytes the reply is dropped and ``-ERR value is out of range``
-    goes instead (the handler checked that ``k`` of the smallest pair fit;
-    only draws of bigger pairs than the smallest can get there)."""
+    reply built a slice at a time, never as a list of ``k`` tuples.
 
-    __slots__ = ("k", "pairs", "room")
+    The handler asks :meth:`fits` whether it fits in ``room`` bytes: when
+    ``k`` of the biggest pair could pass it, the draws are made then, from
+    a seed kept so that the reply (and a script's :meth:`drawn`) draws the
+    same, and their sizes summed; the handler refuses what fits in
+    neither protocol, an error counted as any command's.  (One that fits
+    in only one, the other's by 4 bytes a pair or less, answers the error
+    at encoding: an error the command's counts do not see.)"""
+
+    __slots__ = ("k", "pairs", "room", "seed")
 
     def __init__(self, pairs: tuple[tuple[Any, Any], ...], k: int, room: int) -> None:
         self.pairs = pairs
         self.k = k
         self.room = room
+        self.seed: int | None = None
+
+    def _random(self) -> Any:
+        import random
+
+        return random if self.seed is None else random.Random(self.seed)
+
+    def fits(self) -> bool:
+        """Whether the draws fit ``room`` bytes in RESP2 or RESP3 (see the class)."""
+        import random
+
+        pairs, k, room = self.pairs, self.k, self.room
+        sizes2 = _pair_sizes(pairs, False)
+        sizes3 = _pair_sizes(pairs, True)
+        total2 = len(b"*%d\r\n" % (2 * k))
+        total3 = len(b"*%d\r\n" % k)
+        if total2 + k * max(max(sizes2), max(sizes3)) <= room:
+            return True  # whatever is drawn
+        self.seed = random.getrandbits(64)
+        draw = random.Random(self.seed).choices  # the same draws as to_resp's (one random() each)
+        indexes = range(len(pairs))
+        size2, size3 = sizes2.__getitem__, sizes3.__getitem__
+        step = min(BIG_ARRAY, max(1, _DRAW_STEP // max(sizes3)))
+        for start in range(0, k, step):
+            picks = draw(indexes, k=min(step, k - start))
+            total2 += sum(map(size2, picks))
+            total3 += sum(map(size3, picks))
+            if total2 > room and total3 > room:
+                return False
+        return True
 
     def drawn(self) -> Pairs:
         """The ``k`` pairs as a list (a script's reply, converted to Lua)."""
-        import random
-
-        return Pairs(random.choices(self.pairs, k=self.k))
+        return Pairs(self._random().choices(self.pairs, k=self.k))
 
     def to_resp(self, resp3: bool | int) -> bytearray | bytes:
-        import random
-
         head = b"*2\r\n" if resp3 else b""
         encoded = [head + encode(a, resp3) + encode(b, resp3) for a, b in self.pairs]
         k = self.k
         step = _draws_per_step(encoded)
+        choices = self._random().choices
         out = bytearray(b"*%d\r\n" % (k if resp3 else 2 * k))
         for start in range(0, k, step):
-            out += b"".join(random.choices(encoded, k=min(step, k - start)))
+            out += b"".join(choices(encoded, k=min(step, k - start)))
             if len(out) > self.room:
                 return encode_error(errors.VALUE_OUT_OF_RANGE)
         return out

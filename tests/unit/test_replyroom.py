@@ -116,3 +116,26 @@ def test_no_proc_at_all(fake, monkeypatch):
 def test_this_machine():
     """What this machine reports: a room of at least FREE, read without error."""
     assert replyroom.room() >= replyroom.FREE
+
+
+def test_pair_draws_past_the_room_are_the_handlers_error(monkeypatch):
+    """HRANDFIELD -count WITHVALUES and ZRANDMEMBER -count WITHSCORES whose
+    draws pass the room raise in the handler (counted in failed_calls and
+    errorstats as the other refusals are), not only once encoded."""
+    from shardkv.protocol.errors import CommandError
+    from shardkv.worker.commands.hashes import hrandfield, hset
+    from shardkv.worker.commands.zsets import zadd, zrandmember
+    from shardkv.worker.keyspace import Keyspace
+
+    ks = Keyspace()
+    big = b"x" * 100_000
+    hset(ks, [b"HSET", b"h", b"a", b"1", big, b"v"])
+    zadd(ks, [b"ZADD", b"z", b"1", b"a", b"2", big])
+    monkeypatch.setattr(replyroom, "room", lambda: 1 << 20)  # 70,000 draws of "a" fit, of big not
+    for args in (
+        [b"HRANDFIELD", b"h", b"-70000", b"WITHVALUES"],
+        [b"ZRANDMEMBER", b"z", b"-70000", b"WITHSCORES"],
+    ):
+        handler = hrandfield if args[0] == b"HRANDFIELD" else zrandmember
+        with pytest.raises(CommandError, match="value is out of range"):
+            handler(ks, args)

@@ -784,6 +784,26 @@ def test_drawn_replies_stop_past_their_room():
     assert least_reply([3, 1, 2], 10) == 10 * len(b"$1\r\nx\r\n")
 
 
+def test_pair_draws_that_may_not_fit_are_drawn_by_the_handler():
+    """PairChoices.fits draws the pairs when k of the biggest could pass
+    the room: False when they do not fit (the handler's error, counted),
+    else the reply (and a script's list) draws the same pairs again."""
+    from shardkv.protocol.resp import PairChoices, Pairs, encode
+
+    big = b"x" * (1 << 20)
+    assert PairChoices(((big, big), (b"a", b"b")), 1000, 1 << 24).fits() is False
+    small = PairChoices(((b"f", b"v"), (b"g", 1.5)), 1000, 1 << 24)
+    assert small.fits() and small.seed is None  # cannot pass: nothing drawn
+    pairs = ((b"f" * 1000, b"v"), (b"g", 2.5))
+    for resp3 in (False, True):
+        k = 2000
+        room = len(encode(Pairs([pairs[0]] * k), resp3)) - 1  # all of the big one: past it
+        mixed = PairChoices(pairs, k, room)
+        assert mixed.fits() and mixed.seed is not None
+        body = encode(mixed, resp3)
+        assert body == encode(mixed.drawn(), resp3) and len(body) <= room
+
+
 @pytest.mark.parametrize("n", [0, 1, 9, 10, 99, 100])
 def test_least_reply_is_never_more_than_the_reply(n):
     """The bound a handler refuses by at once (SRANDMEMBER s -count...) is

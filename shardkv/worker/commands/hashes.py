@@ -233,7 +233,10 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
             items = tuple(h.items())
             if least_reply((len(f) + len(v) for f, v in items), -count, pairs=True) > room:
                 raise CommandError(errors.VALUE_OUT_OF_RANGE)
-            return PairChoices(items, -count, room)
+            choices = PairChoices(items, -count, room)
+            if not choices.fits():
+                raise CommandError(errors.VALUE_OUT_OF_RANGE)
+            return choices
         reply = None
         if least_reply(map(len, h), -count) <= room:
             reply = encode_bulk_choices(tuple(h), -count, room)

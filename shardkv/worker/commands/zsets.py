@@ -636,7 +636,10 @@ def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
         if least_reply((len(m) for _, m in ranked), -count, withscores) > room:
             raise CommandError(errors.VALUE_OUT_OF_RANGE)
         if withscores:
-            return PairChoices(tuple((m, s) for s, m in ranked), -count, room)
+            choices = PairChoices(tuple((m, s) for s, m in ranked), -count, room)
+            if not choices.fits():
+                raise CommandError(errors.VALUE_OUT_OF_RANGE)
+            return choices
         reply = encode_bulk_choices(tuple(m for _, m in ranked), -count, room)
         if reply is None:
             raise CommandError(errors.VALUE_OUT_OF_RANGE)
