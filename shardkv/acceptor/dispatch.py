@@ -473,14 +473,18 @@ class Dispatch:
             )
             return
         stats = server.stats
-        self.fan_out(
+        counted = self._counted(args, merge)
+        gather = self.fan_out(
             {s: [args[0], *p] for s, p in parts.items()},
-            self._counted(args, merge),
+            counted,
             keys,
             # Not inside EXEC: a busy script refuses the whole transaction
             # in Redis, never one of its reads (a half-refused EXEC array).
             rejected=None if self.state.in_exec else lambda error: stats.rejected(stat_name(args), error),
         )
+        # A part's error (MGET's part past its room, see
+        # shardkv.worker.replyroom) is the command's: counted as it fails.
+        gather.failed = lambda error: counted(error)
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
         """A command that runs on every shard, merged by its policy."""
@@ -513,8 +517,8 @@ class Dispatch:
         stats = self.server.stats
         start = perf_counter_ns()
 
-        def counted(parts: list) -> object:
-            value = merge(parts)
+        def counted(parts: list | Error) -> object:
+            value = parts if type(parts) is Error else merge(parts)
             ns = perf_counter_ns() - start
             stats.record(stat_name(args), ns, value.message if type(value) is Error else None)
             stats.slow(args, ns // 1000, self.addr, self.name)

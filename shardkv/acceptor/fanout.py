@@ -45,6 +45,7 @@ class Gather:
         "event_keys",
         "emit_events",
         "rejected",
+        "failed",
     )
 
     def __init__(self, slot, nparts: int, merge: Merge, resp3: bool, keys: list | None = None) -> None:
@@ -63,6 +64,11 @@ class Gather:
         # Redis counts the command it refuses), and its parts may be
         # refused (see Part.refuse_busy); None: neither.
         self.rejected: Callable[[str], None] | None = None
+        # Such a read that a part's error answers (a worker's refusal, as
+        # MGET's of a reply past its room): how that is counted (the call,
+        # failed, and the error, as Redis counts a command that fails; the
+        # workers count no part); None: not counted.
+        self.failed: Callable[[Error], None] | None = None
 
     def sink(self, index: int) -> Part:
         return Part(self, index)
@@ -87,10 +93,14 @@ class Gather:
 
     def done(self) -> None:
         errors = [p for p in self.parts if type(p) is Error]
-        if errors and self.rejected is not None and errors[0].message.startswith("BUSY "):
+        if not errors:
+            pass
+        elif self.rejected is not None and errors[0].message.startswith("BUSY "):
             # (a shard busy with a script refused it, or its hold: no MONITOR line)
             self.rejected(errors[0].message)
             _unseen(self.slot)
+        elif self.failed is not None:
+            self.failed(errors[0])
         value = errors[0] if errors else self.merge(self.parts)
         gate = release_events(self) if self.held_events else None
         if gate is None:

@@ -25,6 +25,7 @@ from shardkv.protocol.router import Router
 from shardkv.worker import access, eviction
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.keyspace import Keyspace
+from tests.support.placement import key_on
 from tests.support.rawsocket import both, exchange, read_until_quiet, wait_closed
 from tests.support.servers import start_redis, start_shardkv
 
@@ -971,3 +972,36 @@ def test_counts_whose_reply_cannot_fit_are_out_of_range(pair):
             assert other.zrandmember("z", -2) is not None and other.hlen("bigh") == 1
         assert c.mget("bigk", "bigk") == [big, big]
         assert c.delete("big", "bigh", "bigz", "bigl", "bigk") == 5
+
+
+def test_unfit_replies_count_as_redis_counts_its_out_of_range(pair):
+    """A refusal is counted as Redis counts its own "value is out of
+    range" (SRANDMEMBER s with a count of LLONG_MIN): one call, failed,
+    and errorstat_ERR, also where it is found late: an MGET across shards
+    whose part on one shard is refused, and pair draws that only a draw of
+    the big pair makes unfit (HRANDFIELD h -count WITHVALUES)."""
+    proc = pair["shardkv"]
+    big = b"x" * (16 << 20)
+    other = key_on(1 - Router(2).shard_of(b"bigk"), "other", shards=2)
+    unfit = [("MGET", *["bigk"] * 16384, other), ("HRANDFIELD", "mixh", "-65537", "WITHVALUES")]
+
+    def counts(c: redis.Redis, name: str) -> tuple:
+        row = c.info("commandstats")[f"cmdstat_{name}"]
+        return row["calls"], row["failed_calls"], row["rejected_calls"], c.info("errorstats")
+
+    with redis.Redis(port=pair["redis"].port) as c:
+        c.sadd("s", "a")
+        c.config_resetstat()
+        with pytest.raises(redis.ResponseError, match="^value is out of range"):
+            c.srandmember("s", -(1 << 63))
+        expected = counts(c, "srandmember")
+        c.delete("s")
+    with redis.Redis(port=proc.port, socket_timeout=30) as c:
+        c.set("bigk", big)
+        c.hset("mixh", mapping={"a": "1", "f": big})
+        for args in unfit:
+            c.config_resetstat()
+            with pytest.raises(redis.ResponseError, match="^value is out of range$"):
+                c.execute_command(*args)
+            assert counts(c, args[0].lower()) == expected, args[0]
+        assert c.delete("bigk", "mixh") == 2
