@@ -27,7 +27,8 @@ from shardkv.protocol.errors import CommandError
 
 FREE = 1 << 26  # a reply this big is built without asking how much memory is left
 # MGET and HMGET of up to this many keys or fields are not measured: even
-# all the same, they answer at most this many times the biggest value.
+# all the same, they answer at most this many times the biggest value
+# (nor are more that are all distinct: at most what the data holds).
 REPEATS_FREE = 16
 UNLIMITED = 1 << 62  # a cgroup's "max" (v2) or its page-rounded LONG_MAX (v1) is above this
 

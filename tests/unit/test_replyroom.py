@@ -139,3 +139,27 @@ def test_pair_draws_past_the_room_are_the_handlers_error(monkeypatch):
         handler = hrandfield if args[0] == b"HRANDFIELD" else zrandmember
         with pytest.raises(CommandError, match="value is out of range"):
             handler(ks, args)
+
+
+def test_mget_and_hmget_refuse_only_what_repeats_multiply(monkeypatch):
+    """MGET or HMGET of distinct keys or fields answers at most what the
+    data holds (as LRANGE or HGETALL, never refused, as in Redis); one
+    named twice or more past 16 multiplies its value and is measured."""
+    from shardkv.protocol.errors import CommandError
+    from shardkv.worker.commands.hashes import hmget, hset
+    from shardkv.worker.commands.strings import mget, set_
+    from shardkv.worker.keyspace import Keyspace
+
+    ks = Keyspace()
+    keys = [b"k%d" % i for i in range(20)]
+    for key in keys:
+        set_(ks, [b"SET", key, b"v" * 100])
+    hset(ks, [b"HSET", b"h", *(x for key in keys for x in (key, b"v" * 100))])
+    monkeypatch.setattr(replyroom, "FREE", 0)  # every reply measured...
+    monkeypatch.setattr(replyroom, "room", lambda: 1000)  # ...against 1000 bytes
+    assert mget(ks, [b"MGET", *keys]) == [b"v" * 100] * 20
+    assert hmget(ks, [b"HMGET", b"h", *keys]) == [b"v" * 100] * 20
+    assert mget(ks, [b"MGET", *[keys[0]] * 9]) == [b"v" * 100] * 9  # 16 or fewer: not measured
+    for refused in ([b"MGET", *keys[:16], keys[0]], [b"HMGET", b"h", *keys[:16], keys[0]]):
+        with pytest.raises(CommandError, match="value is out of range"):
+            (mget if refused[0] == b"MGET" else hmget)(ks, refused)
