@@ -1182,6 +1182,26 @@ class Engine:
                 vm.runs = runs
                 self.primed = script
                 return value
+        return self.end_one_key(run, value, sha, script, keys, argv, read_only, hits, misses, events_mark)
+
+    def end_one_key(
+        self,
+        run: Run,
+        value: Any,
+        sha: bytes,
+        script: tuple,
+        keys: list[bytes],
+        argv: list[bytes],
+        read_only: bool,
+        hits: int,
+        misses: int,
+        events_mark: int,
+    ) -> object:
+        """The end of :meth:`run_one_key`'s run that is not its usual one
+        (see there; ``run`` wound up already), also of such a run made
+        inline by Shard._run_batch: :meth:`_invoke`'s end, with what the
+        run's start read (``hits``, ``misses``, ``events_mark``)."""
+        ks = self.ks
         self.primed = None
         ok = type(value) is not tuple  # (a tuple: false and the error)
         if not ok:

@@ -957,17 +957,117 @@ class Shard:
                             end = len(items)
                             i = end - length_hint(entries)  # the next entry's place
                             again = False
+                            # For the runs ``again`` made here (below):
+                            # what no script's run changes.
+                            vm: Any = engine._vm
+                            used = engine._used
+                            push_room = engine._push_room
+                            run: Any = engine._spare_run
+                            only_key: Any = script[2]  # type: ignore[index]  # (its Lua entry of the key alone)
+                            key_and_one: Any = script[3]  # type: ignore[index]  # (of the key and one argument)
+                            kstats: Any = ks.stats
                             while True:
                                 try:
-                                    value = run_one_key(
-                                        sha,
-                                        script,  # type: ignore[arg-type]  # (one_sha: its entry)
-                                        args[3],
-                                        args[4:] if len(args) > 4 else _NO_ARGS,
-                                        read_only,
-                                        last,
-                                        again,
-                                    )
+                                    nargs = len(args)
+                                    if again and nargs < 6 and engine.primed is script:
+                                        # run_one_key's run ``again`` with no
+                                        # argument or one (a lock's token),
+                                        # inline (a Python call fewer per
+                                        # script; see there): the same room
+                                        # check, set-up, run, wind-up and end.
+                                        key = args[3]
+                                        if nargs == 4:
+                                            argv = _NO_ARGS
+                                            size = 64 + len(key)
+                                        else:
+                                            argv = args[4:]
+                                            size = 128 + len(key) + len(argv[0])
+                                        if vm.holding or used() + size > push_room:
+                                            value = run_one_key(
+                                                sha,
+                                                script,  # type: ignore[arg-type]
+                                                key,
+                                                argv,
+                                                read_only,
+                                                last,
+                                                True,
+                                            )
+                                        else:
+                                            engine.run = run
+                                            if run.undo:
+                                                run.undo = {}
+                                            scratch = engine._primed_apart
+                                            run.start = last / 1e9
+                                            run.keys = keys = [key]
+                                            ks_events = ks.events
+                                            events_mark = len(ks_events) if ks_events is not None else 0
+                                            engine.kill_requested = False
+                                            hits_before = ks.hits
+                                            misses_before = ks.misses
+                                            if scratch is not None:
+                                                self.stats = scratch
+                                                run.journal = []
+                                            else:
+                                                run.journal = None
+                                            usual = False
+                                            try:
+                                                value = (
+                                                    only_key(key) if nargs == 4 else key_and_one(key, argv[0])
+                                                )
+                                            finally:
+                                                engine.run = None
+                                                if scratch is not None:
+                                                    self.stats = kstats
+                                                usual = not (
+                                                    run.changed
+                                                    or run.logs
+                                                    or ks.db != run.db
+                                                    or (
+                                                        scratch is not None
+                                                        and (
+                                                            scratch.error_events
+                                                            or scratch.slowlog
+                                                            or scratch.slow_dropped
+                                                        )
+                                                    )
+                                                )
+                                                if not usual:
+                                                    engine._wind_up(run, kstats, scratch)
+                                            t = type(value)
+                                            if (
+                                                usual
+                                                and (t is bytes or (t is int and LLONG_MIN <= value < 2**63))
+                                                and not engine.out_of_memory
+                                                and not run.effects
+                                                and not vm.cjson.changed
+                                            ):
+                                                runs = vm.runs + 1
+                                                if runs >= scripting.GC_PERIOD:
+                                                    runs = engine._collect(vm)
+                                                vm.runs = runs
+                                            else:
+                                                value = engine.end_one_key(
+                                                    run,
+                                                    value,
+                                                    sha,
+                                                    script,  # type: ignore[arg-type]
+                                                    keys,
+                                                    argv,
+                                                    read_only,
+                                                    hits_before,
+                                                    misses_before,
+                                                    events_mark,
+                                                )
+                                    else:
+                                        value = run_one_key(
+                                            sha,
+                                            script,  # type: ignore[arg-type]  # (one_sha: its entry)
+                                            args[3],
+                                            args[4:] if len(args) > 4 else _NO_ARGS,
+                                            read_only,
+                                            last,
+                                            again,
+                                        )
                                 except scripting.CrossShard as e:
                                     value = scripting.cross_reply(e)
                                 except CommandError as e:
