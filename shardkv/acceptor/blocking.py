@@ -2135,7 +2135,42 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     pipelined, a client in ``BLPOP B A 0``: the client gets ``x``, LLEN 0;
     it used to be 1, the try coming after the LLEN); a plain write of
     such a key waits so for its in-place pop's verdict (issue 22)."""
-    reads = cmd.name not in RANKED
+    _try_written(client, keys, at, cmd.name not in RANKED)
+
+
+def script_ran_across(client: Client, slot: object, keys: list, everything: int) -> None:
+    """A script of ``client`` (its reply ``slot``) was just sent across
+    shards (a run again after it escaped, or its first run with the keys
+    its earlier runs escaped to): behind it, the waits on the keys it may
+    write that its declared keys did not name (``keys``: those, a tuple
+    for a key of another database, left out: its ``__bsettle`` would ask
+    the script's) try, or are waited for, as :func:`try_at_once` has them
+    for a script's declared keys, so that its reply and its client's later
+    commands see the pop or move done, as in Redis, which serves them
+    right after the script (``EVAL "redis.call('rpush', ARGV[1], 'x')" 1
+    {B}w A``, ``LLEN A`` pipelined, a client in ``BLPOP B A 0``: the
+    client gets ``x``, LLEN 0; it was 1).  ``everything``: the run parks
+    every shard, its keys unknown: every key of a cross-shard pop or of
+    another acceptor's move is settled (a ``__bsettle`` on a key no
+    notified try claims answers at once), not this acceptor's moves'
+    (their tries are notified, as before).  Nothing while no such wait
+    exists."""
+    if not (EAGER_KEYS or POP_KEYS):
+        return
+    if everything:
+        keys, only_settle = list(dict.fromkeys([*POP_KEYS, *_REMOTE_KEYS, *_GROUP_READS])), True
+    else:
+        keys = [key for key in keys if type(key) is bytes]
+        only_settle = False
+    if keys:
+        pending = client.pending
+        at = next((i for i, queued in enumerate(pending) if queued is slot), len(pending))
+        _try_written(client, keys, at, False, only_settle)
+
+
+def _try_written(client: Client, keys: list[bytes], at: int, reads: bool, only_settle: bool = False) -> None:
+    """(See :func:`try_at_once`; ``reads``: not a transaction's or
+    script's; ``only_settle``: no wait of this acceptor's tries now.)"""
     late: list[tuple[_CrossShard, bytes]] = []
     remote = [key for key in dict.fromkeys(keys) if key in _GROUP_READS or _moved_elsewhere(key)]
     # A transaction's or script's key of a cross-shard pop: it notifies
@@ -2143,7 +2178,7 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     settle = remote
     if POP_KEYS:
         settle = remote + [key for key in dict.fromkeys(keys) if key in POP_KEYS and key not in remote]
-    for key in dict.fromkeys(keys):
+    for key in () if only_settle else dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
         if waits is not None and key not in remote:
             behind = False
@@ -2160,6 +2195,11 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
                 wait.serve_now(key)
     if late or settle:
         _after_tries(client, late, settle, at)
+
+
+# The clients whose replies and later commands wait for tries
+# (MOVES_FIRST), with how many _after_tries each still waits for.
+_SETTLING: dict[Client, int] = {}
 
 
 # How long a __bsettle is waited for at most: the claims it waits for are
@@ -2208,9 +2248,12 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
     :func:`try_at_once`).  A client that waits for something else already
     (an EXEC deciding) does not: those waits try on their notifications,
     as before.  One that waits for a script's reply (the script just sent,
-    which writes a key of a cross-shard pop) waits for both."""
+    which writes a key of a cross-shard pop) waits for both; one that
+    waits for such tries already (a script's declared keys', then those
+    its run again found) waits for all (:data:`_SETTLING`)."""
     state = client.state
-    if (state.blocked_token and state.blocked_token != SCRIPTS) or client.closing:
+    token = state.blocked_token
+    if (token and token != SCRIPTS and token != MOVES_FIRST) or client.closing:
         for wait, key in late:  # (none waits: those not trying try now)
             if not wait.busy():
                 wait.serve_now(key)
@@ -2219,7 +2262,9 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
     hold = Slot(client)
     pending = client.pending
     pending.insert(min(at, len(pending)), hold)  # the write's reply waits too
-    state.block(MOVES_FIRST, shown=False)
+    if token != MOVES_FIRST:
+        state.block(MOVES_FIRST, shown=False)
+    _SETTLING[client] = _SETTLING.get(client, 0) + 1
     busy: dict[object, None] = {wait: None for wait, _ in late if wait.busy()}
     links = server.links
     shard_of = server.shard_of
@@ -2235,6 +2280,10 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
             if not wait.busy():  # (one trying on a notification tries already)
                 wait.serve_now(key)
         hold.deliver(b"")
+        left = _SETTLING.pop(client) - 1
+        if left:
+            _SETTLING[client] = left
+            return
         if not state.settled(MOVES_FIRST) or (client.closed and client not in server.leaving):
             return
         if client.waiting():
@@ -2300,7 +2349,14 @@ def unblock(client: Client, error: bool, answer: Answer, after: int = -1, pin: P
     run the command: in Redis's order the command comes after the CLIENT
     UNBLOCK, so it runs, and may block, as if nothing happened), or when a
     write that came before the CLIENT UNBLOCK served it (Redis serves a
-    blocked client right after the command that wrote its key).
+    blocked client right after the command that wrote its key).  But a
+    cross-shard wait this acceptor has read, its first try or its
+    ``__bwait``s still on their way (not shown blocked yet), is decided by
+    that try, or asked as a shown one is (outside EXEC): this acceptor read
+    the command first, and a client that saw its effects (``SET f 1``,
+    ``BLPOP a b 0`` in one read, then ``GET f`` and CLIENT UNBLOCK through
+    either acceptor) saw it blocked in Redis, which answers 1; it answered
+    0, and the client waited on.
 
     The shards decide, in their order, so an element popped for the client
     is always delivered: a one-shard wait asks its shard (``__unblock``),
@@ -2312,9 +2368,14 @@ def unblock(client: Client, error: bool, answer: Answer, after: int = -1, pin: P
     holds a cross-shard wait it unblocks until the EXEC is decided (see
     :class:`Pin`).
     """
-    token = client.state.blocked_token
-    wait = WAITING.get(token) if token > 0 and client.state.blocked else None
-    if wait is None or wait.done:
+    state = client.state
+    token = state.blocked_token
+    wait = WAITING.get(token) if token > 0 else None
+    if (
+        wait is None
+        or wait.done
+        or not (state.blocked or (type(wait) is _CrossShard and after < 0 and pin is None))
+    ):
         answer(0)
         return
     if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
-from shardkv.acceptor.blocking import EAGER_KEYS, pops_wait_on, serve_after_scripts
+from shardkv.acceptor.blocking import EAGER_KEYS, pops_wait_on, script_ran_across, serve_after_scripts
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -653,12 +653,21 @@ def run_script(
     client.pending.append(slot)
     server.scripts_sent += 1  # its executor times the run (see Acceptor.run_local)
     retry = _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits)
-    if escaping[0] or not waits or not _groupable(server, client) or pops_wait_on(keys):
-        # (A cross-shard pop waits on a key of it: its ``__bsettle``s go
-        # behind it now, see blocking.try_at_once; a group goes later.)
+    extra = escaping[1]
+    if (
+        escaping[0]
+        or not waits
+        or not _groupable(server, client)
+        or pops_wait_on(keys)
+        or (extra and (pops_wait_on(extra) or any(key in EAGER_KEYS for key in extra)))
+    ):
+        # (A cross-shard pop waits on a key of it, or a move on one its
+        # earlier runs escaped to: its ``__bsettle``s or tries go behind
+        # it now, see blocking.try_at_once, script_ran_across; a group
+        # goes later.)
         retry.start(*escaping, escaped=False)
     else:
-        join_group(server, retry, escaping[1])
+        join_group(server, retry, extra)
 
 
 def _settled(client: Client, sha: bytes, ran: bool = True) -> None:
@@ -1008,28 +1017,44 @@ class _Retry(Sink):
         # It runs again even if the client has gone (its reply is dropped):
         # Redis runs a command to its end once it has read it.
         command = self.command()
-        saved = client.pending
-        client.pending = deque()
+        # The waits on the keys it may write that dispatch did not look up
+        # (its declared keys', unless a run of it escaped since) try or are
+        # waited for behind it, in its step (blocking.script_ran_across).
+        settle = [*self.keys, *self.extra] if self.escapes else [k for k in self.extra if k not in self.keys]
+        holds = client.server.holds if settle or self.everything else None
+        if holds is not None:
+            holds.begin()
         try:
-            marker: bool | bytes = (False, True, b"**")[self.everything]
-            keys = [*self.keys, *self.extra]
-            exported = CACHE.exported.setdefault(self.sha, {})
-            op = AtomicOp(
-                client,
-                [command],
-                keys,
-                _first,
-                None,
-                marker,
-                self.db,
-                exported=exported,
-                name=self.name.encode(),
-            )
+            saved = client.pending
+            client.pending = deque()
+            try:
+                marker: bool | bytes = (False, True, b"**")[self.everything]
+                keys = [*self.keys, *self.extra]
+                exported = CACHE.exported.setdefault(self.sha, {})
+                op = AtomicOp(
+                    client,
+                    [command],
+                    keys,
+                    _first,
+                    None,
+                    marker,
+                    self.db,
+                    exported=exported,
+                    name=self.name.encode(),
+                )
+            finally:
+                client.pending = saved
+            op.slot = self  # type: ignore[assignment]
+            op.first_script_run = self.first_run()
+            self.op = op
+            if settle or self.everything:
+                slot = self.slot
+                script_ran_across(
+                    client, slot.slot if type(slot) is _Plain else slot, settle, self.everything
+                )
         finally:
-            client.pending = saved
-        op.slot = self  # type: ignore[assignment]
-        op.first_script_run = self.first_run()
-        self.op = op
+            if holds is not None:
+                holds.end()
 
     def first_run(self) -> bool:
         """No run of it has been sent, nor did one escape: nothing of it ran yet."""

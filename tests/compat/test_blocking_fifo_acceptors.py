@@ -36,7 +36,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import ErrorReply, RespClient
+from tests.support.resp import ErrorReply, RespClient, encode_command
 from tests.support.waits import WAIT
 
 A, B = key_on(0, "fifo", shards=2), key_on(1, "fifo", shards=2)
@@ -44,6 +44,17 @@ A, B = key_on(0, "fifo", shards=2), key_on(1, "fifo", shards=2)
 # A script's push, pipelined with a read of a BLMOVE's destination.
 _RPUSH_X = "return redis.call('rpush', KEYS[1], 'x')"
 _RPUSH_X_SHA = hashlib.sha1(_RPUSH_X.encode()).hexdigest()
+
+
+# A push to a key the script builds (ARGV[1] .. ARGV[2]), declared in no
+# KEYS: run where KEYS[1] is, it escapes to the key's shard (issue 22).
+_PUSH_BUILT = "redis.call('rpush', ARGV[1] .. ARGV[2], 'x') return redis.call('exists', KEYS[1])"
+_PUSH_BUILT_SHA = hashlib.sha1(_PUSH_BUILT.encode()).hexdigest()
+_PUSH_LIBRARY = (
+    "#!lua name=fifo_built\n"
+    "redis.register_function('fifo_push_built', function(keys, args)"
+    " return redis.call('rpush', args[1] .. args[2], 'x') end)"
+)
 
 
 # Pushes to KEYS[1], then to KEYS[2]; the length of KEYS[1] meanwhile.
@@ -516,6 +527,33 @@ CASES: dict[str, list] = {
         ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
         ("pipe", 1, 0, ("MULTI",), ("EVAL", _RPUSH_X, 1, "A"), ("EXEC",), ("LRANGE", "B", 0, -1)),
     ],
+    # A script that writes a key of a cross-shard wait it does not declare
+    # (it escapes, and runs again across shards): Redis serves the client
+    # right after it, so its writer's next command sees the pop or move
+    # done (the LLEN was 1 and the LRANGE [] before).  The EVALSHA's
+    # second call runs across shards at once, with the key its first
+    # escaped to (remembered).
+    "blpop-two-shards-pipelined-eval-undeclared": [
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 1, 0, ("EVAL", _PUSH_BUILT, 1, "{B}w", "A", ""), ("LLEN", "A")),
+        ("block", "c2", 1, 0, "BLPOP", "A", "B", 0),
+        ("pipe", 1, 0, ("EVAL", _PUSH_BUILT, 1, "{B}w", "A", ""), ("LLEN", "A")),
+    ],
+    "blmove-two-shards-pipelined-evalsha-undeclared": [
+        ("write", 0, 0, "SCRIPT", "LOAD", _PUSH_BUILT),
+        ("block", "c1", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 0, 0, ("EVALSHA", _PUSH_BUILT_SHA, 1, "{B}w", "A", ""), ("LRANGE", "B", 0, -1)),
+        ("block", "c2", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 0, 0, ("EVALSHA", _PUSH_BUILT_SHA, 1, "{B}w", "A", ""), ("LRANGE", "B", 0, -1)),
+    ],
+    "blmove-blpop-two-shards-pipelined-fcall-undeclared": [
+        ("write", 1, 0, "FUNCTION", "LOAD", "REPLACE", _PUSH_LIBRARY),
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 1, 0, ("FCALL", "fifo_push_built", 1, "{B}w", "A", ""), ("LRANGE", "B", 0, -1)),
+        ("write", 1, 0, "DEL", "B"),
+        ("block", "c2", 1, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 0, 0, ("FCALL", "fifo_push_built", 1, "{B}w", "A", ""), ("LLEN", "A")),
+    ],
     "brpoplpush-two-shards-one-shard-behind": [
         ("block", "c1", 0, 0, "BRPOPLPUSH", "A", "B", 0),
         ("block", "c2", 1, 0, "BRPOPLPUSH", "A", "B", 0),
@@ -801,3 +839,39 @@ def test_blmove_times_out_under_writes_of_its_source(redis_and_shardkv_k12) -> N
         finally:
             c.close()
             w.close()
+
+
+def test_unblock_after_the_block_was_read(redis_and_shardkv_k12) -> None:
+    """``SET f 1`` and a cross-shard ``BLPOP`` in one read, then, once
+    another client (through either acceptor) reads f, CLIENT UNBLOCK: Redis
+    ran the BLPOP with the SET, so that client saw it blocked, and CLIENT
+    UNBLOCK answers 1, the BLPOP a null.  shardkv answered 0 while the
+    BLPOP's try or waits were on their way (every time at two acceptors,
+    the reader on the blocked client's), and the client waited on."""
+    real, ours, k = redis_and_shardkv_k12
+
+    def rounds(port: int, k: int) -> list:
+        out = []
+        f = "{%s}f" % A
+        for reader_on in range(2):
+            c, reader = client_on(port, 0, k=k), client_on(port, reader_on, k=k)
+            try:
+                cid = _client_id(c)
+                reader.command("DEL", f)
+                c.sock.sendall(
+                    b"".join(encode_command(*args) for args in (("SET", f, 1), ("BLPOP", A, B, 0)))
+                )
+                deadline = time.monotonic() + WAIT
+                while reader.command("GET", f) != b"1":
+                    assert time.monotonic() < deadline, "SET f never ran"
+                out.append(reader.command("CLIENT", "UNBLOCK", cid))
+                if out[-1] != 1:  # (it waits on: unblock it for the reads below)
+                    while reader.command("CLIENT", "UNBLOCK", cid) != 1:
+                        assert time.monotonic() < deadline, "never unblocked"
+                out += [c.read_reply(), c.read_reply()]
+            finally:
+                c.close()
+                reader.close()
+        return out
+
+    assert rounds(ours, k) == rounds(real, 1)
