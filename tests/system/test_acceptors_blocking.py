@@ -139,9 +139,15 @@ def blocked_clients(observer: RespClient) -> int:
 
 @pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
 def test_blocking_command_not_yet_run_is_not_unblocked(server, cross_shard) -> None:
-    """CLIENT UNBLOCK of a client whose BLPOP waits behind a busy shard
-    answers 0 (in Redis's order the BLPOP has not run, so the client is not
-    blocked); the BLPOP then runs, blocks, and is served as usual."""
+    """CLIENT UNBLOCK of a client whose one-shard BLPOP waits behind a busy
+    shard answers 0 (in Redis's order the BLPOP has not run, so the client
+    is not blocked); the BLPOP then runs, blocks, and is served as usual.
+    A cross-shard BLPOP's CLIENT UNBLOCK waits for its first try instead
+    (the acceptor read the BLPOP first: a client that saw a command sent
+    with it saw it blocked in Redis, see
+    ``test_blocking_fifo_acceptors.test_unblock_after_the_block_was_read``),
+    and answers 1, the BLPOP a null, as Redis, which reads both once its
+    script ends, the BLPOP, read first, blocked by then."""
     k0, k1 = key_on(0, "u"), key_on(1, "u")
     reader = client_on(server, 0)
     busy = client_on(server, 0)
@@ -155,6 +161,11 @@ def test_blocking_command_not_yet_run_is_not_unblocked(server, cross_shard) -> N
         reader.send("BLPOP", *((k0, k1) if cross_shard else (k0,)), 0)
         time.sleep(0.05)
         assert flags_of(observer, reader_id) == b"N"
+        if cross_shard:
+            assert observer.command("CLIENT", "UNBLOCK", reader_id) == 1
+            assert busy.read_reply() == 1
+            assert reader.read_reply() is None
+            return
         assert observer.command("CLIENT", "UNBLOCK", reader_id) == 0
         assert busy.read_reply() == 1
         wait_shown_blocked(observer, reader_id)
