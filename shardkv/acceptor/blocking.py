@@ -2165,12 +2165,15 @@ def script_ran_across(client: Client, slot: object, keys: list, everything: int)
     if keys:
         pending = client.pending
         at = next((i for i, queued in enumerate(pending) if queued is slot), len(pending))
-        _try_written(client, keys, at, False, only_settle)
+        _try_written(client, keys, at, False, only_settle, stack=True)
 
 
-def _try_written(client: Client, keys: list[bytes], at: int, reads: bool, only_settle: bool = False) -> None:
+def _try_written(
+    client: Client, keys: list[bytes], at: int, reads: bool, only_settle: bool = False, stack: bool = False
+) -> None:
     """(See :func:`try_at_once`; ``reads``: not a transaction's or
-    script's; ``only_settle``: no wait of this acceptor's tries now.)"""
+    script's; ``only_settle``: no wait of this acceptor's tries now;
+    ``stack``: see :func:`_after_tries`.)"""
     late: list[tuple[_CrossShard, bytes]] = []
     remote = [key for key in dict.fromkeys(keys) if key in _GROUP_READS or _moved_elsewhere(key)]
     # A transaction's or script's key of a cross-shard pop: it notifies
@@ -2194,7 +2197,7 @@ def _try_written(client: Client, keys: list[bytes], at: int, reads: bool, only_s
             for wait in list(_READS.get(key, ())):
                 wait.serve_now(key)
     if late or settle:
-        _after_tries(client, late, settle, at)
+        _after_tries(client, late, settle, at, stack)
 
 
 # The clients whose replies and later commands wait for tries
@@ -2239,7 +2242,9 @@ class _Settled:
             then(self)
 
 
-def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: list[bytes], at: int) -> None:
+def _after_tries(
+    client: Client, late: list[tuple[_CrossShard, bytes]], remote: list[bytes], at: int, stack: bool = False
+) -> None:
     """Have the waits of ``late`` try at once (each on its key), in order,
     once every try of theirs on its way is answered, and wait for the
     tries of other acceptors' cross-shard moves on the keys ``remote``
@@ -2248,12 +2253,13 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
     :func:`try_at_once`).  A client that waits for something else already
     (an EXEC deciding) does not: those waits try on their notifications,
     as before.  One that waits for a script's reply (the script just sent,
-    which writes a key of a cross-shard pop) waits for both; one that
-    waits for such tries already (a script's declared keys', then those
-    its run again found) waits for all (:data:`_SETTLING`)."""
+    which writes a key of a cross-shard pop) waits for both; with
+    ``stack`` (a script's run again, across shards, see
+    :func:`script_ran_across`), one that waits for such tries already (its
+    declared keys') waits for all (:data:`_SETTLING`)."""
     state = client.state
     token = state.blocked_token
-    if (token and token != SCRIPTS and token != MOVES_FIRST) or client.closing:
+    if (token and token != SCRIPTS and not (stack and token == MOVES_FIRST)) or client.closing:
         for wait, key in late:  # (none waits: those not trying try now)
             if not wait.busy():
                 wait.serve_now(key)
