@@ -2201,7 +2201,8 @@ def _try_written(
 
 
 # The clients whose replies and later commands wait for tries
-# (MOVES_FIRST), with how many _after_tries each still waits for.
+# (MOVES_FIRST) of several _after_tries (one stacked on another, see
+# its ``stack``), with how many each still waits for.
 _SETTLING: dict[Client, int] = {}
 
 
@@ -2268,9 +2269,10 @@ def _after_tries(
     hold = Slot(client)
     pending = client.pending
     pending.insert(min(at, len(pending)), hold)  # the write's reply waits too
-    if token != MOVES_FIRST:
+    if stack and token == MOVES_FIRST:  # (the wait it joins counts as one)
+        _SETTLING[client] = _SETTLING.get(client, 1) + 1
+    else:
         state.block(MOVES_FIRST, shown=False)
-    _SETTLING[client] = _SETTLING.get(client, 0) + 1
     busy: dict[object, None] = {wait: None for wait, _ in late if wait.busy()}
     links = server.links
     shard_of = server.shard_of
@@ -2286,9 +2288,9 @@ def _after_tries(
             if not wait.busy():  # (one trying on a notification tries already)
                 wait.serve_now(key)
         hold.deliver(b"")
-        left = _SETTLING.pop(client) - 1
-        if left:
-            _SETTLING[client] = left
+        left = _SETTLING.pop(client, 0)
+        if left > 1:  # (another stacked on it, see stack)
+            _SETTLING[client] = left - 1
             return
         if not state.settled(MOVES_FIRST) or (client.closed and client not in server.leaving):
             return
