@@ -123,6 +123,7 @@ from shardkv.runtime.exitcodes import (
 from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.schedules import Schedules
+from shardkv.runtime.scriptflags import ScriptFlags
 from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.runtime.slowlogfile import SlowLogFile
 from shardkv.worker.persistence.files import Files, LoadError
@@ -192,6 +193,9 @@ class Supervisor:
         # The saves each shard has scheduled, which outlive its worker (see
         # shardkv.runtime.schedules).
         self.schedules = Schedules(n)
+        # Whether each shard may run a script, for the acceptors'
+        # (un)subscribes (K > 1: see shardkv.runtime.scriptflags).
+        self.script_flags = ScriptFlags(n) if k > 1 else None
         self.stopping = False
         self.shutdown = False  # the stop is an acceptor's SHUTDOWN (request_shutdown)
         self.stop_signal: int | None = None  # SIGINT or SIGTERM, the last one received (request_stop)
@@ -224,7 +228,17 @@ class Supervisor:
         self.load_progress.forget(index)
         proc = self.ctx.Process(
             target=_serve_worker,
-            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log, self.load_progress, self.schedules, at),
+            args=(
+                theirs,
+                ctl_theirs,
+                index,
+                self.cfg,
+                self.slow_log,
+                self.load_progress,
+                self.schedules,
+                at,
+                self.script_flags,
+            ),
             name=f"shardkv-worker-{index}",
         )
         proc.start()
@@ -344,6 +358,7 @@ class Supervisor:
                 self.slow_log,
                 self.load_progress,
                 self.started_at,
+                self.script_flags,
             ),
             name=name,
         )

@@ -466,6 +466,7 @@ def serve_after_scripts(
     run: Callable[[Client, list[bytes]], None],
     args: list[bytes],
     settled: Callable[[], object] | None = None,
+    flagged: bool = False,
 ) -> None:
     """Run the acceptor's own command ``args`` (``run(client, args)``) once
     no shard runs a script that started before it: every shard has
@@ -481,6 +482,9 @@ def serve_after_scripts(
     does with one acceptor when no shard has a command of its to answer
     or takes part in a cross-shard operation: none runs a script then.
     ``settled``: called once it is decided, before it runs or is refused.
+    ``flagged``: with several acceptors, it runs at once too when no
+    shard's script flag is set (an (un)subscribe's: see
+    :mod:`shardkv.runtime.scriptflags`), read after the command was.
 
     One that waits is counted (INFO commandstats, errorstats) once
     decided, as Redis counts it when it reads it: a call when it runs, a
@@ -488,7 +492,8 @@ def serve_after_scripts(
     (``Acceptor.calls_deferred``), and its MONITOR line goes when it ran."""
     server = client.server
     if client.state.in_exec or (
-        server.holds is None and not any(link.fifo or link.ops for link in server.links)
+        (server.holds is None or (flagged and _no_script_flag(server)))
+        and not any(link.fifo or link.ops for link in server.links)
     ):
         run(client, args)
         return
@@ -527,6 +532,13 @@ def serve_after_scripts(
             client.flush()
 
     after_scripts(server, finish, lambda: finish(None))
+
+
+def _no_script_flag(server: Acceptor) -> bool:
+    """K > 1: whether no shard says it may run a script, or is parked,
+    held or prepared for an operation (see :mod:`shardkv.runtime.scriptflags`)."""
+    flags = server.script_flags
+    return flags is not None and not flags.any_raised()
 
 
 def _refused_after_scripts(client: Client, args: list[bytes], refused: int | bytes) -> None:

@@ -21,6 +21,7 @@ from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
+from shardkv.runtime.scriptflags import ScriptFlags
 from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.runtime.slowlogfile import SlowLogFile
 
@@ -37,6 +38,7 @@ def serve(
     slow_log: SlowLogFile | None = None,
     load_progress: LoadProgress | None = None,
     started_at: int = 0,
+    script_flags: ScriptFlags | None = None,
     *,
     loading: Connection | None = None,
 ) -> None:
@@ -52,7 +54,8 @@ def serve(
     shardkv.runtime.loadprogress); ``started_at``: when the supervisor
     started the workers first (Unix seconds), the server's last save until
     a shard saves, as Redis's at startup (LASTSAVE while they load, see
-    :attr:`Acceptor.lastsave`); ``loading``: started while the workers load, it listens at once and
+    :attr:`Acceptor.lastsave`); ``script_flags``: whether each shard may
+    run a script (K > 1, see shardkv.runtime.scriptflags); ``loading``: started while the workers load, it listens at once and
     answers -LOADING until its ``pipes`` come through this pipe from the
     supervisor (see :meth:`shardkv.acceptor.server.Acceptor.serve`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
@@ -79,6 +82,7 @@ def serve(
     if slow_log is not None:
         acceptor.stats.shared = slow_log
     acceptor.load_progress = load_progress
+    acceptor.script_flags = script_flags
     if started_at:
         acceptor.lastsave = started_at
     crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it

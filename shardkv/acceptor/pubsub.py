@@ -22,7 +22,10 @@ A script is atomic in Redis: a (un)subscribe sent while one runs is served
 after it.  Scripts run in the workers, so a (un)subscribe first waits until
 every shard has answered a ``__ping`` (:func:`_after_scripts`): the
 scripts each shard was running, or parked for, have ended, their held
-PUBLISHes are out, and no PUBSUB NUMSUB of theirs counts it.
+PUBLISHes are out, and no PUBSUB NUMSUB of theirs counts it.  It does
+so only while a script may run: with one acceptor, while a link of its
+own has a command to answer or an operation; with several, that or a
+shard's script flag (:mod:`shardkv.runtime.scriptflags`).
 """
 
 from __future__ import annotations
@@ -122,9 +125,9 @@ def _after_scripts(
     it, as in Redis.  ``leaving``: an (un)subscribe's mark in
     :data:`_LEAVING` while it waits."""
     if leaving is None:
-        serve_after_scripts(client, run, args)
+        serve_after_scripts(client, run, args, flagged=True)
         return
-    serve_after_scripts(client, run, args, partial(_LEAVING.pop, client, None))
+    serve_after_scripts(client, run, args, partial(_LEAVING.pop, client, None), flagged=True)
     if client.state.blocked_token == AFTER_SCRIPTS:  # it waits (not run at once)
         _LEAVING[client] = leaving
 

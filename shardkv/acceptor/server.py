@@ -49,6 +49,7 @@ from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
 from shardkv.runtime.config import from_wire
 from shardkv.runtime.exitcodes import PIPES_PER_MESSAGE
 from shardkv.runtime.loadprogress import LoadProgress
+from shardkv.runtime.scriptflags import ScriptFlags
 from shardkv.runtime.scriptflushes import ScriptFlushes
 
 log = logging.getLogger("shardkv.acceptor")
@@ -244,6 +245,8 @@ class Acceptor:
         # line); that shard's LASTSAVE meanwhile (see durability.lastsave).
         self.reload_started: dict[int, int] = {}
         self.load_progress: LoadProgress | None = None  # the workers' (shardkv.runtime.loadprogress)
+        # Whether each shard may run a script (K > 1: shardkv.runtime.scriptflags).
+        self.script_flags: ScriptFlags | None = None
         self._loading_fds: list[int] = []
         self.commands_processed = 0
         self.connections_received = 0

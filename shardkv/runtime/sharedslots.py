@@ -7,7 +7,8 @@ process's arguments, as its pipes do.  :class:`SharedSlots` is that file,
 ``per`` slots for each of ``n`` shards or acceptors; its subclasses say
 what the slots mean: :class:`~shardkv.runtime.loadprogress.LoadProgress`,
 :class:`~shardkv.runtime.clientcount.ClientCounts`,
-:class:`~shardkv.runtime.schedules.Schedules`.
+:class:`~shardkv.runtime.schedules.Schedules`,
+:class:`~shardkv.runtime.scriptflags.ScriptFlags`.
 """
 
 from __future__ import annotations

@@ -228,6 +228,14 @@ class Keyspace:
         self.event_masks: dict[int, int] = {}
         self.watchers: dict[int, dict[tuple[int, bytes], int]] = {}
         self.held_by: int | None = None
+        # K > 1: this shard's slot of the shared script flags
+        # (shardkv.runtime.scriptflags), and whether it is 1 as far as this
+        # worker knows: set before a script, park, hold or prepare
+        # (raise_flag), cleared between frames (loop.Pipes.lower_flag).
+        # Without flags (K = 1) it stays True: nothing to raise.
+        self.script_flags: memoryview | None = None  # (ScriptFlags.slots)
+        self.flag_index = 0  # (this shard's slot)
+        self.flagged = True
         self.paused_by: dict[int, float] = {}
         # The pipes whose acceptor says some shard cannot persist
         # (``__misconf``): the -MISCONF text; ``misconf`` one of them, or
@@ -242,6 +250,15 @@ class Keyspace:
         self.ready_order: dict | None = None
 
     # -- databases --------------------------------------------------------
+
+    def raise_flag(self) -> None:
+        """Say, before it starts, that this shard may run a script, or is
+        parked, held or prepared for an operation (see
+        :mod:`shardkv.runtime.scriptflags`); callers test ``flagged`` first."""
+        flags = self.script_flags
+        if flags is not None:
+            flags[self.flag_index] = 1
+            self.flagged = True
 
     def select(self, db: int) -> None:
         """Make ``db`` the current database (it must be in range)."""

@@ -40,6 +40,7 @@ from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.schedules import Schedules
+from shardkv.runtime.scriptflags import ScriptFlags
 from shardkv.runtime.slowlogfile import SlowLogFile
 from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.busywatch import BusyWatches
@@ -60,6 +61,7 @@ def serve(
     progress: LoadProgress | None = None,
     schedules: Schedules | None = None,
     saved_at: int | None = None,
+    script_flags: ScriptFlags | None = None,
 ) -> None:
     """The entry point of a worker process.
 
@@ -73,7 +75,8 @@ def serve(
     the saves it has scheduled, and finds those of the worker it replaces (see
     :mod:`shardkv.runtime.schedules`); ``saved_at``: its last save until it saves (Unix seconds,
     the supervisor's time of its start, which the acceptors hear too, see
-    ``Supervisor.saved_at``).  SIGTERM while it reads its files
+    ``Supervisor.saved_at``); ``script_flags``: where it says whether it may run a script
+    (K > 1, see :mod:`shardkv.runtime.scriptflags`).  SIGTERM while it reads its files
     stops it there, saving nothing (exit 0).  Later SIGTERM stops the worker between batches: it
     flushes its AOF, saves as the supervisor's ``STOP_FLAGS`` said (without them, when ``save``
     rules exist), and exits 0, or 1 if the save failed (0 with ``force``).
@@ -122,6 +125,12 @@ def serve(
     persistence.in_doubt = {}
     if schedules is not None:
         persistence.keep_schedules(schedules)
+    if script_flags is not None:  # (K > 1: see shardkv.runtime.scriptflags)
+        ks = shard.keyspace
+        ks.script_flags = script_flags.slots
+        ks.flag_index = index
+        ks.flagged = bool(shard.prepared)  # (in doubt: exclusive to its coordinator)
+        script_flags.slots[index] = int(ks.flagged)
     gctuning.settle()  # after loading: the loaded keys are never traversed
     faultpoints.hold("loaded", index)  # the fault-injection tests only
     ctl.send_bytes(b"loaded")
@@ -628,6 +637,8 @@ class Pipes:
         for other in self.pipes:
             if other is not None and other is not pipe and other.backlog:
                 return False
+        if not keyspace.flagged:  # (see shardkv.runtime.scriptflags)
+            keyspace.raise_flag()
         keyspace.held_by = pipe.index
         return True
 
@@ -747,6 +758,7 @@ class Pipes:
         control pipe for restarted acceptors' new pipes."""
         pipes = self.pipes
         waiters = self.shard.waiters
+        keyspace = self.shard.keyspace
         while not _Stop.requested:
             try:
                 found = self._next_frame()
@@ -768,10 +780,24 @@ class Pipes:
             for p in pipes:
                 if p is not None and p.broken:
                     self.lose(p)
+            if keyspace.flagged:
+                self.lower_flag()
             if waiters.ready or waiters.wakes:
                 # A lost acceptor's claims (Waiters.clear): the keys they
                 # made ready, and the __bsettles they ended (wakes alone).
                 self._serve_left()
+
+    def lower_flag(self) -> None:
+        """Between frames: clear this shard's script flag once it runs no
+        script and is neither held nor prepared for an operation (a park
+        ends inside its frame), so the acceptors' (un)subscribes skip their
+        round trip (see :mod:`shardkv.runtime.scriptflags`)."""
+        shard = self.shard
+        ks = shard.keyspace
+        flags = ks.script_flags
+        if flags is not None and ks.held_by is None and not shard.prepared:
+            flags[ks.flag_index] = 0
+            ks.flagged = False
 
     def _next_frame(self) -> tuple[Pipe, bytes] | None:
         """A frame already read, from the pipe whose turn it is, with no

@@ -910,6 +910,8 @@ class Engine:
         if self._used() + size > self._push_room and not fits(self.lua, size):
             return self._error_reply(b"not enough memory", sha)
         ks = self.ks
+        if not ks.flagged:  # before it starts (K > 1: see shardkv.runtime.scriptflags)
+            ks.raise_flag()
         persistence = ks.persistence
         aof = None
         mark = -1  # where the script's AOF records begin (persistence.begin_group)
@@ -1070,6 +1072,8 @@ class Engine:
         AOF: nothing between them but their runs): the set-up is the key's
         alone."""
         ks = self.ks
+        if not ks.flagged:  # (K > 1: see shardkv.runtime.scriptflags)
+            ks.raise_flag()
         run = self._spare_run
         keys = [key]  # (KEYS as _invoke takes them: a list made here, cheaper than a slice)
         # Its KEYS and ARGV tables (each string, and its slot) must fit, as

@@ -1875,6 +1875,8 @@ class Shard:
         """Keep what this shard prepared for ``op`` and log it; ``changes``:
         what it adds to the dirty count (Redis's count of the commands it
         ran for ``op``), taken off again if ``op`` is undone."""
+        if not self.keyspace.flagged:  # (see shardkv.runtime.scriptflags)
+            self.keyspace.raise_flag()
         self.prepared[op] = Prepared(states, undo, self.keyspace.db, ranks, changes)
         persistence = self.persistence
         if persistence is not None:
@@ -1891,6 +1893,8 @@ class Shard:
         goes away, what was prepared stays prepared (in doubt): the next
         acceptor resolves it; a shard that prepared nothing just resumes.
         """
+        if not self.keyspace.flagged:  # (see shardkv.runtime.scriptflags)
+            self.keyspace.raise_flag()
         waiting = set(ops)
         op = ops[0]  # the parked operation's, for Run and Prepare (alone then)
         while True:

@@ -281,6 +281,8 @@ def hold(ks: Keyspace, args: list[bytes]) -> object:
     for as long as the command runs (see :mod:`shardkv.worker.loop`)."""
     if ks.held_by == ks.pipe:
         return Error(errors.ALREADY_HELD)
+    if not ks.flagged:  # (see shardkv.runtime.scriptflags)
+        ks.raise_flag()
     ks.held_by = ks.pipe
     return OK
 
