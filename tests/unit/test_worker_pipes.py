@@ -8,6 +8,7 @@ the test plays two acceptors and the supervisor, frame by frame, as
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
@@ -22,6 +23,7 @@ from shardkv.protocol.decisions import COORDINATOR_SHIFT
 from shardkv.protocol.resp import Error, encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
+from shardkv.runtime.scriptflags import ScriptFlags
 from shardkv.worker import events
 from shardkv.worker.frames import FrameReader
 from shardkv.worker.loop import Pipes
@@ -915,3 +917,53 @@ def test_a_cross_shard_scripts_monitor_lines_leave_with_its_ran(monkeypatch):
         assert w.run(0, entry("GET", "k")) == [b"$1\r\nv\r\n"]
     finally:
         w.stop()
+
+
+# A script that runs for a while (until 150 ms after its start), then answers.
+_SPIN = "local t = redis.call('TIME') local e = t[1] * 1e6 + t[2] + 150000 while true do t = redis.call('TIME') if t[1] * 1e6 + t[2] >= e then return 1 end end"
+
+
+def _slot_becomes(flags: ScriptFlags, value: int) -> bool:
+    deadline = time.monotonic() + WAIT
+    while flags.slots[0] != value:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_the_script_flag_is_set_while_a_script_runs_or_the_shard_is_held(worker):
+    """K > 1: the shard's slot of the shared script flags (see
+    shardkv.runtime.scriptflags) is 1 while a script runs, set before its
+    reply, and 0 again once it ended; 1 from a ``__hold`` until its
+    ``__release`` (the held pipe's frames in between keep it), and from a
+    granted try; a plain command leaves it 0."""
+    flags = ScriptFlags(1)
+    try:
+        ks = worker.shard.keyspace
+        ks.script_flags = flags.slots
+        ks.flag_index = 0
+        ks.flagged = False
+        started(worker)
+        assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
+        assert flags.slots[0] == 0
+        sha = hashlib.sha1(_SPIN.encode()).hexdigest()
+        # EVAL, and EVALSHA of one key (its own fast path: Engine.run_one_key)
+        for command in (entry("EVAL", _SPIN, 0), entry("EVALSHA", sha, 1, "k")):
+            worker.send(1, batch(command))
+            assert _slot_becomes(flags, 1)
+            assert worker.replies(1) == [b":1\r\n"]
+            assert _slot_becomes(flags, 0)
+        assert worker.run(0, entry(Verb.HOLD)) == [b"+OK\r\n"]
+        assert flags.slots[0] == 1
+        assert worker.run(0, entry("GET", "k")) == [b"$1\r\nv\r\n"]
+        assert flags.slots[0] == 1  # (still held)
+        assert worker.run(0, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+        assert _slot_becomes(flags, 0)
+        assert try_hold(worker, 1) == wire.TRY_GRANTED
+        assert flags.slots[0] == 1
+        assert worker.run(1, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+        assert _slot_becomes(flags, 0)
+    finally:
+        worker.shard.keyspace.script_flags = None
+        flags.close()
