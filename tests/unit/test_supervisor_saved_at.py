@@ -34,7 +34,7 @@ def test_a_restarted_worker_and_the_acceptors_get_one_time() -> None:
     sup.ctx = ctx = _Ctx()  # type: ignore[assignment]
     sup.cfg = {}  # type: ignore[assignment]
     sup.nacceptors = 1
-    sup.slow_log = sup.schedules = None  # type: ignore[assignment]
+    sup.slow_log = sup.schedules = sup.script_flags = None  # type: ignore[assignment]
     sup.load_progress = progress = LoadProgress(1)
     sup.workers = [SimpleNamespace(join=lambda timeout: None, exitcode=1, pid=4241)]
     sup.ctls, sup.ends = [None], [[None]]
@@ -52,6 +52,6 @@ def test_a_restarted_worker_and_the_acceptors_get_one_time() -> None:
             if conn is not None:
                 conn.close()
         progress.close()
-    saved_at = ctx.args[-1]
+    saved_at = ctx.args[-2]  # (the last: the script flags, K > 1)
     assert before <= saved_at <= after and sup.saved_at == [saved_at]
     assert line == b"reloading 0 %d" % saved_at
