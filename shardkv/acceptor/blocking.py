@@ -1593,9 +1593,12 @@ class _CrossShard:
         its next ready key.  So the try waits until the tries of the
         clients that blocked before it and hold claims on its keys have run
         (``__bsettle key token``, on each key up to its first notified
-        ``BWAIT_READY``, whose element is counted for it: that key too for
-        a BLMPOP or BZMPOP with a COUNT, which may pop more than the one
-        left for it), then pops from
+        ``BWAIT_READY``, whose element is counted for it, and that one:
+        the clients before it there, notified too, pop first, as a BLMPOP
+        or BZMPOP with a COUNT may pop more than the one left for it, and
+        two clients made ready there by two elements, through two
+        acceptors, each took the other's now and then: the later one's
+        try reached the shard first), then pops from
         the first of those keys that holds an element, in one step with
         its ``__bdone``s (so a writer's ``__bsettle`` of those keys answers
         only after it).  Its try used to run on one key alone, as soon as
@@ -1606,16 +1609,10 @@ class _CrossShard:
         ``BLPOP A B 0`` through two acceptors: LLEN 1, Redis 0; issue 22)."""
         keys = [key for _, _, key in ranked]
         behind: list[tuple[_Notify, bytes]] = []
-        several = self.count != b"1"
         for notify, notified, key in ranked:
-            if notified == _READY and not several:
-                break
             behind.append((notify, key))
             if notified == _READY:
                 break
-        if not behind:
-            self.attempt(done=done, ranked=keys)
-            return
         self.trying = True
         server = self.client.server
         left = len(behind)

@@ -67,6 +67,13 @@ PUSH_BOTH = (
 PUSH_Y_X = "redis.call('RPUSH', KEYS[2], 'y') redis.call('RPUSH', KEYS[1], 'x') return 1"
 
 
+# Pushes x1 to KEYS[1], y1 to KEYS[2], then x2 to KEYS[1].
+PUSH_X_Y_X = (
+    "redis.call('RPUSH', KEYS[1], 'x1') redis.call('RPUSH', KEYS[2], 'y1') "
+    "redis.call('RPUSH', KEYS[1], 'x2') return 1"
+)
+
+
 def _lists(cmd: str, *, keys: tuple[str, ...] = ("A",), push: str = "RPUSH") -> list:
     """Three clients blocked through acceptors 0, 1, 0; one push of two
     elements through acceptor 1 serves the first two, a push through
@@ -680,6 +687,33 @@ CASES: dict[str, list] = {
             ("LLEN", "A"),
             ("LLEN", "B"),
         ),
+    ],
+    # Two elements make A ready for the first two clients (each notified
+    # BWAIT_READY), then one B for the third: the first gets x1, the
+    # second x2 (the second's try, through the other acceptor, used to
+    # reach A's shard first now and then and take x1).
+    "blpop-two-shards-two-acceptors-exec-two-ready": [
+        ("block", "c1", 1, 0, "BLPOP", "B", "A", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
+        ("block", "c3", 1, 0, "BLPOP", "B", "A", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("MULTI",),
+            ("RPUSH", "A", "x1"),
+            ("RPUSH", "B", "y1"),
+            ("RPUSH", "A", "x2"),
+            ("EXEC",),
+            ("LRANGE", "A", 0, -1),
+            ("LRANGE", "B", 0, -1),
+        ),
+    ],
+    "blpop-two-shards-two-acceptors-eval-two-ready": [
+        ("block", "c1", 1, 0, "BLPOP", "B", "A", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
+        ("block", "c3", 1, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 0, 0, ("EVAL", PUSH_X_Y_X, 2, "A", "B"), ("LRANGE", "A", 0, -1), ("LRANGE", "B", 0, -1)),
     ],
     "blpop-two-shards-two-acceptors-eval-pushes": [
         ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
