@@ -1423,7 +1423,7 @@ class _CrossShard:
             return
         self._cancel_notifies()
         if key is not None:
-            if self.claiming and _moved_elsewhere(key):
+            if self.claiming and (_moved_elsewhere(key) or (POP_KEYS and key in POP_KEYS)):
                 self._after_earlier(notify, body, key)
                 return
             # A move's __bwait with nothing left at its turn keeps its place
@@ -1451,7 +1451,12 @@ class _CrossShard:
         serves a key's clients in the order they blocked; the tries of two
         acceptors' clients used to run in the order they reached the
         shards, and the later client could take the earlier one's
-        element."""
+        element.  So too on a key that a cross-shard pop waits on
+        (:data:`POP_KEYS`): an EXEC or script making it ready notifies
+        the pop and the move behind it (``BWAIT_CLAIMED``), and the move's
+        try took the element the pop's, waiting for its own claimants
+        (see :meth:`_after_claimants`), was to take
+        (``blmove-two-shards-exec-dest-of-a-pop``)."""
         self.trying = True
         link = notify.link
 
@@ -2192,7 +2197,9 @@ def _try_written(
         settle = remote + [key for key in dict.fromkeys(keys) if key in POP_KEYS and key not in remote]
     for key in () if only_settle else dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
-        if waits is not None and key not in remote:
+        # (A transaction's or script's key of a cross-shard pop: its moves
+        # try on their notifications, after the pops before them.)
+        if waits is not None and key not in remote and (reads or key not in POP_KEYS):
             behind = False
             for wait in list(waits):
                 if not wait.move:

@@ -715,6 +715,40 @@ CASES: dict[str, list] = {
         ("block", "c3", 1, 0, "BLPOP", "B", "A", 0),
         ("pipe", 0, 0, ("EVAL", PUSH_X_Y_X, 2, "A", "B"), ("LRANGE", "A", 0, -1), ("LRANGE", "B", 0, -1)),
     ],
+    # A BLMOVE from B to A blocked after a cross-shard BLPOP on both: one
+    # transaction pushes B, then A; Redis serves B's clients first, the
+    # pop takes y, the move finds B empty and waits on (A keeps x).  The
+    # move's try on its notification (BWAIT_CLAIMED), or at once after
+    # the EXEC through its own acceptor, used to take y first, and the
+    # pop x.
+    "blmove-two-shards-exec-dest-of-a-pop": [
+        ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 0, 0, "BLMOVE", "B", "A", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("MULTI",),
+            ("RPUSH", "B", "y"),
+            ("RPUSH", "A", "x"),
+            ("EXEC",),
+            ("LRANGE", "A", 0, -1),
+        ),
+    ],
+    "blmove-two-shards-exec-dest-of-a-pop-other-acceptor": [
+        ("block", "c1", 0, 0, "BLPOP", "A", "B", 0),
+        ("block", "c2", 1, 0, "BLMOVE", "B", "A", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("MULTI",),
+            ("RPUSH", "B", "y"),
+            ("RPUSH", "A", "x"),
+            ("EXEC",),
+            ("LRANGE", "A", 0, -1),
+        ),
+    ],
     "blpop-two-shards-two-acceptors-eval-pushes": [
         ("block", "c1", 1, 0, "BLPOP", "A", "B", 0),
         ("block", "c2", 0, 0, "BLPOP", "A", "B", 0),
