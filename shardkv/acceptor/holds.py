@@ -147,7 +147,7 @@ class Request:
         self.trying = 0  # tries not answered yet
         # The client's replies known at once (WATCH's OK...) wait behind this
         # until the step has run on every shard (its releases are answered).
-        self.gate: _Gate | None = None
+        self.gate: Gate | None = None
         self.releasing = 0
         # The requests queued behind this one that it took along (see
         # Holds._join): their entries follow its own, under the same holds.
@@ -182,7 +182,7 @@ def _free(client: Client | None, loop: Any) -> None:
         client.flush()
 
 
-class _Gate:
+class Gate:
     """In a client's reply list: holds back the replies after it (known at
     once, like WATCH's OK) until its step ran on every shard it held, so no
     reply announces what has not happened yet."""
@@ -357,7 +357,7 @@ class Holds:
         self.queued += 1
         request.number = self.queued
         if client is not None:
-            request.gate = _Gate()
+            request.gate = Gate()
             client.pending.insert(replies_from, request.gate)
             if not client.state.blocked_token:
                 # Not blocked as Redis shows it: no Redis client waits so.

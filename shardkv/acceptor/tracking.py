@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Callable
 
 from shardkv.acceptor import causal, notifications, pubsub
+from shardkv.acceptor.holds import Gate
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import MUTED, MutedSlot, Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
@@ -1589,13 +1590,15 @@ def _after_unanswered(writer: Client, at: object) -> bool:
     not yet run there: one that may serve a blocked client (``RPUSH l a``,
     ``SET k v``), which Redis ran first, so the change's invalidation for a
     blocked client goes after the pending replies (after that client's
-    reply if it serves it), not at once."""
+    reply if it serves it), not at once.  A cross-shard step's gate
+    (``holds.Gate``, a FLUSHALL's with several acceptors) is no command:
+    the step's own replies follow it."""
     pending = writer.pending
     place = _in_pending(pending, at) if at is not None else None
     for reply in pending:
         if reply is place:
             return False
-        if getattr(reply, "data", b"") is None:
+        if getattr(reply, "data", b"") is None and type(reply) is not Gate:
             return True
     return False
 

@@ -1971,6 +1971,29 @@ _BLOCKED: dict[str, tuple[list[str], list[str], str, str | None, list[list[str]]
         [["RPUSH {t}l1 foo"]],
     ),
     "served-then-write": (["CLIENT TRACKING on", "GET t"], [], "BLPOP k 0", None, [["RPUSH k a", "SET t v"]]),
+    # (with two acceptors a FLUSHALL's cross-shard gate held it behind the reply)
+    "flushall": (["CLIENT TRACKING on", "GET t"], [], "BLPOP k 0", None, [["FLUSHALL"], ["RPUSH k a"]]),
+    "flushdb-redirect": (
+        [],
+        ["CLIENT TRACKING on REDIRECT $x", "GET t"],
+        "BLPOP k 0",
+        None,
+        [["FLUSHDB"], ["RPUSH k a"]],
+    ),
+    "blmove-same-key": (
+        ["CLIENT TRACKING on", "LRANGE {t}l 0 -1", "GET {t}u"],
+        [],
+        "BLMOVE {t}l {t}l LEFT RIGHT 0",
+        None,
+        [["SET {t}u v"], ["RPUSH {t}l foo"]],
+    ),
+    "served-by-exec": (
+        ["CLIENT TRACKING on", "GET {t}a", "GET {t}b"],
+        [],
+        "BLPOP {t}k 0",
+        None,
+        [["MULTI", "SET {t}a v", "RPUSH {t}k a", "SET {t}b v", "EXEC"]],
+    ),
     "other-served-first": (
         ["CLIENT TRACKING on", "LRANGE {t}l2 0 -1"],
         [],
@@ -2020,6 +2043,9 @@ def _blocked_hears(port: int, case: str) -> bytes:
         x.sendall(b"HELLO 3\r\nCLIENT ID\r\nECHO id\r\n")
         got = read_through(x, b"$2\r\nid\r\n")[0]
         xid = re.search(rb":(\d+)\r\n\$2\r\nid\r\n$", got).group(1)  # type: ignore[union-attr]
+        if case.startswith("flush"):
+            w.close()  # (one on x's acceptor: a FLUSHALL's gate there held it back)
+            w = _beside(port, int(xid))
         t.sendall(_cmds(redirecting, xid) + b"ECHO ok\r\n")
         read_through(t, b"$2\r\nok\r\n")
         x.sendall(_cmds(mine) + b"ECHO start\r\n" + _cmds([wait]))
@@ -2032,7 +2058,23 @@ def _blocked_hears(port: int, case: str) -> bytes:
             w.sendall(_cmds(step) + b"ECHO wrote\r\n")
             read_through(w, b"$5\r\nwrote\r\n")
         x.sendall(b"ECHO end\r\n")
-        return read_through(x, b"$3\r\nend\r\n")[0]
+        got = read_through(x, b"$3\r\nend\r\n")[0]
+        w.close()
+        return got
+
+
+def _beside(port: int, xid: int) -> socket.socket:
+    """A connection on the acceptor of client ``xid`` (of
+    ``$SHARDKV_TEST_ACCEPTORS``; any one where that is 1, or on redis-server)."""
+    k = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(b"CLIENT ID\r\nECHO id\r\n")
+        got = read_through(s, b"$2\r\nid\r\n")[0]
+        if (int(got[1 : got.index(b"\r\n")]) - xid) % k == 0:
+            return s
+        s.close()
+    pytest.fail("no connection landed on x's acceptor")
 
 
 @pytest.mark.parametrize("case", list(_BLOCKED))
