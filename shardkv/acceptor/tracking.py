@@ -49,9 +49,9 @@ from collections import deque
 from collections.abc import Callable
 
 from shardkv.acceptor import causal, notifications, pubsub
-from shardkv.acceptor.holds import Gate
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.holds import Gate
 from shardkv.acceptor.replies import MUTED, MutedSlot, Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
