@@ -166,6 +166,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import select
 import time
 from collections.abc import Callable
 from time import perf_counter_ns
@@ -538,7 +539,23 @@ def _no_script_flag(server: Acceptor) -> bool:
     """K > 1: whether no shard says it may run a script, or is parked,
     held or prepared for an operation (see :mod:`shardkv.runtime.scriptflags`)."""
     flags = server.script_flags
-    return flags is not None and not flags.any_raised()
+    return flags is not None and not flags.any_raised() and not _unread_frames(server)
+
+
+def _unread_frames(server: Acceptor) -> bool:
+    """Whether a shard link has bytes this acceptor has not read yet.  A
+    slot read 0 may be one cleared after a script that ended: the frames
+    it sent this acceptor (its keyspace events, an ``O`` frame) were
+    written before the clear, but may wait unread behind the
+    (un)subscribe; served first, the (un)subscribe would come before the
+    script's events though after its PUBLISHes (a ``__ping``'s answer
+    comes behind them on the pipe)."""
+    poller = select.poll()
+    for link in server.links:
+        transport = link.transport
+        if transport is not None:
+            poller.register(transport.get_extra_info("socket").fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _refused_after_scripts(client: Client, args: list[bytes], refused: int | bytes) -> None:

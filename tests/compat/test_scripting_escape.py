@@ -7,7 +7,9 @@ INFO commandstats counts each call once (the acceptor's commands too).
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 import uuid
@@ -646,3 +648,49 @@ def test_commands_around_a_script_that_escapes_in_exec_count_once(ports, where):
     commands = [["MULTI"], *queued, ["EXEC"]]
     expected = _counts_around_an_escape(ports["redis"], commands)
     assert _counts_around_an_escape(ports["shardkv"], commands) == expected
+
+
+# A script publishes on ``ch``, runs on, then writes ``k``; a client of the
+# other acceptor subscribes to both meanwhile, and that acceptor (stopped
+# while the script runs) reads the SUBSCRIBE before the script's keyspace
+# event, once the shard's script flag is clear again.  In Redis the
+# SUBSCRIBE is served after the script: neither the message nor the event
+# reaches it.  Served at once, it got the event but not the message.
+WRITES_LATE = "redis.call('publish', 'ch', 'a')\n" + _runs_for(300000) + "redis.call('set', KEYS[1], 'v')\n"
+
+
+def _subscribed_before_the_events(port: int, acceptors: int) -> list:
+    pick = (lambda i: client_on(port, i)) if acceptors > 1 else (lambda i: RespClient(port))
+    runner, other, watcher, subscriber = pick(0), pick(0), pick(1), pick(1)
+    runner.command("FLUSHALL")
+    runner.command("CONFIG", "SET", "notify-keyspace-events", "KA")
+    watcher.send("SUBSCRIBE", "ch", "__keyspace@0__:k")  # (its acceptor hears the shards' events)
+    assert [watcher.read_reply()[0] for _ in range(2)] == [b"subscribe"] * 2  # type: ignore[index]
+    pid = int(subscriber.command("INFO", "server").split(b"process_id:")[1].split(b"\r")[0])  # type: ignore[union-attr]
+    runner.send("EVAL", WRITES_LATE, "1", "k")
+    assert watcher.read_reply() == [b"message", b"ch", b"a"]  # the script published
+    stopped = acceptors > 1
+    if stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        subscriber.send("SUBSCRIBE", "ch", "__keyspace@0__:k")
+        assert until(lambda: other.command("GET", "k") == b"v")  # the script ended
+    finally:
+        if stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert runner.read_reply() is None
+    subscriber.send("PING")
+    got = [subscriber.read_reply()]
+    while got[-1] != [b"pong", b""]:  # (its last reply)
+        got.append(subscriber.read_reply())
+    runner.command("CONFIG", "SET", "notify-keyspace-events", "")
+    for c in (runner, other, watcher, subscriber):
+        c.close()
+    return got
+
+
+def test_a_subscribe_read_before_a_scripts_events_comes_after_them(pair_of):
+    real, ours = pair_of(2, 2)
+    expected = _subscribed_before_the_events(real.port, 1)
+    assert expected == [[b"subscribe", b"ch", 1], [b"subscribe", b"__keyspace@0__:k", 2], [b"pong", b""]]
+    assert _subscribed_before_the_events(ours.port, 2) == expected
