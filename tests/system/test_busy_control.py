@@ -412,8 +412,9 @@ def watch_writes_of_a_busy_script(port: int, acceptors: int, across: bool) -> li
     after the write).  The
     WATCHes' OKs are read after the script (with several
     acceptors, one of a shard that no script runs waits for it).  shardkv
-    read the versions at the script's end, and every EXEC ran.  The
-    replies, errors as their first word."""
+    once read the versions at the script's end, and every EXEC ran (now
+    :mod:`shardkv.worker.busywatch` runs such a WATCH while the script is
+    busy).  The replies, errors as their first word."""
     keys = OWN_KEYS + (OTHER_KEYS if across else [])
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
