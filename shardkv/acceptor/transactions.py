@@ -52,6 +52,7 @@ from shardkv.acceptor.blocking import (
     after_scripts,
     after_this_step,
     queue_after_scripts,
+    script_ran_across,
     serve_after_scripts,
     waiting_shard,
 )
@@ -1675,7 +1676,15 @@ def _run_atomic(
             def again() -> None:
                 # (every shard this run parked too: each keeps its sweeper's
                 # time until the run again parks it, see Decide.again)
-                operation(op.slot, also | set(op.shards), began)
+                holds = client.server.holds
+                if holds is not None:
+                    holds.begin()  # (its __bsettles in the run's step, behind it)
+                try:
+                    operation(op.slot, also | set(op.shards), began)
+                    _settle_escapes(client, script_at, op_db, reply)
+                finally:
+                    if holds is not None:
+                        holds.end()
 
             return again
 
@@ -1721,6 +1730,8 @@ def _run_atomic(
             op = operation(slot, set(in_place.values()))
         finally:
             client.pending = saved
+        if script_at:
+            _settle_escapes(client, script_at, op_db, reply)
         client.state.unblock_in_place(op.id)
         try:
             for i in in_place:
@@ -1731,6 +1742,23 @@ def _run_atomic(
         if holds is not None:
             holds.end()
     reply.outcome = op.slot
+
+
+def _settle_escapes(client: Client, script_at: dict[int, tuple[Any, int]], op_db: int, reply: object) -> None:
+    """The waits on the keys that the scripts of an EXEC (``script_at``,
+    the operation just sent, in ``op_db``) escaped to, which its queued
+    commands did not name (dispatch tried those), try or are waited for
+    behind it, as behind an escaped script outside MULTI
+    (blocking.script_ran_across): Redis serves them right after EXEC, so
+    ``MULTI``, ``EVAL "redis.call('rpush', ARGV[1], 'x')" 1 {B}w A``,
+    ``EXEC``, ``LRANGE B 0 -1`` pipelined, a client in ``BLMOVE A B``,
+    reads its x (it read [])."""
+    keys = [
+        k for script, db in script_at.values() if db == op_db for k in script.extra if k not in script.keys
+    ]
+    everything = max(script.everything for script, _ in script_at.values())
+    if keys or everything:
+        script_ran_across(client, reply, keys, everything)
 
 
 def _with_places(op: AtomicOp, run: list) -> AtomicOp:

@@ -561,6 +561,24 @@ CASES: dict[str, list] = {
         ("block", "c2", 1, 0, "BLPOP", "B", "A", 0),
         ("pipe", 0, 0, ("FCALL", "fifo_push_built", 1, "{B}w", "A", ""), ("LLEN", "A")),
     ],
+    # Such a script queued in MULTI: Redis serves the client right after
+    # EXEC (the LRANGE read [] and the LLEN 1: the EXEC's run again did
+    # not settle the waits on the keys its script escaped to).
+    "blmove-blpop-two-shards-pipelined-exec-eval-undeclared": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("MULTI",),
+            ("EVAL", _PUSH_BUILT, 1, "{B}w", "A", ""),
+            ("EXEC",),
+            ("LRANGE", "B", 0, -1),
+        ),
+        ("write", 0, 0, "DEL", "B"),
+        ("block", "c2", 1, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 0, 0, ("MULTI",), ("EVAL", _PUSH_BUILT, 1, "{B}w", "A", ""), ("EXEC",), ("LLEN", "A")),
+    ],
     "brpoplpush-two-shards-one-shard-behind": [
         ("block", "c1", 0, 0, "BRPOPLPUSH", "A", "B", 0),
         ("block", "c2", 1, 0, "BRPOPLPUSH", "A", "B", 0),
