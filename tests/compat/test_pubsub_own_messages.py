@@ -847,3 +847,30 @@ def test_another_subscriber_hears_a_scripts_events_and_messages_in_order(redis_a
     theirs = _heard_by_a_resp2_subscriber(real, session)
     assert _heard_by_a_resp2_subscriber(ours, session) == theirs
     _in_call_order(theirs)
+
+
+_KEAM = b"CONFIG SET notify-keyspace-events KEAm\r\n"
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        _KEAM + b"EVAL \"redis.call('get', KEYS[1]) return redis.call('publish', 'q', 'm')\" 1 nokey\r\n",
+        b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.pcall('publish', 'q', 'm')\" 1 k\r\n",
+        b"EVAL \"redis.call('set', KEYS[1], 'v') redis.call('publish', 'q', 'm') error('x')\" 1 k\r\n",
+        b"EVAL \"redis.call('set', KEYS[1], 'v') redis.call('publish', 'nobody', 'm') "
+        b"return redis.call('publish', 'q', 'm')\" 1 k\r\n",
+        b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.call('publish', 'q', 'm')\" 1 k\r\n" + OFF,
+        b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.call('publish', 'q', 'm')\" 1 k\r\nFLUSHALL\r\n",
+    ],
+    ids=["keymiss", "pcall", "error-after", "no-subscriber", "notify-off-after", "flushall-after"],
+)
+def test_another_subscribers_waiting_messages_all_come(redis_and_shardkv_k12, session):
+    """As test_another_subscriber_hears_a_scripts_events_and_messages_in_order:
+    each message waits for the events noted before its PUBLISH
+    (pubsub._awaits); a script whose events are keymiss ones, that errors
+    after its PUBLISH, PUBLISHes to no one first, or whose notifications
+    are switched off or its keys flushed right after, still gives every
+    message, in Redis's order."""
+    real, ours, _ = redis_and_shardkv_k12
+    assert _heard_by_a_resp2_subscriber(ours, session) == _heard_by_a_resp2_subscriber(real, session)
