@@ -141,6 +141,7 @@ def publish(server, events: list, origin: object) -> None:
     inside = in_pipe_order(origin) or getattr(origin, "whole_reply", False)
     served = 0  # the last waiter served that the events named
     awaiting = pubsub.awaiting()
+    last = None  # the sink of the event before (see pubsub.events_heard)
     for i, (db, key, cls, event) in enumerate(events):
         sink = before
         if places:
@@ -170,6 +171,9 @@ def publish(server, events: list, origin: object) -> None:
             # (not a part of a reply; in an atomic EXEC's array, the command's own)
             after = Within(sink, *_place(cls))
         if awaiting:  # (the messages a script PUBLISHed before this event, to other clients)
+            if sink is not last and last is not None:
+                pubsub.events_heard(server, last)  # (the command before it: all of its events came)
+            last = sink
             pubsub.events_heard(server, sink, i)
         if cls & KEYSPACE:
             publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after, nth=i)

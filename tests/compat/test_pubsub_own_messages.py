@@ -850,6 +850,16 @@ def test_another_subscriber_hears_a_scripts_events_and_messages_in_order(redis_a
 
 
 _KEAM = b"CONFIG SET notify-keyspace-events KEAm\r\n"
+# A script whose PUBLISH comes after all its events, inside EXEC, a write
+# after it: its message goes before that write's events.
+_PUBLISH_LAST = b"EVAL \"redis.call('%s', KEYS[1]%s) return redis.call('publish', 'q', 'm')\" 1 %s\r\n"
+_LAST_IN_EXEC = [
+    b"MULTI\r\n" + _PUBLISH_LAST % (b"set", b", 'v'", b"{a}k") + b"SET a 1\r\nEXEC\r\n",
+    b"MULTI\r\n" + _PUBLISH_LAST % (b"set", b", 'v'", b"b") + b"SET a 1\r\nEXEC\r\n",
+    _KEAM + b"MULTI\r\n" + _PUBLISH_LAST % (b"get", b"", b"{a}k") + b"SET a 1\r\nEXEC\r\n",
+    b"MULTI\r\nSET a 1\r\n" + _PUBLISH_LAST % (b"set", b", 'v'", b"{a}k") + b"SET a 2\r\nEXEC\r\n",
+]
+_LAST_IN_EXEC_IDS = ["exec", "exec-cross-shard", "exec-keymiss", "exec-between"]
 
 
 @pytest.mark.parametrize(
@@ -862,8 +872,17 @@ _KEAM = b"CONFIG SET notify-keyspace-events KEAm\r\n"
         b"return redis.call('publish', 'q', 'm')\" 1 k\r\n",
         b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.call('publish', 'q', 'm')\" 1 k\r\n" + OFF,
         b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.call('publish', 'q', 'm')\" 1 k\r\nFLUSHALL\r\n",
+        *_LAST_IN_EXEC,
     ],
-    ids=["keymiss", "pcall", "error-after", "no-subscriber", "notify-off-after", "flushall-after"],
+    ids=[
+        "keymiss",
+        "pcall",
+        "error-after",
+        "no-subscriber",
+        "notify-off-after",
+        "flushall-after",
+        *_LAST_IN_EXEC_IDS,
+    ],
 )
 def test_another_subscribers_waiting_messages_all_come(redis_and_shardkv_k12, session):
     """As test_another_subscriber_hears_a_scripts_events_and_messages_in_order:
@@ -874,3 +893,13 @@ def test_another_subscribers_waiting_messages_all_come(redis_and_shardkv_k12, se
     message, in Redis's order."""
     real, ours, _ = redis_and_shardkv_k12
     assert _heard_by_a_resp2_subscriber(ours, session) == _heard_by_a_resp2_subscriber(real, session)
+
+
+@pytest.mark.parametrize("session", _LAST_IN_EXEC, ids=_LAST_IN_EXEC_IDS)
+def test_a_scripts_last_message_in_exec_before_the_next_commands_events(redis_and_shardkv_k12, session):
+    """A RESP3 subscriber's EXEC: a script whose PUBLISH is its last call,
+    a write after it.  Redis writes the message before that write's
+    events (the other subscriber's case: test_another_subscribers_waiting_messages_all_come,
+    where shardkv held it until the EXEC's last event)."""
+    hear = b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n"
+    _same_until_end(redis_and_shardkv_k12, b"FLUSHALL\r\n" + KEA + hear + session + OFF + b"FLUSHALL\r\n")
