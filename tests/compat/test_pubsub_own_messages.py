@@ -903,3 +903,52 @@ def test_a_scripts_last_message_in_exec_before_the_next_commands_events(redis_an
     where shardkv held it until the EXEC's last event)."""
     hear = b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n"
     _same_until_end(redis_and_shardkv_k12, b"FLUSHALL\r\n" + KEA + hear + session + OFF + b"FLUSHALL\r\n")
+
+
+def _evicted_heard_on_another_acceptor(port: int, acceptors: int) -> bytes:
+    """A RESP3 subscriber of every channel, on another acceptor than the
+    client (at K = 2), hears what that client's CONFIG SET maxmemory 1
+    evicts: Redis writes the ``evicted`` event before the CONFIG SET's
+    reply, so the subscriber's ECHO after it reads through the message."""
+    writer, _ = (
+        raw_on(port, 0) if acceptors > 1 else (socket.create_connection(("127.0.0.1", port), timeout=10), 0)
+    )
+    sub, _ = (
+        raw_on(port, 1) if acceptors > 1 else (socket.create_connection(("127.0.0.1", port), timeout=10), 0)
+    )
+    setup = [
+        b"CONFIG SET notify-keyspace-events Ee",
+        b"CONFIG SET maxmemory-policy allkeys-lru",
+        b"FLUSHALL",
+    ]
+    undo = [
+        b"CONFIG SET maxmemory 0",
+        b"CONFIG SET maxmemory-policy noeviction",
+        b'CONFIG SET notify-keyspace-events ""',
+    ]
+    with writer, sub:
+        try:
+            writer.sendall(b"\r\n".join(setup) + b"\r\nECHO ready\r\n")
+            assert read_through(writer, b"$5\r\nready\r\n")[0].endswith(b"ready\r\n")
+            sub.sendall(b"HELLO 3\r\nECHO start\r\nPSUBSCRIBE *\r\n")
+            assert read_through(sub, b">3\r\n$10\r\npsubscribe\r\n$1\r\n*\r\n:1\r\n")[0].endswith(b":1\r\n")
+            writer.sendall(b"SET foo bar\r\nCONFIG SET maxmemory 1\r\nECHO set\r\n")
+            assert read_through(writer, b"$3\r\nset\r\n")[0] == b"+OK\r\n+OK\r\n$3\r\nset\r\n"
+            sub.sendall(b"ECHO end\r\n")
+            heard, _ = read_through(sub, b"$3\r\nend\r\n")
+        finally:
+            writer.sendall(b"\r\n".join(undo) + b"\r\nECHO undone\r\n")
+            read_through(writer, b"$6\r\nundone\r\n")
+    return heard
+
+
+def test_another_acceptors_subscriber_hears_what_config_set_maxmemory_evicts(redis_and_shardkv_k12):
+    """CONFIG SET maxmemory evicts in every shard as a part of the command
+    across shards (``__config``), whose events the shards give its
+    acceptor alone; at K = 2 that acceptor did not relay them, and a
+    subscriber on the other one never heard the ``evicted`` event (Redis's
+    unit/pubsub hung waiting for it)."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    theirs = _evicted_heard_on_another_acceptor(real, 1)
+    assert b"__keyevent@0__:evicted\r\n$3\r\nfoo\r\n" in theirs and theirs.endswith(b"end\r\n")
+    assert _evicted_heard_on_another_acceptor(ours, acceptors) == theirs

@@ -171,6 +171,14 @@ class _AgainIfBusy:
         self.body = body
         self.sink = sink
 
+    @property
+    def event_holder(self) -> object:
+        """The part's gather, which holds the shards' events (the evictions
+        of a smaller maxmemory) until every part is in and, at K > 1, relays
+        them to the other acceptors: the shards send a part's events to
+        this acceptor alone (see Shard._share_events)."""
+        return getattr(self.sink, "event_holder", None)
+
     def deliver(self, body: bytes) -> None:
         if body[:6] == b"-BUSY ":
             self.link.send(self.header, self.body, self.sink, control=True)
