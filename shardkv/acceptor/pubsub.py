@@ -915,6 +915,16 @@ def serves(client: Client, waiter: int) -> bool:
     return token > 0 and waiter == token << wire.EVENT_WAITER_PIPE_BITS | client.server.index
 
 
+def served_client(server, waiter: int) -> Client | None:
+    """The client here whose blocked command ``waiter`` names
+    (``wire.EVENT_WAITER_SHIFT``), still waiting; None if another
+    acceptor's, or unnamed (-1)."""
+    if waiter <= 0 or waiter & (1 << wire.EVENT_WAITER_PIPE_BITS) - 1 != server.index:
+        return None
+    wait = WAITING.get(waiter >> wire.EVENT_WAITER_PIPE_BITS)
+    return None if wait is None else wait.client
+
+
 def _served_already(pending: deque) -> bool:
     """Whether a blocked client's own command, waiting last among its
     ``pending`` replies, was served: the messages Redis writes inside its

@@ -1240,8 +1240,20 @@ def on_events(server, events: list, origin: object) -> None:
             # As Redis: an eviction happens before the command runs, so even
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
+            # (a served command's own change, Redis's current client's: see _served_own)
+            mine, quiet = _served_own(server, served, _name) if served and PREFIXES else (None, False)
             if changer is None:
-                _invalidate_key(server, key, None, bcast=True, ordered=ordered, kept=kept, served=served)
+                _invalidate_key(
+                    server,
+                    key,
+                    None,
+                    bcast=True,
+                    ordered=ordered,
+                    kept=kept,
+                    served=served,
+                    mine=mine,
+                    quiet=quiet,
+                )
             elif cls & EVICTED:  # (with the channels it is published on, if any)
                 _invalidate_key(
                     server, key, changer, bcast=True, early=place, ordered=ordered, kept=kept, inside=inside
@@ -1257,6 +1269,8 @@ def on_events(server, events: list, origin: object) -> None:
                     kept=kept,
                     inside=inside,
                     served=served,
+                    mine=mine,
+                    quiet=quiet,
                 )
     # Back in the table after all of them: as in Redis, a command's second
     # event of a key (a new key's, then the write's) finds it gone.
@@ -1280,6 +1294,8 @@ def _invalidate_key(
     ran: Client | None = None,
     inside: object = None,
     served: int = 0,
+    mine: Client | None = None,
+    quiet: bool = False,
 ) -> None:
     """``key`` changed: drop it from the table and tell its clients.
     ``changer``: the client whose command changed it; its invalidation
@@ -1291,7 +1307,11 @@ def _invalidate_key(
     ``ran``: a client whose reads in flight all ran before the change;
     ``inside``: where in the array of an EXEC run atomically the command
     that made it stands (an ExecPlace); ``served``: the blocked command
-    that made it, served by the change's write (see :func:`send`)."""
+    that made it, served by the change's write (see :func:`send`);
+    ``mine``: the client Redis counts the change as its under BCAST, which
+    NOLOOP does not tell (``changer`` unless told); ``quiet``: a change
+    Redis counts as no one's there, the key's last changer staying (see
+    :func:`_served_own`)."""
     if bcast and PREFIXES:
         # Each prefix the key starts with: its first bytes of each length
         # that a prefix has (Redis walks its prefix tree along the key).
@@ -1304,7 +1324,10 @@ def _invalidate_key(
             if entry is not None:
                 if changer is not None and _unheard(changer, prefix, key, place or early):
                     continue
-                entry[1][key] = changer
+                if not quiet:
+                    entry[1][key] = mine or changer
+                elif key not in entry[1]:
+                    entry[1][key] = changer
                 _CHANGED[prefix] = None
                 found = True
         if found:
@@ -1360,6 +1383,42 @@ def _invalidate_key(
             send(target, [key], before, writer=changer, at=inside or place or early, served=served)
         elif not state.noloop and not _before_on(state, place or early):
             send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
+
+
+# The served blocking commands whose own change of a key Redis signals
+# as the served client's (``signalModifiedKey(receiver, ...)``, the
+# receiver its current client), by name: all their changes (their pops:
+# listElementsRemoved, genericZpopCommand), or only those of these events
+# (BLMOVE's push, lmoveHandlePush).  BLPOP's and BRPOP's pop signals
+# nothing (Redis: "already called when an element was pushed"), nor does
+# a served XREAD(GROUP).
+_SERVED_SIGNALS: dict[bytes, frozenset[bytes] | None] = {
+    b"blmpop": None,
+    b"bzpopmin": None,
+    b"bzpopmax": None,
+    b"bzmpop": None,
+    b"blmove": frozenset((b"lpush", b"rpush")),
+    b"brpoplpush": frozenset((b"lpush", b"rpush")),
+}
+
+
+def _served_own(server, served: int, event: bytes) -> tuple[Client | None, bool]:
+    """Whose change, as Redis counts it under BCAST (the key's last
+    changer, which NOLOOP does not tell: Redis's
+    trackingRememberKeyToBroadcast), a blocked command served by a write
+    (``served``: see :func:`send`) made with its ``event``: its client's,
+    where Redis signals it with that client current
+    (:data:`_SERVED_SIGNALS`); no one's (True: quiet) where Redis signals
+    nothing, the key's last changer staying (the write's); the writer's,
+    as any change, where the client is not known here: (client, quiet)."""
+    client = pubsub.served_client(server, served)
+    if client is None:
+        return None, False
+    name = client.last_args[0].lower()
+    if name not in _SERVED_SIGNALS:
+        return None, True
+    events = _SERVED_SIGNALS[name]
+    return (client, False) if events is None or event in events else (None, True)
 
 
 def _keep(kept: list[tuple[bytes, int]]) -> None:
