@@ -134,6 +134,7 @@ class Request:
         "joined",
         "number",
         "read",
+        "refusable",
     )
 
     def __init__(self, shards: list[int], entries: list, client: Client | None, ops: list) -> None:
@@ -156,6 +157,24 @@ class Request:
         # The client's read across shards that is the whole step, if it is
         # one (see Holds.refuse_reads).
         self.read = _read_of(entries)
+        # The client's command whose park (or write parts) is the whole
+        # step, one a busy script refuses (see Holds.refuse_parks): one
+        # of its sinks, each an ``_Answer`` of that operation.
+        self.refusable = _refusable_of(entries)
+
+
+def _refusable_of(entries: list) -> Any:
+    """One of the sinks of ``entries`` if they are all one operation's
+    parks or parts (``crossshard._Answer``: a cross-shard script's first
+    run, a client's single command across shards, a write fan-out), which
+    a busy script refuses as long as they have not left."""
+    op = None
+    for entry in entries:
+        sink = entry[3]
+        if not hasattr(sink, "refusable_while_busy") or op not in (None, sink.op):
+            return None
+        op = sink.op
+    return entries[0][3] if entries else None
 
 
 def _read_of(entries: list) -> Gather | None:
@@ -588,6 +607,37 @@ class Holds:
                 if gate is not None:
                     gate.data = b""
                 client, member.client = member.client, None
+                _free(client, loop)
+
+    def refuse_parks(self, busy: bytes) -> None:
+        """:meth:`refuse_reads`, for a client's step that is the park of a
+        cross-shard script's first run, of its single command across shards
+        (RENAME...), or the parts of its write across shards (MSET...):
+        Redis reads that EVAL (RENAME, MSET) at the threshold and answers it
+        ``-BUSY``, a rejected call; so its operation gets ``busy`` from each
+        of its shards, its entries never leave, and its client's later
+        commands go on.  Had its step waited for holds of shards parked for
+        the busy script's operation (another acceptor's, or this one's), it
+        ran after the script, and a looping script looped past the
+        threshold again: one SCRIPT KILL each."""
+        current = self.current
+        loop = self.server.loop
+        for request in ([current] if current is not None else []) + list(self.queue):
+            for member in (request, *request.joined):
+                sink = member.refusable
+                if sink is None or member.number <= self.left or not sink.refusable_while_busy:
+                    continue
+                member.refusable = None
+                op = sink.op
+                refused = [e for e in request.entries if getattr(e[3], "op", None) is op]
+                request.entries = [e for e in request.entries if getattr(e[3], "op", None) is not op]
+                request.ops = [(o, shards) for o, shards in request.ops if o is not op]
+                gate, member.gate = member.gate, None
+                if gate is not None:
+                    gate.data = b""
+                client, member.client = member.client, None
+                for entry in refused:
+                    entry[3].deliver(busy)
                 _free(client, loop)
 
     # -- a pipelining client's next commands ride along ------------------------------

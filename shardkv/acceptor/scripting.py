@@ -1211,13 +1211,24 @@ def refuse_waiting(server: object, link: object) -> None:
     them ``-BUSY``: so do we, each a rejected call, unrun.  (They ran after
     it, each past the threshold again if it looped: one SCRIPT KILL each.)
     With several acceptors (no groups), a read across shards still waiting
-    for its holds is so refused (``Holds.refuse_reads``)."""
+    for its holds is so refused (``Holds.refuse_reads``), and so is a
+    cross-shard script's first run, a client's single command or write
+    across shards (``Holds.refuse_parks``); and when the busy script is
+    another acceptor's operation's, the commands this acceptor sent the
+    other shards, which that operation may have parked, are offered to
+    their workers (``ShardLink.offer_tail``)."""
     shard = link.index  # type: ignore[attr-defined]
 
     def on_busy(busy: bytes) -> None:
         holds = server.holds  # type: ignore[attr-defined]
         if holds is not None:
             holds.refuse_reads(busy)
+            holds.refuse_parks(busy)
+            if link.busy_elsewhere:  # type: ignore[attr-defined]
+                eval_mode = link.script[2]  # type: ignore[attr-defined]
+                for other in server.links:  # type: ignore[attr-defined]
+                    if other is not link:
+                        other.offer_tail(eval_mode)
         groups = server.script_groups  # type: ignore[attr-defined]
         if groups is None or shard not in groups.parked:
             return

@@ -402,6 +402,9 @@ class ShardLink:
         # acceptor holds back itself, sent before it knew, gets it too
         # (see scripting.refuse_waiting).
         self.on_busy: Callable[[bytes], None] | None = None
+        # Its busy script is another acceptor's cross-shard operation's (as
+        # its first report said): its other shards may be parked for it.
+        self.busy_elsewhere = False
         # Who names the clients of the slow log's entries this shard
         # logged, given their reply sinks (``N`` frames, see
         # shardkv.acceptor.slowlog).
@@ -582,10 +585,31 @@ class ShardLink:
                 start = i + 1
         return start, origin_of(op)[0]
 
-    def _offer(self, start: int, script_client: Client | None, epoch: int) -> None:
+    def offer_tail(self, eval_mode: bool) -> None:
+        """Several acceptors: another acceptor's cross-shard operation's
+        script went busy (its executor's first report, on another link):
+        offer the worker of this shard, which the operation may have parked
+        (it then reads only that acceptor's pipe), the commands this
+        acceptor sent it and has not had answered that a busy script's
+        worker may refuse, as Redis reads them at the threshold and answers
+        them ``-BUSY``.  This acceptor cannot tell which entries the worker
+        ran (their replies may be on their way), so the ``K`` frame's
+        places count back from its last entry (a tail epoch, see
+        :data:`wire.BEHIND_TAIL_EVAL`): those the worker has not run are the
+        last ones.  A free worker ran them all and refuses none; one that
+        waits (parked, held, busy) refuses them now.  Not while an offer of
+        this link's waits for its answer, nor with none to offer."""
+        if not self.up or self.busy is not None or self.refusable or self.parked_op is not None:
+            return
+        if self.fifo:
+            self._offer(0, None, wire.BEHIND_TAIL_EVAL if eval_mode else wire.BEHIND_TAIL_FUNCTION, True)
+
+    def _offer(self, start: int, script_client: Client | None, epoch: int, from_end: bool = False) -> None:
         """Offer the worker, in a ``K`` frame of ``epoch``, the entries of
         the queue from ``start`` on that a busy script's worker may refuse
-        (see :meth:`_offer_refusals`)."""
+        (see :meth:`_offer_refusals`); ``from_end``: their places counted
+        back from the last (see :meth:`offer_tail`), and no frame without
+        one."""
         fifo = self.fifo
         places: list[int] = []
         refusable: list[tuple[object, Slot | None]] = []
@@ -619,6 +643,11 @@ class ShardLink:
             if id(slot) in ids:
                 places.append(place)
                 refusable.append((sink, slot))
+        if from_end:
+            if not places:
+                return
+            last = len(fifo) - start - 1
+            places = [last - place for place in places]
         self.refusable = refusable
         self.refusable_epoch = epoch
         self.send_frame(wire.encode_refusals(epoch, places))  # after the entries it numbers
@@ -628,6 +657,8 @@ class ShardLink:
         ``epoch``: the candidates it refused (by their place in the list
         offered).  Each gets ``-BUSY`` now; the placeholder reply the
         worker sends in its place is dropped.  One pass over the queue."""
+        if epoch != self.refusable_epoch and epoch < 0:
+            return  # (an offer's answer whose link forgot it: Finished came first)
         refusable, self.refusable = self.refusable, []
         self.parked_op = None
         if epoch != self.refusable_epoch:  # not the offer kept (none is sent so)
@@ -643,7 +674,7 @@ class ShardLink:
         if not picked:
             return
         busy = self.busy or encode_error(
-            errors.BUSY_FUNCTION if epoch == wire.PARKED_BEHIND_FUNCTION else errors.BUSY
+            errors.BUSY_FUNCTION if epoch in wire.FUNCTION_EPOCHS else errors.BUSY
         )
         fifo = self.fifo
         kept = []
@@ -1005,6 +1036,8 @@ class ShardLink:
                 if self.busy is None:  # the script's first report
                     self._parked_epoch = wire.PARKED_BEHIND_EVAL if eval_mode else wire.PARKED_BEHIND_FUNCTION
                     self._offer_refusals(caller, epoch)
+                    # (another acceptor's operation's script: see offer_tail)
+                    self.busy_elsewhere = caller[1] == wire.SCRIPT_PARKED and caller[0] != self.pipe_index
                 self.script = (pid, dirty, eval_mode, *details)
                 self.script_epoch = epoch
                 if self.kill_told == (pid, epoch):  # told before this pipe brought the report

@@ -100,7 +100,12 @@ Acceptor -> worker
     alone (not a part of an EXEC, a fan-out or a cross-shard operation)
     of another client than the script's.  The worker refuses those of
     them Redis refuses while busy, and runs the rest after the script,
-    as before (see :mod:`shardkv.worker.busyrefusal`).
+    as before (see :mod:`shardkv.worker.busyrefusal`).  Epochs
+    :data:`BEHIND_TAIL_EVAL` and :data:`BEHIND_TAIL_FUNCTION` (several
+    acceptors: another acceptor's cross-shard script went busy) number
+    the places back from the frame (0: the last entry before it), and
+    the worker answers them wherever it reads them (with no places where
+    it ran them all).
 
 Worker -> acceptor
 ------------------
@@ -964,6 +969,14 @@ def decode_script_answer(payload: bytes) -> bytes:
 # (EVAL's, FCALL's): what waits behind the park is refused so as well.
 PARKED_BEHIND_EVAL = -1
 PARKED_BEHIND_FUNCTION = -2
+# The epoch of a ``K`` frame that an acceptor sends the other shards when
+# another acceptor's cross-shard operation's script went busy (several
+# acceptors): what it sent them waits behind that operation's parks, or
+# ran; its places count back from the frame (see ShardLink.offer_tail).
+BEHIND_TAIL_EVAL = -3
+BEHIND_TAIL_FUNCTION = -4
+TAIL_EPOCHS = (BEHIND_TAIL_EVAL, BEHIND_TAIL_FUNCTION)
+FUNCTION_EPOCHS = (PARKED_BEHIND_FUNCTION, BEHIND_TAIL_FUNCTION)
 
 
 def encode_refusals(epoch: int, places: list[int]) -> bytes:
@@ -980,6 +993,14 @@ def decode_refusals(payload: bytes) -> tuple[int, list[int]]:
     if type(epoch) is not int or type(places) is not list or not all(type(p) is int for p in places):
         raise BadMessage("bad refusals")
     return epoch, places
+
+
+def decode_refusals_epoch(payload: bytes) -> int | None:
+    """A ``K`` frame's epoch; None if it cannot be read."""
+    try:
+        return decode_refusals(payload)[0]
+    except BadMessage:
+        return None
 
 
 def encode_inquiry(args: list[bytes]) -> bytes:

@@ -39,6 +39,16 @@ the acceptor drops; a ``K`` frame back says which, and the acceptor answers
 them ``-BUSY`` at once.  The frames read meanwhile go to the pipe's
 backlog, in order (``I`` frames answered and ``T`` frames refused at once,
 as wherever a shard waits).
+
+Several acceptors: when another acceptor's cross-shard operation's script
+goes busy, an acceptor offers every other shard what it sent there (it
+may be parked for that operation, reading only the other acceptor's
+pipe) in a ``K`` frame of a tail epoch (:data:`wire.BEHIND_TAIL_EVAL`),
+its places counted back from the frame: the acceptor cannot tell which
+of its entries the worker ran.  The worker refuses them wherever it reads
+that frame while it waits (:meth:`Refusals.offer_behind`, from
+``Pipe.take_others`` or a park), and a free worker, which ran them all,
+answers none.
 """
 
 from __future__ import annotations
@@ -120,25 +130,42 @@ class Refusals:
     def parked_offer(self, payload: bytes) -> bool:
         """A ``K`` frame read while parked: if it is the acceptor's offer
         of what waits behind the park of an operation whose script went
-        busy on another shard (:data:`wire.PARKED_BEHIND_EVAL`), refuse
-        those of its candidates Redis refuses, and say which (True);
+        busy on another shard (:data:`wire.PARKED_BEHIND_EVAL`), or of what
+        another acceptor's such script holds up (:data:`wire.BEHIND_TAIL_EVAL`),
+        refuse those of its candidates Redis refuses, and say which (True);
         otherwise False (the frame is not for this)."""
         try:
-            epoch, offered = wire.decode_refusals(payload)
+            epoch = wire.decode_refusals(payload)[0]
         except wire.BadMessage:
             return False
-        if epoch not in (wire.PARKED_BEHIND_EVAL, wire.PARKED_BEHIND_FUNCTION):
+        if epoch not in (wire.PARKED_BEHIND_EVAL, wire.PARKED_BEHIND_FUNCTION, *wire.TAIL_EPOCHS):
             return False
         pipe = self.pipes.pipes[self.shard.keyspace.pipe]
-        if pipe is None:
-            return True
-        message = self.message
-        self.message = errors.BUSY if epoch == wire.PARKED_BEHIND_EVAL else errors.BUSY_FUNCTION
+        if pipe is not None:
+            self.offer_behind(pipe, payload)
+        return True
+
+    def offer_behind(self, pipe: Pipe, payload: bytes) -> None:
+        """Pipe ``pipe``'s ``K`` frame ``payload`` of epoch
+        :data:`wire.PARKED_BEHIND_EVAL` (or ``_FUNCTION``), or of a tail
+        epoch (:data:`wire.TAIL_EPOCHS`): read now, before what follows it
+        on the pipe ran, wherever the shard waits (parked, held by another
+        acceptor, its own script busy); refuse what it offers of the
+        entries the shard has not run (those of the running batch after its
+        entry, if the pipe's, then those of the pipe's backlog), and say
+        which."""
         try:
-            self._refuse_offered(pipe, self._rest(), offered, len(pipe.backlog), epoch)
+            epoch, offered = wire.decode_refusals(payload)
+        except wire.BadMessage as e:
+            log.error("shard %d: %s", self.shard.index, e)
+            return
+        rest = self._rest() if pipe.index == self.shard.keyspace.pipe else None
+        message = self.message
+        self.message = errors.BUSY_FUNCTION if epoch in wire.FUNCTION_EPOCHS else errors.BUSY
+        try:
+            self._refuse_offered(pipe, rest, offered, len(pipe.backlog), epoch, epoch in wire.TAIL_EPOCHS)
         finally:
             self.message = message
-        return True
 
     def poll(self) -> None:
         """Take the ``K`` frames already come, without waiting."""
@@ -191,6 +218,9 @@ class Refusals:
             payload = backlog[k]
             if payload[0] == wire.REFUSALS:
                 del backlog[k]
+                if _tail(payload):
+                    self.offer_behind(pipe, payload)
+                    continue
                 if self._current(payload):
                     self._answer(index, pipe, payload, k)
                     return
@@ -202,6 +232,9 @@ class Refusals:
                 payload = reader.pop()
                 kind = payload[0]
                 if kind == wire.REFUSALS:
+                    if _tail(payload):
+                        self.offer_behind(pipe, payload)
+                        continue
                     if self._current(payload):
                         self._answer(index, pipe, payload, len(backlog))
                         return
@@ -236,13 +269,27 @@ class Refusals:
         self._refuse_offered(pipe, rest, offered, upto, self.epoch)
 
     def _refuse_offered(
-        self, pipe: Pipe, rest: tuple[list, int] | None, offered: list[int], upto: int, epoch: int
+        self,
+        pipe: Pipe,
+        rest: tuple[list, int] | None,
+        offered: list[int],
+        upto: int,
+        epoch: int,
+        from_end: bool = False,
     ) -> None:
         """Refuse the candidates ``offered`` (places among ``rest``, the
         batch's entries after the script's, then the batches of
-        ``pipe.backlog[:upto]``) that Redis refuses while busy, and tell the
-        acceptor which (a ``K`` frame of ``epoch``)."""
-        wanted = {place: n for n, place in enumerate(offered)}
+        ``pipe.backlog[:upto]``; ``from_end``: counted back from the last of
+        them, the places beyond the first having run) that Redis refuses
+        while busy, and tell the acceptor which (a ``K`` frame of ``epoch``)."""
+        if from_end:
+            total = (len(rest[0]) - rest[1]) // 2 if rest is not None else 0
+            for k in range(upto):
+                frame = pipe.backlog[k]
+                if frame[0] == wire.BATCH:
+                    total += len(wire.decode_batch(frame)) // 2
+            offered = [total - 1 - place if place < total else -1 for place in offered]
+        wanted = {place: n for n, place in enumerate(offered) if place >= 0}
         refused: list[int] = []
         place = 0
         if rest is not None:
@@ -306,3 +353,8 @@ class Refusals:
             counted = called_name(counted, header & wire.FLAG_AS_CALLED)
         self.shard.stats.rejected(counted, self.message)
         return True
+
+
+def _tail(payload: bytes) -> bool:
+    """Is this ``K`` frame an offer of a tail epoch (see :data:`wire.TAIL_EPOCHS`)?"""
+    return wire.decode_refusals_epoch(payload) in wire.TAIL_EPOCHS

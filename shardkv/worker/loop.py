@@ -157,6 +157,7 @@ class Pipe:
     def __init__(self, shard: Shard, index: int, conn: Connection) -> None:
         self.index = index
         self.conn = conn
+        self.shard = shard
         self.reader = reader = FrameReader(conn)
         self.backlog: list[bytes] = []
         self.broken = False  # a send to it failed: lost once the current frame is done
@@ -267,10 +268,24 @@ class Pipe:
                     self.answer(payload)
                 elif kind == wire.TRY_HOLD:  # the shard is not free: never wait
                     self.send_state(wire.TRY_REFUSED)
+                elif kind == wire.REFUSALS and self._behind(payload):
+                    pass  # (another acceptor's script went busy: answered now)
                 else:
                     backlog.append(payload)
         except (EOFError, OSError):
             self.broken = True
+
+    def _behind(self, payload: bytes) -> bool:
+        """A ``K`` frame read while the shard waits on another pipe: if it is
+        an offer of a tail epoch (several acceptors: another acceptor's
+        cross-shard script went busy, and this shard is parked, held or
+        busy meanwhile), refuse what it offers now, as Redis reads those
+        commands at the threshold, and say which (True)."""
+        refusals = self.shard.refusals
+        if refusals is None or wire.decode_refusals_epoch(payload) not in wire.TAIL_EPOCHS:
+            return False
+        refusals.offer_behind(self, payload)
+        return True
 
     def take_batches(self) -> None:
         """This pipe is the one the shard waits on (a busy script's, or the
@@ -742,8 +757,12 @@ class Pipes:
             # A K frame no busy script waits for (it came after the script's
             # end had stopped waiting for it, or its pipe was taken for lost
             # meanwhile): its entries ran, and its acceptor has forgotten
-            # them (see shardkv.worker.busyrefusal): nothing to tell.
-            pass
+            # them (see shardkv.worker.busyrefusal): nothing to tell.  But
+            # an offer of a tail epoch, whose acceptor waits for the answer:
+            # its entries ran, none refused.
+            epoch = wire.decode_refusals_epoch(payload)
+            if epoch in wire.TAIL_EPOCHS:
+                pipe.send_state(wire.encode_refusals(epoch, []))
         elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
             try:
                 shard.refuse(wire.decode_control(payload))

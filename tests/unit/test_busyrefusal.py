@@ -340,3 +340,40 @@ def test_a_parked_shards_refusals_read_after_the_scripts_end_still_answer_busy()
     parked.refusable_epoch, parked.parked_op = wire.PARKED_BEHIND_EVAL, 5
     parked.data_received(wire.FRAME.pack(len(finished)) + finished)
     assert op.finished == [parked.index] and parked.refusable == [] and parked.parked_op is None
+
+
+def test_a_tail_offer_counts_back_from_the_frame():
+    """Another acceptor's operation's script went busy: this acceptor
+    offers a shard what it sent there, numbered back from its last entry
+    (it cannot tell which ran: their replies may be on their way).  The
+    worker, waiting on another pipe, has only the last two in its backlog
+    (the first ran): it refuses those two, not the one that ran nor the
+    internal verb, and says which (their places in the offer)."""
+    link, clients = _link_with_pipelines(3, 1, [0])
+    link.offer_tail(eval_mode=True)
+    (offer,) = [w[4:] for w in link.transport.written if w[4:5] == b"K"]  # type: ignore[union-attr]
+    assert wire.decode_refusals(offer) == (wire.BEHIND_TAIL_EVAL, [2, 1, 0])
+    pipe = _Pipe([_batch([b"GET", b"b"]), _batch([b"__ping"], [b"GET", b"c"])])
+    pipe.index = 1
+    shard = _Shard()
+    shard.keyspace = type("Keyspace", (), {"pipe": 0})()  # type: ignore[attr-defined]
+    r = Refusals(shard, _Pipes(pipe))  # type: ignore[arg-type]
+    # (the __ping is the acceptor's own entry: counted, never offered)
+    r.offer_behind(pipe, wire.encode_refusals(wire.BEHIND_TAIL_EVAL, [3, 2, 0]))  # type: ignore[arg-type]
+    assert pipe.sent == [wire.encode_refusals(wire.BEHIND_TAIL_EVAL, [1, 2])]
+    assert pipe.backlog == [_batch([b"__ping"]), _batch([b"__ping"], [b"__ping"])]
+    link._refused(wire.BEHIND_TAIL_EVAL, [1, 2])
+    assert [slot.data for c in clients for slot in c.pending] == [None, *[encode_error(errors.BUSY)] * 2]
+
+
+def test_a_tail_offer_is_sent_only_with_candidates_and_none_waiting():
+    link, _ = _link_with_pipelines(0, 0, [0])
+    link.offer_tail(eval_mode=False)  # nothing queued: no frame
+    assert not [w for w in link.transport.written if w[4:5] == b"K"]  # type: ignore[union-attr]
+    link, clients = _link_with_pipelines(1, 1, [0])
+    link.offer_tail(eval_mode=False)
+    link.offer_tail(eval_mode=False)  # the first waits for its answer: no second
+    offers = [w[4:] for w in link.transport.written if w[4:5] == b"K"]  # type: ignore[union-attr]
+    assert [wire.decode_refusals(o) for o in offers] == [(wire.BEHIND_TAIL_FUNCTION, [0])]
+    link._refused(wire.BEHIND_TAIL_FUNCTION, [0])
+    assert clients[0].pending[0].data == encode_error(errors.BUSY_FUNCTION)
