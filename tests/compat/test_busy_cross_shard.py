@@ -18,6 +18,7 @@ see README, busy scripts), and sent after the threshold.
 
 from __future__ import annotations
 
+import select
 import time
 
 from shardkv.protocol import errors
@@ -135,3 +136,100 @@ def test_cross_shard_writes_sent_before_the_threshold_are_refused_as_redis(redis
                 assert got == [[errors.WRONGTYPE], expected[1], [0, 0], {"blmove": [1, 0, 1]}]
             else:
                 assert got == expected
+
+
+CROSS = ("EVAL", SPIN, 2, KEYS[0], KEYS[2])  # a looping script over both shards
+CROSS_FCALL = ("FCALL", "bxspin", 2, KEYS[0], KEYS[2])  # a looping function over both shards
+LIBRARY = "#!lua name=bxs\nredis.register_function('bxspin', function() while true do end end)"
+
+
+def _readable(c) -> bool:
+    """Has a reply (or part of one) come on ``c``, without waiting?"""
+    return bool(c.buf) or bool(select.select([c.sock], [], [], 0)[0])
+
+
+def _kill_until_answered(port: int, k: int, sent: list[tuple[int, tuple]], script: tuple = CROSS) -> dict:
+    """``script`` (a looping one over both shards) from acceptor 0, then
+    each of ``sent`` (acceptor, command) on its own connection 0.05 s later
+    (200 ms threshold), then SCRIPT KILL (FUNCTION KILL), again while it
+    says so, until every command has its reply (10 s at most): how many
+    kills it took, the replies (the script's first), and the BUSY errors
+    and the commands' calls and rejected calls counted."""
+    admin = client_on(port, 0, k=k, timeout=WAIT)
+    caller = client_on(port, 0, k=k, timeout=WAIT)
+    others = [client_on(port, where, k=k, timeout=WAIT) for where, _ in sent]
+    conns = [caller, *others]
+    got: list = [None] * len(conns)
+    kills = 0
+    kill = ("FUNCTION", "KILL") if script[0] == "FCALL" else ("SCRIPT", "KILL")
+    try:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "200")
+        if script[0] == "FCALL":
+            admin.command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
+        for a in range(k):
+            with client_on(port, a, k=k, timeout=WAIT) as c:
+                c.command("CONFIG", "RESETSTAT")
+        admin.command("MSET", *[part for key in KEYS for part in (key, "old")])
+        caller.send(*script)
+        time.sleep(0.05)
+        for c, (_, command) in zip(others, sent, strict=True):
+            c.send(*command)
+        deadline = time.monotonic() + 10
+        while None in got and time.monotonic() < deadline:
+            admin.send(*kill)
+            kills += admin.read_reply() == b"OK"
+            for i, c in enumerate(conns):
+                if got[i] is None and _readable(c):
+                    got[i] = _text(c.read_reply())
+            time.sleep(0.02)
+        assert None not in got, got
+        values = _text(admin.command("MGET", *KEYS))
+        names = sorted({str(command[0]).lower() for _, command in sent} | {script[0].lower()})
+        info = parse_info(admin.command("INFO", "everything"))  # type: ignore[arg-type]
+        stats = {"BUSY": info.get("errorstat_BUSY")}
+        for name in names:
+            line = info.get(f"cmdstat_{name}")
+            if line is not None:
+                fields = dict(f.split("=") for f in line.split(","))
+                stats[name] = [int(fields[f]) for f in ("calls", "rejected_calls")]
+        return {"kills": kills, "replies": got, "values": values, "stats": stats}
+    finally:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        for c in (admin, *conns):
+            c.close()
+
+
+def test_cross_shard_scripts_and_commands_sent_before_the_threshold_get_busy(redis_and_shardkv_k12) -> None:
+    """Other clients' looping scripts over the same two shards, their reads
+    of either shard's key, a write across both, a RENAME across them and
+    a script on one, sent while a looping script (function) over both
+    shards runs, before busy-reply-threshold: Redis reads each at the
+    threshold and answers it ``-BUSY``, so one SCRIPT KILL ends it all.
+    shardkv, at two acceptors, ran each script after the killed one,
+    looping past the threshold again (one SCRIPT KILL each), and what
+    another acceptor sent the shard the script's executor had parked
+    after the script (see README, cross-shard scripts)."""
+    real, ours, k = redis_and_shardkv_k12
+    busy_function = errors.BUSY_FUNCTION
+    for script, sent in (
+        (CROSS, [(0, CROSS), (1, CROSS)]),
+        (
+            CROSS,
+            [
+                (0, ("GET", KEYS[0])),
+                (1, ("GET", KEYS[2])),
+                (1, ("GET", KEYS[0])),
+                (0, ("GET", KEYS[2])),
+                (1, ("MSET", KEYS[0], "new", KEYS[2], "new")),
+                (1, ("RENAME", KEYS[0], KEYS[2])),
+                (1, ("EVAL", "return redis.call('GET', KEYS[1])", 1, KEYS[2])),
+            ],
+        ),
+        (CROSS_FCALL, [(1, CROSS_FCALL), (1, ("GET", KEYS[2])), (1, ("GET", KEYS[0]))]),
+    ):
+        expected = _kill_until_answered(real, 1, sent, script)
+        assert expected["kills"] == 1
+        assert str(expected["replies"][0]).startswith(("ERR Script killed by user", "ERR Script killed"))
+        assert expected["replies"][1:] == [BUSY if script is CROSS else busy_function] * len(sent)
+        assert expected["values"] == ["old"] * len(KEYS)
+        assert _kill_until_answered(ours, k, sent, script) == expected

@@ -312,16 +312,13 @@ def _busy_burst_round(port: int, n: int = 3) -> dict:
     return {"kills": kills, "replies": sorted(map(str, got))}
 
 
-@pytest.mark.skipif(
-    os.environ.get("SHARDKV_TEST_ACCEPTORS", "1") != "1",
-    reason="with several acceptors no scripts are grouped (each waits, and loops, in turn: see the README)",
-)
 def test_scripts_read_while_a_group_script_is_busy_get_busy(servers):
     """Scripts of other clients sent while a looping script runs: Redis
     reads them at busy-reply-threshold and answers them -BUSY, so one
     SCRIPT KILL ends it all.  shardkv ran each after the killed one (in
-    its group, or waiting for the group's shards), each looping past the
-    threshold again: one SCRIPT KILL each, the server busy all along."""
+    its group, or waiting for the group's shards; with several acceptors,
+    where none is grouped, waiting for their holds), each looping past
+    the threshold again: one SCRIPT KILL each, the server busy all along."""
     expected, got = (_busy_burst_round(port) for port in servers)
     assert got == expected
     assert expected == {"kills": 1, "replies": ["BUSY Redis is", "BUSY Redis is", "Script killed by"]}
