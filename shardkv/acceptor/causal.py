@@ -93,6 +93,12 @@ class Later:
         self.gate.hold(self.sink, body)
 
 
+# While a shard's ``O`` frame is handed out: (that shard, the frame's seq,
+# its ``writer``: see wire.encode_others_events), so that an invalidation
+# for a REDIRECT target on the acceptor that ran the command can say which
+# command made it (see tracking.send).
+OTHERS: tuple[int, int, tuple[int, list[int]] | None] | None = None
+
 # The gates of the replies whose commands' events are being handed out now,
 # innermost last (see gather); empty: remote() tells instead of asking.
 _gathering: list[Gate] = []

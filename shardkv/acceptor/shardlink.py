@@ -437,10 +437,17 @@ class ShardLink:
         # acceptors (a ``G`` frame's), and how to ask them; the last ``O``
         # frame handed out and the ``seen`` questions waiting for later ones.
         self.remote = False
-        self._gate: tuple[list[int], causal.Gate] | None = None
+        self._gate: tuple[list[int], causal.Gate, list[tuple[int, int]]] | None = None
         self.ask_seen: Callable[[int, list, causal.Gate], None] | None = None
         self.others_seen = 0
         self.others_waiting: list = []
+        # The sinks of the gated replies of each batch whose ``O`` frame
+        # ``(pipe, seq)`` another acceptor hands out, until they go; the
+        # last such ``seq`` of each pipe; what waits for a batch's ``R``
+        # frame not yet in (see when_batched).
+        self.batches: dict[tuple[int, int], dict[int, Any]] = {}
+        self.batched: dict[int, int] = {}
+        self.unbatched: dict[tuple[int, int], list[Callable[[dict | None], None]]] = {}
 
     # -- sending ------------------------------------------------------------
 
@@ -834,6 +841,10 @@ class ShardLink:
         self.others_seen = 0
         if self.others_waiting:
             causal.answer_all(self)
+        self.batches = {}
+        self.batched = {}
+        if self.unbatched:
+            self._batches_in(None)
         self.transport = transport
         self.up = True
         self.stopped = False
@@ -1112,7 +1123,7 @@ class ShardLink:
             if self.ask_seen is not None:
                 self.ask_seen(self.index, waits, gate)
             self._events = (bounds, events)
-            self._gate = (gated, gate)
+            self._gate = (gated, gate, waits)
         elif kind == wire.OTHERS_EVENTS:
             self._others_events(payload)
         else:
@@ -1123,13 +1134,15 @@ class ShardLink:
         them out, write them, then answer the ``seen`` questions for them
         (see :mod:`shardkv.acceptor.causal`), once what handing them out
         asked of the other acceptors is answered."""
-        seq, events = wire.decode_others_events(payload)
+        seq, events, writer = wire.decode_others_events(payload)
         gate = None
         if self.on_events is not None:
             causal.gather()
+            causal.OTHERS = (self.index, seq, writer)
             try:
                 self.on_events(events, None)
             finally:
+                causal.OTHERS = None
                 gate = causal.gathered()
         self._after_frame()  # written to the clients' sockets before the answer
         seen = causal.Seen(self, seq)
@@ -1166,9 +1179,12 @@ class ShardLink:
         fifo = self.fifo
         gated: set[int] | tuple = ()
         gate = None
+        sinks: dict[int, Any] = {}
         if self._gate is not None:
-            (waiting, gate), self._gate = self._gate, None
+            (waiting, gate, waits), self._gate = self._gate, None
             gated = set(waiting)
+            sinks = {i: fifo[i] for i in waiting if i < len(fifo)}
+            self._batch(waits, sinks, gate)
         done = 0
         nbounds = len(bounds)
         # Events after the last reply's (a blocked command the batch served):
@@ -1211,6 +1227,41 @@ class ShardLink:
                         mine.hold(sink, body)
                     else:
                         deliver(sink, body, "delivering a reply")
+
+    def _batch(self, waits: list[tuple[int, int]], sinks: dict[int, Any], gate: causal.Gate) -> None:
+        """Keep the gated replies' sinks of the batch whose ``O`` frames
+        ``waits`` went to other acceptors, while the gate holds them."""
+        keys = []
+        for pipe, seq in waits:
+            self.batches[(pipe, seq)] = sinks
+            self.batched[pipe] = max(seq, self.batched.get(pipe, 0))
+            keys.append((pipe, seq))
+        gate.hold(_Forget(self, keys), b"")
+        if self.unbatched:
+            self._batches_in(self.batched)
+
+    def when_batched(self, pipe: int, seq: int, then: Callable[[dict | None], None]) -> None:
+        """``then(sinks)``, with the sinks of the gated replies (by their
+        index in the ``R`` frame) of the batch whose ``O`` frame ``seq``
+        went to acceptor ``pipe``, once that ``R`` frame is in (at once if
+        it is; None if they went: an answer came too late)."""
+        sinks = self.batches.get((pipe, seq))
+        if sinks is not None or not self.up or seq <= self.batched.get(pipe, 0):
+            then(sinks)
+        else:
+            self.unbatched.setdefault((pipe, seq), []).append(then)
+
+    def _batches_in(self, batched: dict[int, int] | None) -> None:
+        """Call what waited for the batches now in (all, with None for those
+        not: ``batched`` None, the pipe changed)."""
+        for key in list(self.unbatched):
+            pipe, seq = key
+            if batched is None or seq <= batched.get(pipe, 0):
+                for then in self.unbatched.pop(key):
+                    try:
+                        then(self.batches.get(key) if batched is not None else None)
+                    except Exception:
+                        log.exception("placing a message before a reply")
 
     def _emit(self, events: list, origin: object) -> None:
         """Hand out one command's events; a part of a command that spans
@@ -1258,6 +1309,21 @@ class ShardLink:
             self.orphan(self, message)
         else:
             log.warning("shard %d sent %r for no operation in progress", self.index, message)
+
+
+class _Forget:
+    """The sink, last in a gate, that forgets a batch's sinks once it opens."""
+
+    __slots__ = ("link", "keys")
+
+    def __init__(self, link: ShardLink, keys: list[tuple[int, int]]) -> None:
+        self.link = link
+        self.keys = keys
+
+    def deliver(self, body: bytes) -> None:
+        batches = self.link.batches
+        for key in self.keys:
+            batches.pop(key, None)
 
 
 def _close_clients(sinks: Iterable) -> list:

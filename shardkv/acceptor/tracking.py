@@ -341,10 +341,21 @@ def bus_has_client(server, origin: int, args: list) -> int:
     return 1 if args[0] in server.clients else 0
 
 
+# While another acceptor's command's events are handed out (see
+# on_events): [its acceptor, its shard, the O frame's seq, its reply's
+# index in its batch], which an invalidation for a REDIRECT target
+# elsewhere carries (see bus_invalidate).
+_REMOTE_AT: list[int] | None = None
+
+
 def bus_invalidate(server, origin: int, args: list) -> None:
     """Another acceptor's invalidation for a client here that its tracking
-    client redirects to: ``[target id, tracking client id, its RESP3, keys, 1 for null]``."""
-    target_id, tracker_id, resp3, keys, null = args
+    client redirects to: ``[target id, tracking client id, its RESP3, keys,
+    1 for null]``, then, for a change a command of this acceptor's made
+    (see :data:`_REMOTE_AT`), ``[this acceptor, shard, seq, reply]``: if
+    the target is that command's client, the message goes before its reply,
+    as Redis sends it while the command runs."""
+    target_id, tracker_id, resp3, keys, null, *made = args
     target = server.clients.get(target_id)
     if target is None or target.closed:
         server.bus.tell(bus.BROKEN, [tracker_id, target_id])
@@ -359,11 +370,60 @@ def bus_invalidate(server, origin: int, args: list) -> None:
         message = Push([b"message", CHANNEL, keys])
     else:
         return
+    links = server.links
+    if made and made[0] == server.index and 0 <= made[1] < len(links):
+        client: Client = target
+        # A command of this acceptor's made it: once its batch's replies are
+        # in, before its reply if the target sent it.  (The other acceptor
+        # answers ``seen`` for the command's events after this is answered.)
+        answer = server.bus.later() if server.bus.answering() else None
+        data = encode(message, target.resp3)
+
+        def then(sinks: dict | None) -> None:
+            sink = sinks.get(made[3]) if sinks else None
+            writer, place = origin_of(sink) if sink is not None else (None, None)
+            if writer is not client or not _before_command(client, place, data):
+                _push_remote(client, message)
+            if answer is not None:
+                answer(None)
+
+        links[made[1]].when_batched(origin, made[2], then)
+        return
+    _push_remote(target, message)
+
+
+def _push_remote(target: Client, message: Push) -> None:
+    """Another acceptor's invalidation for ``target``: now, or just before a
+    blocked command's reply (``pubsub.invalidation_while_blocked``)."""
+    if target.closing or target.closed:
+        return
     if not (
         target.state.blocked_token > 0
         and pubsub.invalidation_while_blocked(target, encode(message, target.resp3), 0, False)
     ):
         target.push(message)
+
+
+def _before_command(target: Client, at: object, data: bytes) -> bool:
+    """``data`` for ``target`` before the reply of its command whose reply
+    slot is ``at`` (inside EXEC's array: before the command's part), if
+    still pending; whether it was."""
+    if target.closing or target.closed:
+        return True  # (nothing more goes to it)
+    if pubsub.push_in_exec(target, at, data):
+        return True
+    pending = target.pending
+    at = _in_pending(pending, at)
+    if at is None:
+        return False
+    if getattr(at, "cut", None) is not None:
+        return True  # an EXEC reply cut by ACL DELUSER: Redis writes nothing after it
+    try:
+        pending.insert(pending.index(at), _Sent(data))
+        target.flush()
+    except Exception:  # a bug costs this client alone
+        target.failed("pushing an invalidation to it")
+    return True
 
 
 def bus_broken(server, origin: int, args: list) -> None:
@@ -1202,6 +1262,7 @@ def _shrunk() -> None:
 
 
 def on_events(server, events: list, origin: object) -> None:
+    global _REMOTE_AT
     if not STATE.clients and not TABLE:
         return
     changer, place = origin_of(origin)
@@ -1217,7 +1278,14 @@ def on_events(server, events: list, origin: object) -> None:
     inside = None
     at = 0
     served = 0  # the blocked command served that made the change (see send)
+    # Another acceptor's commands' events (a shard's O frame): each
+    # event's command, for an invalidation to a REDIRECT target there.
+    others = causal.OTHERS if origin is None else None
+    writer = others[2] if others is not None else None
     for i, (_db, key, cls, _name) in enumerate(events):
+        if writer is not None:
+            reply = writer[1][i] if i < len(writer[1]) else -1
+            _REMOTE_AT = [writer[0], others[0], others[1], reply] if reply >= 0 else None  # type: ignore[index]
         if places:
             while at < len(places) and places[at][0] <= i:
                 at += 1
@@ -1272,6 +1340,7 @@ def on_events(server, events: list, origin: object) -> None:
                     mine=mine,
                     quiet=quiet,
                 )
+    _REMOTE_AT = None
     # Back in the table after all of them: as in Redis, a command's second
     # event of a key (a new key's, then the write's) finds it gone.
     _keep(kept)
@@ -1587,9 +1656,10 @@ def send(
         target = server.clients.get(state.redirect)
         if target is None and _elsewhere(server, state.redirect):
             null = keys is None
-            causal.remote(  # the reply of the command that caused it waits for it
-                server, bus.INVALIDATE, [state.redirect, client.id, int(resp3), keys or [], int(null)]
-            )
+            args = [state.redirect, client.id, int(resp3), keys or [], int(null)]
+            if _REMOTE_AT is not None and not served:
+                args += _REMOTE_AT  # (the target may be the client whose command made the change)
+            causal.remote(server, bus.INVALIDATE, args)  # the reply of what caused it waits for it
             return
         if target is None or target.closed:
             state.broken = True

@@ -1094,12 +1094,22 @@ def decode_gated_events(
     return decoded
 
 
-def encode_others_events(seq: int, events: list[tuple[int, bytes, int, bytes]]) -> bytes:
-    return b"O" + marshal.dumps((seq, events))
+def encode_others_events(
+    seq: int, events: list[tuple[int, bytes, int, bytes]], writer: tuple[int, list[int]] | None = None
+) -> bytes:
+    """An ``O`` frame: ``writer``, for the events of a client's commands, is
+    (the pipe that ran them, for each event the index of its command's
+    reply in that pipe's next ``R`` frame, -1 for none: a blocked command
+    served after the batch); None for the sweeper's."""
+    return b"O" + marshal.dumps((seq, events, writer))
 
 
-def decode_others_events(payload: bytes) -> tuple[int, list[tuple[int, bytes, int, bytes]]]:
-    decoded: tuple[int, list[tuple[int, bytes, int, bytes]]] = marshal.loads(payload[1:])
+def decode_others_events(
+    payload: bytes,
+) -> tuple[int, list[tuple[int, bytes, int, bytes]], tuple[int, list[int]] | None]:
+    decoded: tuple[int, list[tuple[int, bytes, int, bytes]], tuple[int, list[int]] | None] = marshal.loads(
+        payload[1:]
+    )
     return decoded
 
 

@@ -1518,19 +1518,34 @@ class Shard:
         others = 0
         shared = bytearray(len(noted))  # 1 where an event went to another pipe
         waits: list[tuple[int, int]] = []  # (pipe, seq) of the O frames sent
+        # Each event's command: its reply's index in the R frame (-1: none),
+        # so that an invalidation for that command's client, a REDIRECT
+        # target, goes before its reply (see ShardLink.when_batched).
+        replies: list[int] | None = None
+        if bounds:
+            replies = [-1] * len(noted)
+            done = 0
+            for i, bound in enumerate(bounds):
+                replies[done:bound] = [i] * max(0, bound - done)
+                done = max(done, bound)
+            del replies[len(noted) :]
         for pipe, mask in ks.event_masks.items():
             if pipe == here:
                 continue
             mask &= ~wire.EVENT_SCRIPT_READ  # a read of the current pipe's client
             others |= mask
             now = []
+            of: list[int] = []
             for i, (e, r) in enumerate(zip(noted, relayed, strict=True)):
                 if not r and e[2] & mask:
                     now.append(e)
                     shared[i] = 1
+                    if replies is not None:
+                        of.append(replies[i])
             if now:
                 seq = self.others_sent[pipe] = self.others_sent.get(pipe, 0) + 1
-                self.send_to(pipe, wire.encode_others_events(seq, now))
+                writer = (here, of) if replies is not None else None
+                self.send_to(pipe, wire.encode_others_events(seq, now, writer))
                 waits.append((pipe, seq))
         mine = ks.event_masks.get(here, 0)
         kept = [bool(e[2] & (mine | others if r else mine)) for e, r in zip(noted, relayed, strict=True)]

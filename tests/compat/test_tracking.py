@@ -21,6 +21,7 @@ import redis
 from shardkv.protocol.resp import encode_command
 from tests.support.rawsocket import read_through
 from tests.support.resp import reply_end
+from tests.support.servers import start_shardkv
 
 PONG = b"+PONG\r\n"
 PONG_SUBSCRIBED = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
@@ -72,7 +73,9 @@ class Conn:
         self.sock.close()
 
 
-def _transcript(port: int, conns_resp3: list[bool], steps: list, together: bool = False) -> list:
+def _transcript(
+    port: int, conns_resp3: list[bool], steps: list, together: bool = False, on: tuple[int, ...] = ()
+) -> list:
     """Run ``steps``: (connection index, args...), (connection index,
     [args...], [args...]) for commands pipelined (no PING between them: a
     PING after CLIENT CACHING would use it up), ("sleep", seconds), or
@@ -80,11 +83,19 @@ def _transcript(port: int, conns_resp3: list[bool], steps: list, together: bool 
     none: the server's active expiry deleted them), 10 s at most.
     ``$id0``, ``$id1``... in an argument stand for a connection's CLIENT ID.
     ``together``: every connection on the first one's acceptor (with
-    ``$SHARDKV_TEST_ACCEPTORS`` acceptors, whose ids alternate)."""
+    ``$SHARDKV_TEST_ACCEPTORS`` acceptors, whose ids alternate); ``on``:
+    connection ``i`` on acceptor ``on[i]`` of ``len(on)`` acceptors."""
     admin = redis.Redis(port=port)
     admin.flushall()
     conns = [Conn(port, r3) for r3 in conns_resp3]
     acceptors = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+    for i, want in enumerate(on):
+        for _ in range(50):  # (each try lands on either acceptor)
+            if (conns[i].id - 1) % len(on) == want:
+                break
+            conns[i].close()
+            conns[i] = Conn(port, conns_resp3[i])
+        assert (conns[i].id - 1) % len(on) == want
     for i in range(1, len(conns) if together else 0):
         for _ in range(50):  # (each try lands on either acceptor)
             if (conns[i].id - conns[0].id) % acceptors == 0:
@@ -147,9 +158,9 @@ def _transcript(port: int, conns_resp3: list[bool], steps: list, together: bool 
         admin.close()
 
 
-def _same(ports, conns_resp3, steps, together: bool = False) -> list:
+def _same(ports, conns_resp3, steps, together: bool = False, on: tuple[int, ...] = ()) -> list:
     expected = _transcript(ports["redis"], conns_resp3, steps)
-    got = _transcript(ports["shardkv"], conns_resp3, steps, together)
+    got = _transcript(ports["shardkv"], conns_resp3, steps, together, on)
     for i, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert g == e, f"step {i} {steps[i]}: shardkv {g} redis {e}"
     return expected
@@ -1833,6 +1844,40 @@ def test_redirect_to_the_writing_client_pushes_before_its_reply(ports, resp3):
         (1, ["DEL", "k"], ["FLUSHDB"], ["PING"]),  # (last: its PING's reply ends the step's transcript)
     ]
     _same(ports, [resp3, True, resp3], steps, together=True)
+
+
+@pytest.fixture(scope="module")
+def two_acceptors(ports):
+    """redis-server's port and that of a shardkv of two shards and two
+    acceptors, for connections put on chosen acceptors (``_same``'s ``on``)."""
+    proc = start_shardkv(shards=2, acceptors=2)
+    yield {"redis": ports["redis"], "shardkv": proc.port}
+    proc.stop()
+
+
+@pytest.mark.parametrize("resp3", [True, False], ids=["resp3", "resp2"])
+def test_redirect_to_a_writer_on_another_acceptor_pushes_before_its_reply(two_acceptors, resp3):
+    """As above, with the tracking clients on acceptor 0 and the writer on
+    acceptor 1: the invalidation comes over the bus (shardkv had it after
+    the writer's reply, and after the replies pipelined behind it), and
+    before the reply of the command that made the change, inside EXEC's
+    array too (EXEC run command by command)."""
+    steps = [
+        (0, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
+        (2, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
+        (0, "MGET", "k", "j"),
+        (2, "GET", "k"),
+        (1, "SET", "k", "1"),
+        (1, ["GET", "k"], ["SET", "j", "2"], ["ECHO", "x"]),
+        (0, "GET", "k"),
+        (0, "GET", "j"),
+        (1, ["SET", "j", "3"], ["SET", "k", "2"], ["ECHO", "x"]),
+        (0, "MGET", "k", "j"),
+        (1, ["MULTI"], ["GET", "j"], ["SET", "k", "1"], ["INCR", "j"], ["EXEC"]),
+        (0, "GET", "k"),
+        (1, ["DEL", "k"], ["PING"]),
+    ]
+    _same(two_acceptors, [resp3, True, resp3], steps, on=(0, 1, 0))
 
 
 @pytest.mark.parametrize("why", ["watch", "two shards", "script"])

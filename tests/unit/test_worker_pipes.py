@@ -319,11 +319,13 @@ def test_events_go_to_every_pipe_whose_mask_selects_them(worker):
     assert frame[0] == wire.GATED_EVENTS
     assert wire.decode_gated_events(frame) == ([0, 1], [(0, b"k", events.GENERIC, b"del")], [0, 1], [(0, 1)])
     assert worker.replies(1) == [b"+OK\r\n", b":1\r\n"]
-    # Pipe 0 gets both, to hand out at once.
+    # Pipe 0 gets both, to hand out at once, with pipe 1's reply (index)
+    # of each event's command.
     frame = worker.recv(0)
     assert wire.decode_others_events(frame) == (
         1,
         [(0, b"k", events.STRING, b"set"), (0, b"k", events.GENERIC, b"del")],
+        (1, [0, 1]),
     )
     # Every O frame numbered in turn on its pipe.
     worker.send(1, batch(entry("SET", "k", "v"), entry("DEL", "k"), entry("SET", "k", "v")))
@@ -338,7 +340,7 @@ def test_events_go_to_every_pipe_whose_mask_selects_them(worker):
     frame = worker.recv(1)
     assert wire.decode_gated_events(frame) == ([0, 1], [(0, b"k", events.GENERIC, b"del")], [1], [(0, 3)])
     assert len(worker.replies(1)) == 2
-    assert wire.decode_others_events(worker.recv(0)) == (3, [(0, b"k", events.GENERIC, b"del")])
+    assert wire.decode_others_events(worker.recv(0)) == (3, [(0, b"k", events.GENERIC, b"del")], (1, [1]))
     assert worker.run(0, entry(Verb.EVENTS, 0)) == ok
     assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
     assert worker.quiet(0)
@@ -426,7 +428,7 @@ def test_a_parts_events_go_to_its_pipe_alone(worker):
         [(1, 1)],
     )
     assert len(worker.replies(0)) == 2
-    assert wire.decode_others_events(worker.recv(1)) == (1, [(0, b"q", events.STRING, b"set")])
+    assert wire.decode_others_events(worker.recv(1)) == (1, [(0, b"q", events.STRING, b"set")], (0, [1]))
     assert worker.quiet(1)
 
 
