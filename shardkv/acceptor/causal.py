@@ -94,9 +94,11 @@ class Later:
 
 
 # While a shard's ``O`` frame is handed out: (that shard, the frame's seq,
-# its ``writer``: see wire.encode_others_events), so that an invalidation
-# for a REDIRECT target on the acceptor that ran the command can say which
-# command made it (see tracking.send).
+# its ``writer``: see wire.encode_others_events); while another acceptor's
+# relayed events are (``events`` on the bus): (-1, its relay number, (that
+# acceptor, the events' indices)).  So an invalidation for a REDIRECT
+# target on the acceptor that ran the command can say which command made
+# it (see tracking.send).
 OTHERS: tuple[int, int, tuple[int, list[int]] | None] | None = None
 
 # The gates of the replies whose commands' events are being handed out now,

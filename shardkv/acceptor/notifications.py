@@ -47,6 +47,7 @@ still on their way are published to whoever still listens.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from shardkv.acceptor import causal, pubsub
@@ -299,12 +300,39 @@ def on_events(server, events: list, origin: object) -> None:
         listener(server, events, origin)
 
 
-def relay(server, events: list) -> None:
+# The multi-shard commands whose events were relayed, until the other
+# acceptors answered: relay number -> (the command's origin, the index of
+# each event relayed among its events), for an invalidation that one of
+# them sends back to its client, a REDIRECT target (see tracking.bus_invalidate).
+RELAYS: dict[int, tuple[object, list[int]]] = {}
+_RELAYS = itertools.count(1)
+
+
+class _Relayed:
+    """The sink, in the gate of a relayed command's reply, that forgets it."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def deliver(self, body: bytes) -> None:
+        RELAYS.pop(self.number, None)
+
+
+def relay(server, events: list, origin: object = None) -> None:
     """A multi-shard command of this acceptor's ran: its events, in its
     order, to the other acceptors (a read of a script is this client's)."""
-    shared = [list(e) for e in events if e[2] != SCRIPT_READ]
-    if shared and server.bus is not None:
-        causal.remote(server, bus.EVENTS, shared)  # the command's reply waits for them
+    kept = [i for i, e in enumerate(events) if e[2] != SCRIPT_READ]
+    if kept and server.bus is not None:
+        number = next(_RELAYS)
+        gate = causal.gathering()
+        if gate is not None:
+            RELAYS[number] = (origin, kept)
+        # the command's reply waits for them
+        causal.remote(server, bus.EVENTS, [number, *[list(events[i]) for i in kept]])
+        if gate is not None:
+            gate.hold(_Relayed(number), b"")
 
 
 def bus_events(server, origin: int, args: list) -> None:
@@ -312,10 +340,13 @@ def bus_events(server, origin: int, args: list) -> None:
     answered once what handing them out asked of the other acceptors in
     turn is answered (an invalidation for a REDIRECT target there, see
     :mod:`shardkv.acceptor.causal`)."""
+    number, *relayed = args
     causal.gather()
+    causal.OTHERS = (-1, number, (origin, list(range(len(relayed)))))
     try:
-        on_events(server, [tuple(e) for e in args], RELAYED)
+        on_events(server, [tuple(e) for e in relayed], RELAYED)
     finally:
+        causal.OTHERS = None
         gate = causal.gathered()
     if gate is not None and server.bus.answering():
         causal.answer_after(server, gate)
@@ -356,7 +387,7 @@ _IGNORE = _Ignore()
 def on_attach(server, link) -> None:
     link.on_events = lambda events, origin: on_events(server, events, origin)
     if server.nacceptors > 1:
-        link.relay_events = lambda events: relay(server, events)
+        link.relay_events = lambda events, origin: relay(server, events, origin)
     # Always, 0 too: a worker that outlived the acceptor may still note
     # what the previous one wanted.
     _send_mask(link, STATE.mask)

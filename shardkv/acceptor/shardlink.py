@@ -430,7 +430,7 @@ class ShardLink:
         self.on_events: Callable[[list, object], None] | None = None
         # Several acceptors: hands a multi-shard command's events, once
         # ordered, to the other acceptors (see :meth:`emit_held`).
-        self.relay_events: Callable[[list], None] | None = None
+        self.relay_events: Callable[[list, object], None] | None = None
         self._events: tuple | None = None
         # Several acceptors (see shardkv.acceptor.causal): ``remote`` is
         # set; the replies of the next ``R`` frame that wait for other
@@ -1286,7 +1286,7 @@ class ShardLink:
         causal.gather()
         try:
             self.on_events(events, origin)  # type: ignore[misc]
-            self.relay_events(events)
+            self.relay_events(events, origin)
         finally:
             gate = causal.gathered()
         return gate

@@ -52,7 +52,16 @@ from shardkv.acceptor import causal, notifications, pubsub
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import Gate
-from shardkv.acceptor.replies import MUTED, MutedSlot, Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
+from shardkv.acceptor.replies import (
+    MUTED,
+    RELAYED,
+    MutedSlot,
+    Slot,
+    Trailing,
+    in_pipe_order,
+    is_plain_slot,
+    origin_of,
+)
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -371,7 +380,21 @@ def bus_invalidate(server, origin: int, args: list) -> None:
     else:
         return
     links = server.links
-    if made and made[0] == server.index and 0 <= made[1] < len(links):
+    if made and made[0] == server.index and made[1] == -1:
+        # A multi-shard command of this acceptor's, whose events it relayed
+        # (it holds the reply until the answer): before its reply.
+        relayed = notifications.RELAYS.get(made[2])
+        if relayed is not None:
+            holder, indices = relayed
+            writer, place = origin_of(holder)
+            if writer is not None and writer is target:
+                at = place
+                places = getattr(holder, "event_places", None) if not is_plain_slot(holder) else None
+                if places and 0 <= made[3] < len(indices):
+                    at = _place_of(places, indices[made[3]]) or place
+                if _before_command(writer, at, encode(message, writer.resp3)):
+                    return
+    elif made and made[0] == server.index and 0 <= made[1] < len(links):
         client: Client = target
         # A command of this acceptor's made it: once its batch's replies are
         # in, before its reply if the target sent it.  (The other acceptor
@@ -390,6 +413,15 @@ def bus_invalidate(server, origin: int, args: list) -> None:
         links[made[1]].when_batched(origin, made[2], then)
         return
     _push_remote(target, message)
+
+
+def _place_of(places: list, i: int) -> object:
+    """Where in the array of an EXEC run as one operation the command that
+    made its event number ``i`` stands (``AtomicOp.event_places``)."""
+    for end, place in places:
+        if end > i:
+            return place
+    return None
 
 
 def _push_remote(target: Client, message: Push) -> None:
@@ -1270,6 +1302,7 @@ def on_events(server, events: list, origin: object) -> None:
     kept: list[tuple[bytes, int]] = []
     flushed = False
     flush_inside = None  # (where the flush stands in such an EXEC's array)
+    flush_at = None
     # An EXEC run as one operation: each command's place in EXEC's array,
     # where a REDIRECT to its client goes (see notifications.publish).
     places = (
@@ -1280,7 +1313,7 @@ def on_events(server, events: list, origin: object) -> None:
     served = 0  # the blocked command served that made the change (see send)
     # Another acceptor's commands' events (a shard's O frame): each
     # event's command, for an invalidation to a REDIRECT target there.
-    others = causal.OTHERS if origin is None else None
+    others = causal.OTHERS if origin is None or origin is RELAYED else None
     writer = others[2] if others is not None else None
     for i, (_db, key, cls, _name) in enumerate(events):
         if writer is not None:
@@ -1293,6 +1326,7 @@ def on_events(server, events: list, origin: object) -> None:
         if cls == FLUSH:
             if not flushed:
                 flush_inside = inside
+                flush_at = _REMOTE_AT
             flushed = True
         elif cls == SCRIPT_READ:
             if changer is not None:
@@ -1345,7 +1379,11 @@ def on_events(server, events: list, origin: object) -> None:
     # event of a key (a new key's, then the write's) finds it gone.
     _keep(kept)
     if flushed:
-        invalidate_all(server, changer, place, flush_inside)
+        _REMOTE_AT = flush_at
+        try:
+            invalidate_all(server, changer, place, flush_inside)
+        finally:
+            _REMOTE_AT = None
     if not STATE.clients and not TABLE:
         notifications.update_mask(server)  # nothing left to hear of
 

@@ -96,7 +96,9 @@ UNPAUSE = b"unpause"  # ask [] -> 1 once it ended its pause
 HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
 # INVALIDATE and EVENTS are asked (answer: None) instead of told while a
 # reply waits for them (see shardkv.acceptor.causal).
-INVALIDATE = b"invalidate"  # tell [target id, tracking id, its RESP3, keys, null]: CLIENT TRACKING REDIRECT
+# tell [target id, tracking id, its RESP3, keys, null, (the asker's command that made it: see
+# tracking.bus_invalidate) acceptor, shard or -1, seq or relay number, reply or event]: CLIENT TRACKING REDIRECT
+INVALIDATE = b"invalidate"
 BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
 # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has
 # arrived, and what the workers did about it (asked once they answered the
@@ -122,7 +124,8 @@ MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
 # number, in order] -> 1 once queued for its monitors: MONITOR lines of its commands
 MONITOR = b"monitor"
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
-EVENTS = b"events"  # tell [[db, key, class, event], ...]: a multi-shard command's keyspace events, in order
+# tell [relay number, [db, key, class, event], ...]: a multi-shard command's keyspace events, in order
+EVENTS = b"events"
 SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed out that shard's O frame seq
 # The script cache: ask/tell [b"load", sha, body, number] or [b"flush", number] -> 1 (number:
 # the last SCRIPT FLUSH's, or this one's; see ScriptCache.add); tell [b"forget", sha, number]:

@@ -1861,7 +1861,10 @@ def test_redirect_to_a_writer_on_another_acceptor_pushes_before_its_reply(two_ac
     acceptor 1: the invalidation comes over the bus (shardkv had it after
     the writer's reply, and after the replies pipelined behind it), and
     before the reply of the command that made the change, inside EXEC's
-    array too (EXEC run command by command)."""
+    array too, a single-shard command's (the shard's events) as a
+    multi-shard one's (relayed by the writer's acceptor: MSET, a flush, an
+    EXEC run atomically)."""
+    a, b = _keys_on_two_shards(2)
     steps = [
         (0, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
         (2, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
@@ -1874,8 +1877,16 @@ def test_redirect_to_a_writer_on_another_acceptor_pushes_before_its_reply(two_ac
         (1, ["SET", "j", "3"], ["SET", "k", "2"], ["ECHO", "x"]),
         (0, "MGET", "k", "j"),
         (1, ["MULTI"], ["GET", "j"], ["SET", "k", "1"], ["INCR", "j"], ["EXEC"]),
+        (0, "MGET", "k", a, b),
+        (1, ["MSET", a, "1", b, "2"], ["SET", "k", "3"], ["ECHO", "x"]),
+        (0, "MGET", "k", "j"),
+        (1, ["FLUSHALL"], ["ECHO", "x"]),
+        (0, "MGET", "k", "j"),
+        (1, ["WATCH", "w"], ["MULTI"], ["GET", "j"], ["SET", "k", "2"], ["EXEC"], ["ECHO", "x"]),
         (0, "GET", "k"),
-        (1, ["DEL", "k"], ["PING"]),
+        (1, ["WATCH", "w"], ["MULTI"], ["GET", "j"], ["FLUSHALL"], ["EXEC"]),
+        (0, "GET", "k"),
+        (1, ["DEL", "k"], ["FLUSHDB"], ["PING"]),
     ]
     _same(two_acceptors, [resp3, True, resp3], steps, on=(0, 1, 0))
 
