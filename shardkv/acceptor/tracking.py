@@ -415,6 +415,31 @@ def bus_invalidate(server, origin: int, args: list) -> None:
     _push_remote(target, message)
 
 
+def bus_behind(server, origin: int, args: list) -> int | None:
+    """``[acceptor, shard or -1, seq or relay number, reply or event]``
+    (see :func:`bus_invalidate`): 1 if that command of this acceptor's came
+    behind a command of its client not yet answered, which may serve a
+    client blocked on the asker (see :func:`_after_unanswered`), else 0."""
+    acceptor, shard, seq, reply = args
+    if acceptor != server.index:
+        return 0
+    if shard == -1:
+        relayed = notifications.RELAYS.get(seq)
+        writer, place = origin_of(relayed[0]) if relayed is not None else (None, None)
+        return 1 if writer is not None and _after_unanswered(writer, place) else 0
+    if not 0 <= shard < len(server.links):
+        return 0
+    answer = server.bus.later()
+
+    def then(sinks: dict | None) -> None:
+        sink = sinks.get(reply) if sinks else None
+        writer, place = origin_of(sink) if sink is not None else (None, None)
+        answer(1 if writer is not None and _after_unanswered(writer, place) else 0)
+
+    server.links[shard].when_batched(origin, seq, then)
+    return None
+
+
 def _place_of(places: list, i: int) -> object:
     """Where in the array of an EXEC run as one operation the command that
     made its event number ``i`` stands (``AtomicOp.event_places``)."""
@@ -1743,12 +1768,64 @@ def send(
             target.flush()
         except Exception:  # a bug costs this client alone
             target.failed("pushing an invalidation to it")
+    elif _REMOTE_AT is not None and writer is None and target.state.blocked_token > 0:
+        # Another acceptor's command: it may have come behind one of its
+        # client's not yet answered that serves this blocked client.
+        _ask_behind(target, encode(message, to_resp3), served, target is client)
     elif not (
         target.state.blocked_token > 0
         and not (writer is not None and _after_unanswered(writer, made))
         and pubsub.invalidation_while_blocked(target, encode(message, to_resp3), served, target is client)
     ):
         target.push(message)
+
+
+def _ask_behind(target: Client, data: bytes, served: int, own: bool) -> None:
+    """An invalidation ``data`` for ``target``, blocked, of a change by
+    another acceptor's command (:data:`_REMOTE_AT`): where Redis writes it
+    to a blocked client, held there until that acceptor says whether the
+    command came behind one of its client's not yet answered (``behind`` on
+    the bus); if so, after the pending replies instead, as :func:`send`
+    does for a command of this acceptor's.  The reply waiting for the
+    command's events here waits for this too."""
+    held = _Held()
+    if not pubsub.invalidation_while_blocked(target, held, served, own):  # type: ignore[arg-type]
+        target.pending.append(data)
+        target.flush()
+        return
+    gate = causal.gathering()
+    answered = gate.expect() if gate is not None else None
+
+    def done(answers: list) -> None:
+        try:
+            if target.closed:
+                return
+            if 1 in answers:
+                try:
+                    target.pending.remove(held)
+                except ValueError:
+                    return
+                target.pending.append(data)
+            else:
+                held.data = data
+            target.flush()
+        except Exception:  # a bug costs this client alone
+            target.failed("pushing an invalidation to it")
+        finally:
+            if answered is not None:
+                answered([])
+
+    target.server.bus.ask(bus.BEHIND, list(_REMOTE_AT or ()), done)  # type: ignore[union-attr]
+
+
+class _Held:
+    """An invalidation's place among a blocked client's pending replies,
+    until it is known whether it goes there (see :func:`_ask_behind`)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
 
 
 def _after_unanswered(writer: Client, at: object) -> bool:

@@ -216,6 +216,7 @@ def wiring() -> Wiring:
             bus.HAS_CLIENT: tracking.bus_has_client,
             bus.INVALIDATE: tracking.bus_invalidate,
             bus.BROKEN: tracking.bus_broken,
+            bus.BEHIND: tracking.bus_behind,
             bus.UNPAUSE: connection.bus_unpause,
             bus.INFO: server.bus_info,
             bus.SYNC: config.bus_sync,

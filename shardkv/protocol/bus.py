@@ -100,6 +100,9 @@ HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
 # tracking.bus_invalidate) acceptor, shard or -1, seq or relay number, reply or event]: CLIENT TRACKING REDIRECT
 INVALIDATE = b"invalidate"
 BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
+# ask [acceptor, shard or -1, seq or relay number, reply or event] (as INVALIDATE's) -> 1 if
+# that command of the acceptor's came behind one of its client's not yet answered (tracking.bus_behind)
+BEHIND = b"behind"
 # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has
 # arrived, and what the workers did about it (asked once they answered the
 # asker's ``__config``) has reached this acceptor too (see
@@ -168,6 +171,7 @@ KINDS = (
     HAS_CLIENT,
     INVALIDATE,
     BROKEN,
+    BEHIND,
     SYNC,
     LISTEN,
     UNLISTEN,

@@ -2112,9 +2112,10 @@ def _wait_blocked(w: socket.socket, n: int) -> None:
         assert time.monotonic() < deadline, info
 
 
-def _blocked_hears(port: int, case: str) -> bytes:
+def _blocked_hears(port: int, case: str, apart: int = 0) -> bytes:
     """What x of ``_BLOCKED[case]`` got once it blocked, until an ``ECHO
-    end`` it sends after the writes."""
+    end`` it sends after the writes; ``apart``: the writer on another
+    acceptor than x, of that many."""
     mine, redirecting, wait, other, writes = _BLOCKED[case]
     redis.Redis(port=port).flushall()
     with (
@@ -2129,6 +2130,9 @@ def _blocked_hears(port: int, case: str) -> bytes:
         if case.startswith("flush"):
             w.close()  # (one on x's acceptor: a FLUSHALL's gate there held it back)
             w = _beside(port, int(xid))
+        elif apart:
+            w.close()
+            w = _beside(port, int(xid), apart, same=False)
         t.sendall(_cmds(redirecting, xid) + b"ECHO ok\r\n")
         read_through(t, b"$2\r\nok\r\n")
         x.sendall(_cmds(mine) + b"ECHO start\r\n" + _cmds([wait]))
@@ -2146,18 +2150,21 @@ def _blocked_hears(port: int, case: str) -> bytes:
         return got
 
 
-def _beside(port: int, xid: int) -> socket.socket:
-    """A connection on the acceptor of client ``xid`` (of
-    ``$SHARDKV_TEST_ACCEPTORS``; any one where that is 1, or on redis-server)."""
-    k = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+def _beside(port: int, xid: int, k: int = 0, same: bool = True) -> socket.socket:
+    """A connection on the acceptor of client ``xid`` (of ``k`` acceptors,
+    ``$SHARDKV_TEST_ACCEPTORS`` unless told; any one where that is 1, or
+    on redis-server); not ``same``: on another one."""
+    k = k or int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
     for _ in range(300):
         s = socket.create_connection(("127.0.0.1", port), timeout=20)
         s.sendall(b"CLIENT ID\r\nECHO id\r\n")
         got = read_through(s, b"$2\r\nid\r\n")[0]
-        if (int(got[1 : got.index(b"\r\n")]) - xid) % k == 0:
+        if ((int(got[1 : got.index(b"\r\n")]) - xid) % k == 0) == same:
             return s
         s.close()
-    pytest.fail("no connection landed on x's acceptor")
+    pytest.fail(
+        "no connection landed on x's acceptor" if same else "no connection landed beside x's acceptor"
+    )
 
 
 # (the cases where Redis tells the blocked client nothing)
@@ -2181,14 +2188,24 @@ def test_a_blocked_client_hears_invalidations_at_once(ports, case):
     theirs = _blocked_hears(ports["redis"], case)
     assert (b"invalidate" in theirs) is (case not in _NOTHING_HEARD)
     ours = _blocked_hears(ports["shardkv"], case)
-    if (
-        case in ("served-then-write", "blmove-redirect")
-        and int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) > 1
-    ):
+    if case == "blmove-redirect" and int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) > 1:
         # From another acceptor, in either order (see the README).
         assert sorted(_messages(ours)) == sorted(_messages(theirs))
     else:
         assert ours == theirs
+
+
+@pytest.mark.parametrize("case", ["served-then-write", "redirect", "served-by-exec", "xread"])
+def test_a_blocked_client_hears_a_change_from_another_acceptor(two_acceptors, case):
+    """As above with the writer on the other acceptor of two: a change by a
+    command pipelined behind one of the writer's not yet answered (``RPUSH
+    k a`` then ``SET t v``, on two shards) is told after the blocked
+    client's reply, as the earlier one may serve it (shardkv had it in
+    either order: the blocked client's acceptor asks the writer's,
+    ``behind`` on the bus); the others at once, as before."""
+    theirs = _blocked_hears(two_acceptors["redis"], case)
+    assert b"invalidate" in theirs
+    assert _blocked_hears(two_acceptors["shardkv"], case, apart=2) == theirs
 
 
 def _messages(data: bytes) -> list[bytes]:
