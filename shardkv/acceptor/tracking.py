@@ -394,7 +394,12 @@ def bus_invalidate(server, origin: int, args: list) -> None:
                     at = _place_of(places, indices[made[3]]) or place
                 if _before_command(writer, at, encode(message, writer.resp3)):
                     return
-    elif made and made[0] == server.index and 0 <= made[1] < len(links):
+    elif (
+        made
+        and made[0] == server.index
+        and 0 <= made[1] < len(links)
+        and any(getattr(reply, "data", b"") is None for reply in target.pending)  # (else not the writer)
+    ):
         client: Client = target
         # A command of this acceptor's made it: once its batch's replies are
         # in, before its reply if the target sent it.  (The other acceptor
