@@ -641,17 +641,28 @@ class Pipes:
     def _try_hold(self, pipe: Pipe) -> bool:
         """A ``T`` frame of ``pipe``, read where the shard runs that pipe's
         frames: hold the shard for it if the shard is free, that is held by
-        nobody and no other pipe has frames waiting for it (frames that
-        came while the shard was exclusive, a ``__hold`` among them maybe:
+        nobody and no other pipe has frames waiting for it: frames that
+        came while the shard was exclusive (a ``__hold`` among them maybe:
         a try that overtook them could keep an acceptor that waits in
-        ascending order from its shard for ever).  Refused, the acceptor
-        falls back on ``__hold``, which waits its turn."""
+        ascending order from its shard for ever), and those read ahead or
+        still in the kernel (:meth:`_look`).  A frame that reached the
+        kernel before the ``T`` frame was read may have been sent before
+        what made the trying acceptor try: ``LRANGE B 0 -1``, then a push
+        to A that notifies another acceptor's ``BLMOVE A B``, pipelined;
+        the move's try, granted, ran on B before the LRANGE, which Redis
+        runs first (the worker, not scheduled meanwhile, found both
+        frames at once, and it was the try's pipe's turn: issue 22,
+        ``blmove-two-shards-pipelined-evalshas-source-later``).  Refused,
+        the acceptor falls back on ``__hold``, which waits its turn, and
+        the other pipe's frames have theirs first."""
         keyspace = self.shard.keyspace
         if keyspace.held_by is not None:
             return False
         for other in self.pipes:
-            if other is not None and other is not pipe and other.backlog:
+            if other is not None and other is not pipe and (other.backlog or other.reader.has_frame()):
                 return False
+        if self._look(pipe):
+            return False
         if not keyspace.flagged:  # (see shardkv.runtime.scriptflags)
             keyspace.raise_flag()
         keyspace.held_by = pipe.index

@@ -785,6 +785,39 @@ def test_a_try_does_not_overtake_another_pipes_hold_that_waits(worker):
     assert worker.replies(0) == [b"$1\r\n1\r\n"]
 
 
+def test_a_try_does_not_overtake_another_pipes_frame_already_read():
+    """Pipe 0's GET and pipe 1's ``T`` frame reach the kernel together
+    (sent while the worker runs a batch), and it is pipe 1's turn: the
+    GET may have been sent before what made pipe 1's acceptor try (a
+    push through pipe 0's acceptor to another shard notifying its
+    BLMOVE), so the try is refused and the GET runs first, not after a
+    step that the try would hold the shard for (issue 22: the GET used
+    to wait for pipe 1's release)."""
+    shard = Shard(0, 1)
+    run_batch = shard.run_batch
+    during: list = []
+
+    def run_batch_and_send(payload: bytes) -> bytes:
+        reply = run_batch(payload)
+        while during:
+            during.pop(0)()  # from the worker's thread, before it reads again
+        return reply
+
+    shard.run_batch = run_batch_and_send  # type: ignore[method-assign]
+    w = Worker(2, shard)
+    try:
+        started(w)
+        during.append(lambda: w.send(0, batch(entry("GET", "k"))))
+        during.append(lambda: w.send(1, wire.TRY_FRAME))
+        assert w.run(0, entry("SET", "k", "0")) == [b"+OK\r\n"]  # pipe 1's turn next
+        assert w.recv(1) == wire.TRY_REFUSED
+        assert w.replies(0) == [b"$1\r\n0\r\n"]
+        assert try_hold(w, 1) == wire.TRY_GRANTED  # nothing waits now
+        assert w.run(1, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+    finally:
+        w.stop()
+
+
 def test_a_granted_try_ends_when_its_pipe_closes(worker):
     """An acceptor that dies between its tries and its releases leaves the
     shard free."""
