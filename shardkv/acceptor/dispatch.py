@@ -483,7 +483,7 @@ class Dispatch:
             rejected=None if self.state.in_exec else lambda error: stats.rejected(stat_name(args), error),
         )
         # A part's error (MGET's part past its room, see
-        # shardkv.worker.replyroom) is the command's: counted as it fails.
+        # shardkv.runtime.replyroom) is the command's: counted as it fails.
         gather.failed = lambda error: counted(error)
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:

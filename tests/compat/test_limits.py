@@ -914,7 +914,7 @@ def test_hostile_arguments_from_redis_cves(compare):
 
 # Counts whose reply could not fit in any machine's memory: Redis builds the
 # reply until the kernel kills it (so these go to shardkv only); shardkv
-# answers Redis's "value is out of range" (see shardkv.worker.replyroom).
+# answers Redis's "value is out of range" (see shardkv.runtime.replyroom).
 # The last ones draw or get a value of 16 MB 16,384 times or more: 256 GB.
 UNFIT_COUNTS = [
     ("ZRANDMEMBER", "z", "-4611686018427387903", "WITHSCORES"),

@@ -1,4 +1,4 @@
-"""shardkv.worker.replyroom: the room a client-sized reply may take, read
+"""shardkv.runtime.replyroom: the room a client-sized reply may take, read
 from files laid out as the kernel lays out /proc and /sys/fs/cgroup (v1,
 v2, hybrid, nested, in a container), odd ones included."""
 
@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from shardkv.worker import replyroom
+from shardkv.runtime import replyroom
 
 GIB = 1 << 30
 

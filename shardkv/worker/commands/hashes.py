@@ -35,10 +35,10 @@ from shardkv.protocol.resp import (
     least_reply,
     strict_int,
 )
-from shardkv.worker import replyroom
+from shardkv.runtime import replyroom
+from shardkv.runtime.replyroom import REPEATS_FREE
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.replyroom import REPEATS_FREE
 from shardkv.worker.values import random_member, scan_members, scan_reply
 
 
@@ -229,7 +229,7 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
     if h is None or count == 0:
         return []
     if count < -BIG_ARRAY:  # encoded as drawn, never a list
-        # The client chooses how many (see shardkv.worker.replyroom).
+        # The client chooses how many (see shardkv.runtime.replyroom).
         room = replyroom.room()
         if withvalues:
             items = tuple(h.items())

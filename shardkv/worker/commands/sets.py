@@ -17,7 +17,8 @@ from shardkv.protocol.args import parse_count, parse_cursor, parse_scan_options
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import BIG_ARRAY, encode_bulk_choices, least_reply, strict_int
-from shardkv.worker import replyroom, values
+from shardkv.runtime import replyroom
+from shardkv.worker import values
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.values import random_member, scan_members, scan_reply
@@ -182,7 +183,7 @@ def srandmember(ks: Keyspace, args: list[bytes]) -> object:
     if s is None or count == 0:
         return []
     if count < 0:
-        # The client chooses how many (see shardkv.worker.replyroom).
+        # The client chooses how many (see shardkv.runtime.replyroom).
         members = tuple(s)
         if -count > BIG_ARRAY:  # encoded as drawn: never a list of -count values
             room = replyroom.room()

@@ -23,7 +23,8 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, strtod
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
-from shardkv.worker import replyroom, values
+from shardkv.runtime import replyroom
+from shardkv.worker import values
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.pqsort import pqsort
@@ -227,7 +228,7 @@ def _fetch(ks: Keyspace, selected: list[bytes], gets: list[bytes]) -> list[bytes
     """What each GET pattern reads for each selected element.  The GETs
     multiply the elements: a few bytes of ``GET #`` repeated can ask for
     more than memory holds, which is refused as
-    :mod:`shardkv.worker.replyroom` says (the list first, then the values
+    :mod:`shardkv.runtime.replyroom` says (the list first, then the values
     it holds)."""
     readers = [pattern_reader(ks, g) for g in gets]
     replyroom.check(len(selected) * len(readers) * 8)  # a list slot each

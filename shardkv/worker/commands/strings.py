@@ -6,10 +6,10 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, incr_by_float, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
-from shardkv.worker import replyroom
+from shardkv.runtime import replyroom
+from shardkv.runtime.replyroom import REPEATS_FREE
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.replyroom import REPEATS_FREE
 from shardkv.worker.values import get_string, mutable_string, read_string
 
 

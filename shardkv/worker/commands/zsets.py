@@ -32,7 +32,7 @@ from shardkv.protocol.resp import (
     least_reply,
     strict_int,
 )
-from shardkv.worker import replyroom
+from shardkv.runtime import replyroom
 from shardkv.worker.blocking import Wait, parse_timeout
 from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
@@ -630,7 +630,7 @@ def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
     size = len(z)
     at = z.at
     if count < -BIG_ARRAY:  # encoded as drawn, never a list
-        # The client chooses how many (see shardkv.worker.replyroom).
+        # The client chooses how many (see shardkv.runtime.replyroom).
         room = replyroom.room()
         ranked = z.slice(0, size)
         if least_reply((len(m) for _, m in ranked), -count, withscores) > room:
