@@ -25,7 +25,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, cast
 
 from shardkv.acceptor import blocking, monitor, pause
-from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
+from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_mget, split_by_shard
 from shardkv.acceptor.replies import MUTED, MutedSlot, Pushed, Slot, Trailing, is_plain_slot
 from shardkv.acceptor.scriptcache import declares_denyoom, declares_flags, declares_no_writes, script_body
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
@@ -460,7 +460,7 @@ class Dispatch:
             return
         parts, positions = split_by_shard(args, cmd.first_key, cmd.step, owners)
         if cmd.policy == "mget":
-            merge = merge_by_position(list(positions.values()), len(keys))
+            merge = merge_mget(keys, list(positions.values()))
         else:
             merge = MERGES[cmd.policy]
         if cmd.is_write:  # all parts or none, whatever dies (see shardkv.acceptor.crossshard)

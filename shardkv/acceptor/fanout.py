@@ -19,7 +19,10 @@ from typing import Any
 
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import wire
+from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Error, encode
+from shardkv.runtime import replyroom
+from shardkv.runtime.replyroom import REPEATS_FREE
 
 Merge = Callable[[list], object]
 
@@ -280,6 +283,30 @@ def merge_by_position(positions: list[list[int]], total: int) -> Merge:
         for where, items in zip(positions, parts, strict=False):
             for i, item in zip(where, items, strict=False):
                 out[i] = item
+        return out
+
+    return merge
+
+
+def merge_mget(keys: list[bytes], positions: list[list[int]]) -> Merge:
+    """MGET across shards: its parts' values in the order of its keys.
+
+    A key named twice or more multiplies its value (every copy on the one
+    shard that holds it); past :data:`REPEATS_FREE` keys the whole reply
+    is measured against the room, as a shard measures an MGET of its own
+    (see :mod:`shardkv.runtime.replyroom`), since parts that each fit
+    their shard's room may not fit together: past it the reply is
+    ``-ERR value is out of range``, before it is encoded."""
+    by_position = merge_by_position(positions, len(keys))
+    if len(keys) <= REPEATS_FREE or len(set(keys)) == len(keys):
+        return by_position  # at most what the data holds, or 16 values: never measured
+
+    def merge(parts: list) -> object:
+        out: Any = by_position(parts)  # (a list of bytes or None)
+        try:
+            replyroom.check(sum(map(len, filter(None, out))))
+        except CommandError as e:
+            return Error(e.message)
         return out
 
     return merge

@@ -163,3 +163,36 @@ def test_mget_and_hmget_refuse_only_what_repeats_multiply(monkeypatch):
     for refused in ([b"MGET", *keys[:16], keys[0]], [b"HMGET", b"h", *keys[:16], keys[0]]):
         with pytest.raises(CommandError, match="value is out of range"):
             (mget if refused[0] == b"MGET" else hmget)(ks, refused)
+
+
+def test_mget_across_shards_is_measured_whole(monkeypatch):
+    """An MGET whose keys span shards is split into parts, each measured
+    by its shard; the acceptor's merge measures the whole reply against
+    the same room, so parts that each fit but together do not answer
+    value is out of range; 16 keys or fewer, or all distinct, are not
+    measured, as on one shard."""
+    from shardkv.acceptor.fanout import merge_mget, split_by_shard
+    from shardkv.protocol.resp import Error
+    from shardkv.worker.commands.strings import mget, set_
+    from shardkv.worker.keyspace import Keyspace
+
+    shards = {b"a": Keyspace(), b"b": Keyspace()}  # key "a" on shard 0, "b" on shard 1
+    for key, ks in shards.items():
+        set_(ks, [b"SET", key, b"v" * 100])
+    monkeypatch.setattr(replyroom, "FREE", 0)  # every reply measured...
+    monkeypatch.setattr(replyroom, "room", lambda: 2000)  # ...against 2000 bytes
+
+    def across(keys: list[bytes]) -> object:
+        """The acceptor's split, each shard's handler, the acceptor's merge."""
+        args = [b"MGET", *keys]
+        parts, positions = split_by_shard(args, 1, 1, [0 if key == b"a" else 1 for key in keys])
+        replies = [mget(shards[b"a" if shard == 0 else b"b"], [b"MGET", *parts[shard]]) for shard in parts]
+        return merge_mget(keys, list(positions.values()))(replies)
+
+    # 17 + 17 copies: each part (1,700 bytes) fits, the whole (3,400) does not.
+    refused = across([b"a", b"b"] * 17)
+    assert type(refused) is Error and refused.message == "ERR value is out of range"
+    assert across([b"a", b"b"] * 9 + [b"b"]) == [b"v" * 100] * 19  # 1,900 bytes: fits
+    assert across([b"a", b"b"] * 8) == [b"v" * 100] * 16  # 16 keys: not measured
+    monkeypatch.setattr(replyroom, "room", lambda: 100)
+    assert across([b"a", b"b", b"nope", *(b"x%d" % i for i in range(14))]) == [b"v" * 100] * 2 + [None] * 15
