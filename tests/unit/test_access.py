@@ -92,3 +92,45 @@ def test_lfu_counts_accesses_and_a_switch_forgets():
     access.on_settings(ks)
     assert ks.clocks == {} and "lookup" not in vars(ks)
     assert access.idle_seconds(ks, b"k") == 0  # counts from the switch
+
+
+def test_mget_reads_each_key_as_lookup_does():
+    """MGET's handler, which reads a held string inline, leaves the
+    keyspace as one Keyspace.lookup per key does: the same values, clocks
+    (LRU stamps, or LFU counters), hits, misses, keymiss events and
+    expired keys, for every kind of key, repeated ones included."""
+    import random
+
+    from shardkv.worker.commands.lists import rpush
+    from shardkv.worker.commands.strings import append, mget, set_
+    from shardkv.worker.events import KEYMISS
+
+    keys = [b"s", b"{t}s", b"ba", b"gone", b"ttl", b"l", b"nope", b"s", b"ba", b"gone", b"l", b"{t}s"]
+
+    def build(lfu: bool) -> Keyspace:
+        ks, clock = keyspace()
+        if lfu:
+            ks.lfu = True
+            access.install_lfu(ks)
+        for key in (b"s", b"{t}s", b"ba", b"gone", b"ttl"):
+            set_(ks, [b"SET", key, b"v-" + key])
+        append(ks, [b"APPEND", b"ba", b"+"])  # a string changed in place (a bytearray)
+        rpush(ks, [b"RPUSH", b"l", b"x"])
+        ks.set_expire(b"gone", ks.now + 1000)
+        ks.set_expire(b"ttl", ks.now + 10_000_000)
+        later(ks, clock, 2)
+        ks.counting = True
+        ks.event_mask = KEYMISS
+        ks.events = []
+        return ks
+
+    for lfu in (False, True):
+        ks, ref = build(lfu), build(lfu)
+        random.seed(1)
+        got = mget(ks, [b"MGET", *keys])
+        random.seed(1)
+        expected = [v if type(v) is bytes else None for v in map(ref.lookup, keys)]
+        assert got == expected and got[:3] == [b"v-s", b"v-{t}s", b"v-ba+"]
+        for name in ("clocks", "hits", "misses", "events", "expired_keys", "raw_strings"):
+            assert getattr(ks, name) == getattr(ref, name), (lfu, name)
+        assert ks.data == ref.data and ks.expires == ref.expires

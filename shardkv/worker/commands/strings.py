@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from binascii import crc_hqx
+
 from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, incr_by_float, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
+from shardkv.protocol.router import LBRACE, key_slot
 from shardkv.runtime import replyroom
 from shardkv.runtime.replyroom import REPEATS_FREE
 from shardkv.worker.handlers import Handlers
@@ -304,10 +307,30 @@ def setrange(ks: Keyspace, args: list[bytes]) -> object:
 
 def mget(ks: Keyspace, args: list[bytes]) -> object:
     """MGET key [key ...]"""
-    out = []
-    for key in args[1:]:
-        value = ks.lookup(key)
-        out.append(value if type(value) is bytes else None)
+    out: list[bytes | None] = []
+    if ks.lfu:  # (LFU: lookup counts each access in the key's counter)
+        for key in args[1:]:
+            value = ks.lookup(key)
+            out.append(value if type(value) is bytes else None)
+    else:
+        # Keyspace.lookup, inline for a string held and not expired (its
+        # clock stamped, a hit counted); any other key takes lookup itself.
+        data, expires, clocks, now, expiry_now = ks.data, ks.expires, ks.clocks, ks.now, ks.expiry_now
+        hits = 0
+        for key in args[1:]:
+            slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
+            exp = expires[slot]
+            if not exp or key not in exp or exp[key] > expiry_now:
+                value = data[slot].get(key)
+                if type(value) is bytes:
+                    clocks[key] = now
+                    hits += 1
+                    out.append(value)
+                    continue
+            value = ks.lookup(key)  # missing, expired, changed in place, or not a string
+            out.append(value if type(value) is bytes else None)
+        if ks.counting:
+            ks.hits += hits
     # A key named twice or more multiplies its value (see replyroom);
     # distinct ones answer at most what the data holds, as LRANGE does.
     if len(out) > REPEATS_FREE and len(set(args)) < len(args):
