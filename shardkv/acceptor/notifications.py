@@ -388,6 +388,11 @@ def on_attach(server, link) -> None:
     link.on_events = lambda events, origin: on_events(server, events, origin)
     if server.nacceptors > 1:
         link.relay_events = lambda events, origin: relay(server, events, origin)
+        # (the events of another acceptor's command, which its script's
+        # PUBLISH messages may wait among: see pubsub.events_from_elsewhere)
+        link.others_events = lambda seq, events: pubsub.events_from_elsewhere(
+            server, link.index, seq, events, lambda some: on_events(server, some, None)
+        )
     # Always, 0 too: a worker that outlived the acceptor may still note
     # what the previous one wanted.
     _send_mask(link, STATE.mask)

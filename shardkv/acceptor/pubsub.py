@@ -546,9 +546,69 @@ def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
                 return own + publish_message(server, args[0], args[1], shard=shard, publisher=before.client)
         if _NOTED:  # (its own script's token: another acceptor's counts its own, the same numbers)
             noted = _NOTED.pop(args[2], -1)
+    elif len(args) > 5:  # (another acceptor's script: after the events it noted, that come here?)
+        found = receivers(args[0], args[1], int(args[3]), shard)
+        if not _after_events(server, args[4:], found):
+            deliver(server, found)
+        return len(found)
     return publish_message(
         server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0, shard, noted=noted
     )
+
+
+# K > 1: another acceptor's script's PUBLISH messages for clients here, by
+# the shard and the number of the ``O`` frame that will bring the events
+# the script noted before its PUBLISH (see wire.encode_script_query):
+# ``(count, receivers)`` each, in the order published, until that frame's
+# first ``count`` events are handed out (see events_from_elsewhere).
+_AFTER_EVENTS: dict[tuple[int, int], list[tuple[int, list[tuple[Client, _Message]]]]] = {}
+
+
+def _after_events(server, elsewhere: list, found: list[tuple[Client, _Message]]) -> bool:
+    """Another acceptor's script's PUBLISH, which reaches ``found`` here:
+    ``elsewhere`` names the script's shard, then ``pipe, seq, count`` per
+    acceptor (see wire.encode_script_query).  Where the shard's ``O`` frame
+    ``seq`` to this acceptor brings events the script noted before the
+    PUBLISH, the message waits for the first ``count`` of them, as Redis
+    writes each event as the script's calls run (they reach this acceptor
+    on their own pipe, at the end of the script's batch: the script waits
+    for this acceptor's answer, so the frame comes later).  Whether it
+    waits."""
+    for i in range(1, len(elsewhere) - 2, 3):
+        if int(elsewhere[i]) != server.index:
+            continue
+        key = (int(elsewhere[0]), int(elsewhere[i + 1]))
+        if len(_AFTER_EVENTS) >= _AWAITING_MAX and key not in _AFTER_EVENTS:
+            return False  # (its frame never comes, its worker gone: bounded)
+        _AFTER_EVENTS.setdefault(key, []).append((int(elsewhere[i + 2]), found))
+        return True
+    return False
+
+
+def events_from_elsewhere(server, shard: int, seq: int, events: list, emit: Callable[[list], None]) -> None:
+    """``emit`` the events of ``shard``'s ``O`` frame ``seq``, the messages
+    that wait for them (:func:`_after_events`) among them, each after the
+    events noted before its PUBLISH."""
+    if not _AFTER_EVENTS:
+        emit(events)
+        return
+    waiting = _AFTER_EVENTS.pop((shard, seq), None)
+    for stale in [key for key in _AFTER_EVENTS if key[0] == shard and key[1] < seq]:
+        for _, found in _AFTER_EVENTS.pop(stale):  # (their frame never came: a worker gone)
+            deliver(server, found)
+    if not waiting:
+        emit(events)
+        return
+    done = 0
+    try:
+        for count, found in waiting:
+            if count > done:
+                emit(events[done:count])
+                done = count
+            deliver(server, found)
+    finally:
+        if done < len(events):
+            emit(events[done:])
 
 
 def bus_spublish(server, origin: int, args: list) -> int:
@@ -668,22 +728,23 @@ def receivers(
 # K > 1: whom a script's held PUBLISH reaches here, by (asking acceptor,
 # token), kept from its count to the script's end (bus.HELD_COUNT), then
 # delivered or dropped (bus.HELD_PUBLISH): the very subscribers it counted.
-_HELD: dict[tuple[int, int], list[tuple[Client, _Message]]] = {}
+# (with the events it follows here: see _after_events)
+_HELD: dict[tuple[int, int], tuple[list[tuple[Client, _Message]], list]] = {}
 _HELD_MAX = 65536  # (a script's end never told, its acceptor gone: bounded)
 
 
 def bus_held_count(server, origin: int, args: list) -> int:
-    token, channel, message, since, *shard = args
-    found = receivers(channel, message, int(since), bool(shard and int(shard[0])))
+    token, channel, message, since, *rest = args
+    found = receivers(channel, message, int(since), bool(rest and int(rest[0])))
     if len(_HELD) < _HELD_MAX:
-        _HELD[(origin, int(token))] = found
+        _HELD[(origin, int(token))] = (found, rest[1:])
     return len(found)
 
 
 def bus_held_publish(server, origin: int, args: list) -> int:
-    found = _HELD.pop((origin, int(args[0])), None)
-    if found and int(args[1]):
-        deliver(server, found)
+    held = _HELD.pop((origin, int(args[0])), None)
+    if held is not None and held[0] and int(args[1]) and not _after_events(server, held[1], held[0]):
+        deliver(server, held[0])
     return 1
 
 

@@ -176,7 +176,7 @@ def _restored(link: ShardLink, generation: int) -> None:
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
-    db, resp, args, since, ahead, at, noted = wire.decode_script_query(payload)
+    db, resp, args, since, ahead, at, noted, others = wire.decode_script_query(payload)
     verb = args[0] if args else b""
     if verb == Verb.RANDOM:
         GENERATOR.lend(link)
@@ -204,7 +204,8 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
             held = _HELD.get(link)
             if held is None:
                 held = _HELD[link] = _Held(server)
-        call(server, db, resp == 3, args, send, held, since, _reply_slot(link, ahead, at), noted)
+        elsewhere = (link.index, *others) if others else ()
+        call(server, db, resp == 3, args, send, held, since, _reply_slot(link, ahead, at), noted, elsewhere)
 
 
 def _reply_slot(link: ShardLink, ahead: int, at: int = -1) -> Slot | None:
@@ -274,13 +275,16 @@ class _Held:
         since: int,
         shard: bool = False,
         noted: int = -1,
+        elsewhere: tuple[int, ...] = (),
     ) -> None:
         """A held PUBLISH: answer how many it reaches; deliver at the commit
         to exactly those it counted (still connected), as Redis, where no
         one (un)subscribes while a script runs: with several acceptors,
         each keeps its own (bus.HELD_COUNT) until told (bus.HELD_PUBLISH).
         Nor does it reach those that subscribed after the script started
-        (``since``: see pubsub.publish_message; ``shard``: an SPUBLISH)."""
+        (``since``: see pubsub.publish_message; ``shard``: an SPUBLISH);
+        there, after the events the script noted before it (``elsewhere``:
+        see :func:`call`)."""
         here = pubsub.receivers(channel, message, since, shard)
         before = self.before  # (this script's: an EXEC's scripts each have theirs)
         bus_ = server.bus
@@ -303,7 +307,7 @@ class _Held:
         self.publishes.append(later)
         bus_.ask(
             bus.HELD_COUNT,
-            [token, channel, message, since, int(shard)],
+            [token, channel, message, since, int(shard), *elsewhere],
             lambda answers: caller.reply(len(here) + sum(answers)),
             failed=caller.reply_error,
         )
@@ -508,6 +512,7 @@ def call(
     since: int = 0,
     before: Slot | None = None,
     noted: int = -1,
+    elsewhere: tuple[int, ...] = (),
 ) -> None:
     """Answer ``args`` called from a script: ``done`` gets the reply body
     (at once, or once every shard asked has answered), counted in the
@@ -516,7 +521,10 @@ def call(
     started (time.monotonic_ns()), for its PUBLISH (see
     pubsub.publish_message); ``before``: the script's reply slot, which
     its PUBLISH's message to its own client precedes, after the first
-    ``noted`` of the script's events (-1: all)."""
+    ``noted`` of the script's events (-1: all); ``elsewhere``: the shard,
+    then ``pipe, seq, count`` for each other acceptor, whose subscribers
+    get the message after the first ``count`` events of that shard's
+    ``O`` frame ``seq`` (see wire.encode_script_query)."""
     name = args[0].lower()
     stats = server.stats if held is None else held.stats
     stats.error_mark = stats.error_events  # (as Acceptor.run_local: see Stats.error_mark)
@@ -538,7 +546,7 @@ def call(
         shard = name == b"spublish"
         if held is not None:
             held.before = before
-            held.publish(server, caller, args[1], args[2], since, shard, noted)
+            held.publish(server, caller, args[1], args[2], since, shard, noted, elsewhere)
         elif server.bus is None:
             caller.reply(pubsub.publish_message(server, args[1], args[2], before, since, shard, noted=noted))
         else:
@@ -554,7 +562,7 @@ def call(
 
             server.bus.ask(
                 bus.SPUBLISH if shard else bus.PUBLISH,
-                [args[1], args[2], token, since],
+                [args[1], args[2], token, since, *elsewhere],
                 counted,
                 everyone=True,
                 failed=failed,

@@ -431,6 +431,8 @@ class ShardLink:
         # Several acceptors: hands a multi-shard command's events, once
         # ordered, to the other acceptors (see :meth:`emit_held`).
         self.relay_events: Callable[[list, object], None] | None = None
+        # (K > 1: an O frame's events, by its number: see notifications.on_attach)
+        self.others_events: Callable[[int, list], None] | None = None
         self._events: tuple | None = None
         # Several acceptors (see shardkv.acceptor.causal): ``remote`` is
         # set; the replies of the next ``R`` frame that wait for other
@@ -1140,7 +1142,10 @@ class ShardLink:
             causal.gather()
             causal.OTHERS = (self.index, seq, writer)
             try:
-                self.on_events(events, None)
+                if self.others_events is not None:  # (another acceptor's script's messages among them)
+                    self.others_events(seq, events)
+                else:
+                    self.on_events(events, None)
             finally:
                 causal.OTHERS = None
                 gate = causal.gathered()

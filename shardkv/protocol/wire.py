@@ -935,7 +935,14 @@ RANDOM_SEED = 0x1234ABCD330E
 
 
 def encode_script_query(
-    db: int, resp: int, args: list[bytes], since: int = 0, ahead: int = -1, at: int = -1, noted: int = -1
+    db: int,
+    resp: int,
+    args: list[bytes],
+    since: int = 0,
+    ahead: int = -1,
+    at: int = -1,
+    noted: int = -1,
+    others: tuple[int, ...] = (),
 ) -> bytes:
     """``since``: the time.monotonic_ns() the script's run started (a
     PUBLISH of it does not reach those that subscribed later).  ``ahead``:
@@ -947,13 +954,18 @@ def encode_script_query(
     (``Shard.run_reply_at``; -1: unknown or alone).  ``noted``: how many
     events the script's command noted before this call (-1: unknown), which
     its client gets before a PUBLISH's message, as Redis writes them as the
-    script's calls run."""
-    return b"Q" + marshal.dumps((db, resp, args, since, ahead, at, noted))
+    script's calls run.  ``others``: for each other pipe that gets events
+    of the batch (an ``O`` frame at its end), ``pipe, seq, count``: that
+    frame's number and how many of its events were noted before this
+    call, which that pipe's acceptor hands out before a PUBLISH's message."""
+    return b"Q" + marshal.dumps((db, resp, args, since, ahead, at, noted, others))
 
 
-def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes], int, int, int, int]:
-    db, resp, args, since, ahead, at, noted = marshal.loads(payload[1:])
-    return db, resp, args, since, ahead, at, noted
+def decode_script_query(
+    payload: bytes,
+) -> tuple[int, int, list[bytes], int, int, int, int, tuple[int, ...]]:
+    db, resp, args, since, ahead, at, noted, others = marshal.loads(payload[1:])
+    return db, resp, args, since, ahead, at, noted, others
 
 
 def encode_script_answer(body: bytes) -> bytes:

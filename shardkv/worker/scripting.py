@@ -2281,6 +2281,7 @@ class Engine:
             place = ahead() if ahead is not None else -1
             at = getattr(shard, "run_reply_at", -1) if place == wire.SCRIPT_PARKED else -1
             noted = -1  # (the events the script noted so far: they come before its PUBLISH's message)
+            others: tuple[int, ...] = ()  # (and those other acceptors get: see _noted_elsewhere)
             events = self.ks.events
             if (
                 events is not None
@@ -2289,7 +2290,13 @@ class Engine:
                 and argv[-3].lower() in (b"publish", b"spublish")
             ):
                 noted = _noted(self.ks, events, place, getattr(shard, "event_bounds", None))
-            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place, at, noted))
+                if place >= 0:
+                    others = _noted_elsewhere(self.ks, events, shard)
+            send(
+                wire.encode_script_query(
+                    self.ks.db, run.resp, argv, int(run.start * 1e9), place, at, noted, others
+                )
+            )
             while True:
                 frame = recv()
                 if frame[0] == wire.SCRIPT_ANSWER:
@@ -3185,6 +3192,33 @@ def _noted(ks: Keyspace, events: list, place: int, bounds: list[int] | None) -> 
                     mine |= mask & ~wire.EVENT_SCRIPT_READ
         return sum(1 for i in range(start, len(events)) if events[i][2] & mine)
     return len(events) - start
+
+
+def _noted_elsewhere(ks: Keyspace, events: list, shard: object) -> tuple[int, ...]:
+    """For a batch's entry (a script calling PUBLISH) while other acceptors
+    listen: each other pipe whose ``O`` frame at the batch's end (see
+    Shard._share_events) will hold events noted so far, ``pipe, seq,
+    count``: that frame's number and how many of them; its acceptor hands
+    those out before the message, as Redis writes each event as the
+    script's calls run.  None where some of the batch's events are relayed
+    (a part of a command across shards: their order is the relay's)."""
+    masks = ks.event_masks
+    sent = getattr(shard, "others_sent", None)
+    if (
+        sent is None
+        or getattr(shard, "part_spans", None)
+        or getattr(shard, "op_events_from", None) is not None
+    ):
+        return ()
+    out: list[int] = []
+    for pipe, mask in masks.items():
+        if pipe == ks.pipe:
+            continue
+        mask &= ~wire.EVENT_SCRIPT_READ
+        count = sum(1 for e in events if e[2] & mask)
+        if count:
+            out += (pipe, sent.get(pipe, 0) + 1, count)
+    return tuple(out)
 
 
 def _db_index(arg: bytes, message: str) -> int:

@@ -820,12 +820,13 @@ def test_a_scripts_events_and_messages_in_order_in_exec_across_shards_or_muted(
 _PSUBSCRIBED = b"*3\r\n$10\r\npsubscribe\r\n$16\r\n__keyevent@0__:*\r\n:2\r\n"
 
 
-def _heard_by_a_resp2_subscriber(port: int, session: bytes) -> bytes:
+def _heard_by_a_resp2_subscriber(port: int, session: bytes, on: int = 0) -> bytes:
     """What a RESP2 client subscribed to channel q and to every key event
-    hears while another client, on the same acceptor (the first of two),
-    runs ``session``, through a last message ``end``."""
+    hears while another client, on the first acceptor (of two), runs
+    ``session``, through a last message ``end``; the subscriber on
+    acceptor ``on`` (1: the other one)."""
     c, _ = raw_on(port, 0)
-    sub, _ = raw_on(port, 0)
+    sub, _ = raw_on(port, on)
     with c, sub:
         c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
         assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
@@ -952,3 +953,27 @@ def test_another_acceptors_subscriber_hears_what_config_set_maxmemory_evicts(red
     theirs = _evicted_heard_on_another_acceptor(real, 1)
     assert b"__keyevent@0__:evicted\r\n$3\r\nfoo\r\n" in theirs and theirs.endswith(b"end\r\n")
     assert _evicted_heard_on_another_acceptor(ours, acceptors) == theirs
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        _INTERLEAVED % b"{k}k {k}l",
+        b"CLIENT REPLY OFF\r\n" + _INTERLEAVED % b"{k}k {k}l" + b"CLIENT REPLY ON\r\n",
+        b"CLIENT REPLY SKIP\r\n" + _INTERLEAVED % b"{k}k {k}l",
+    ],
+    ids=["plain", "off", "skip"],
+)
+def test_another_acceptors_subscriber_hears_a_scripts_events_and_messages_in_order(
+    redis_and_shardkv_k12, session
+):
+    """As test_another_subscriber_hears_a_scripts_events_and_messages_in_order,
+    the subscriber on the other acceptor (of two) than the script's client:
+    Redis writes each event and message as the script's calls run.
+    shardkv gave it every message before the events, which reach its
+    acceptor on their own pipe at the end of the script's batch (see
+    pubsub._after_events)."""
+    real, ours, _ = redis_and_shardkv_k12
+    theirs = _heard_by_a_resp2_subscriber(real, session, on=1)
+    assert _heard_by_a_resp2_subscriber(ours, session, on=1) == theirs
+    _in_call_order(theirs)
