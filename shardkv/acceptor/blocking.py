@@ -2169,7 +2169,7 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     _try_written(client, keys, at, cmd.name not in RANKED)
 
 
-def script_ran_across(client: Client, slot: object, keys: list, everything: int) -> None:
+def script_ran_across(client: Client, slot: object, keys: list, everything: int, shards: list[int]) -> None:
     """A script of ``client`` (its reply ``slot``) was just sent across
     shards (a run again after it escaped, or its first run with the keys
     its earlier runs escaped to): behind it, the waits on the keys it may
@@ -2184,8 +2184,11 @@ def script_ran_across(client: Client, slot: object, keys: list, everything: int)
     every shard, its keys unknown: every key of a cross-shard pop or of
     another acceptor's move is settled (a ``__bsettle`` on a key no
     notified try claims answers at once), not this acceptor's moves'
-    (their tries are notified, as before).  Nothing while no such wait
-    exists."""
+    (their tries are notified, as before).  ``shards``: those the run
+    parked: a keyless ``__bsettle`` behind it on each waits for every
+    claim there (see :func:`settle_script`: a key it wrote that none of
+    its runs named, of its own database or of another one after a SELECT
+    in it).  Nothing while no such wait exists."""
     if not (EAGER_KEYS or POP_KEYS):
         return
     if everything:
@@ -2193,25 +2196,84 @@ def script_ran_across(client: Client, slot: object, keys: list, everything: int)
     else:
         keys = [key for key in keys if type(key) is bytes]
         only_settle = False
-    if keys:
-        pending = client.pending
-        at = next((i for i, queued in enumerate(pending) if queued is slot), len(pending))
-        _try_written(client, keys, at, False, only_settle, stack=True)
+    pending = client.pending
+    at = next((i for i, queued in enumerate(pending) if queued is slot), len(pending))
+    _try_written(client, keys, at, False, only_settle, stack=True, shards=shards)
+
+
+def settle_script(client: Client, slot: object, shard: int) -> None:
+    """A script of ``client`` that may write (not ``_RO``) was just sent to
+    ``shard`` alone, its reply ``slot``, while a cross-shard wait exists:
+    a keyless ``__bsettle`` goes right behind it, which the shard answers
+    once every claim left after the script has ended (the tries of the
+    waits that its writes notified have run), and the script's reply and
+    the client's later commands wait for it, as for one more script on
+    its way (``ClientState.scripts_sent``), so that they see the pop or
+    move done, as in Redis, which serves the blocked clients right after
+    the script.  Dispatch looks up only the keys the script declares
+    (:func:`try_at_once`); this covers those it writes undeclared on its
+    own shard and those of another database after a SELECT in it
+    (``EVAL "redis.call('rpush', ARGV[1], 'x')" 1 {A}w A``, ``LRANGE B 0
+    -1`` pipelined, a client in ``BLMOVE A B``: ``[x]``, it was ``[]``;
+    issue 22).  No wait claims, or the script's writes notified none: it
+    answers at once, in the script's batch, with no round trip more.  The
+    client waits for its scripts already (``SCRIPTS``; else for something
+    else, which holds its commands: nothing then)."""
+    if client.closing or client.state.blocked_token != SCRIPTS:
+        return
+    link = client.server.links[shard]
+    if not link.up:
+        return
+    hold = Slot(client)
+    pending = client.pending
+    at = len(pending)
+    for i in range(len(pending) - 1, -1, -1):
+        if pending[i] is slot:
+            at = i
+            break
+    pending.insert(at, hold)  # the script's reply waits too
+    client.state.scripts_sent(1)
+
+    def answered(_: object) -> None:
+        hold.deliver(b"")
+        state = client.state
+        if state.script_answered():
+            if client.waiting():
+                client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            elif client.pending and not client.closed:
+                client.flush()
+
+    settle = _Settled(link, answered)
+    link.blocked[settle.token] = settle
+    link.send(wire.entry_header(0, settle.token, client.db), _SETTLE_ALL, settle)
+    settle.bound(client.server)
+
+
+_SETTLE_ALL = encode_command([Verb.BSETTLE])
 
 
 def _try_written(
-    client: Client, keys: list[bytes], at: int, reads: bool, only_settle: bool = False, stack: bool = False
+    client: Client,
+    keys: list[bytes],
+    at: int,
+    reads: bool,
+    only_settle: bool = False,
+    stack: bool = False,
+    shards: list[int] | None = None,
 ) -> None:
     """(See :func:`try_at_once`; ``reads``: not a transaction's or
     script's; ``only_settle``: no wait of this acceptor's tries now;
-    ``stack``: see :func:`_after_tries`.)"""
+    ``stack``: see :func:`_after_tries`; ``shards``: a keyless
+    ``__bsettle`` on each, see :func:`settle_script`.)"""
     late: list[tuple[_CrossShard, bytes]] = []
     remote = [key for key in dict.fromkeys(keys) if key in _GROUP_READS or _moved_elsewhere(key)]
     # A transaction's or script's key of a cross-shard pop: it notifies
     # the pop, whose try it waits for too (see POP_KEYS).
-    settle = remote
+    settle: list = remote  # (keys; and shards, see shards)
     if POP_KEYS:
         settle = remote + [key for key in dict.fromkeys(keys) if key in POP_KEYS and key not in remote]
+    if shards:
+        settle = [*settle, *shards]
     for key in () if only_settle else dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
         # (A transaction's or script's key of a cross-shard pop: its moves
@@ -2277,12 +2339,13 @@ class _Settled:
 
 
 def _after_tries(
-    client: Client, late: list[tuple[_CrossShard, bytes]], remote: list[bytes], at: int, stack: bool = False
+    client: Client, late: list[tuple[_CrossShard, bytes]], remote: list, at: int, stack: bool = False
 ) -> None:
     """Have the waits of ``late`` try at once (each on its key), in order,
     once every try of theirs on its way is answered, and wait for the
     tries of other acceptors' cross-shard moves on the keys ``remote``
-    (``__bsettle``, sent now, behind the write); ``client``'s replies from
+    (``__bsettle``, sent now, behind the write; a shard's number there: a
+    keyless one, see :func:`settle_script`); ``client``'s replies from
     ``at`` on, and its later commands, wait until then (see
     :func:`try_at_once`).  A client that waits for something else already
     (an EXEC deciding) does not: those waits try on their notifications,
@@ -2333,7 +2396,7 @@ def _after_tries(
             client.flush()
 
     for key in remote:
-        link = links[shard_of(key)]
+        link = links[key if type(key) is int else shard_of(key)]
         if link.up:
             settle = _Settled(link, tried)
             settles.append((settle, key))
@@ -2343,7 +2406,7 @@ def _after_tries(
             wait.after_try.append(functools.partial(tried, wait))
     for settle, key in settles:
         settle.link.blocked[settle.token] = settle
-        command = encode_command([Verb.BSETTLE, key])
+        command = _SETTLE_ALL if type(key) is int else encode_command([Verb.BSETTLE, key])
         settle.link.send(wire.entry_header(0, settle.token, client.db), command, settle)
         settle.bound(server)
     if not busy:

@@ -55,7 +55,14 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
-from shardkv.acceptor.blocking import EAGER_KEYS, pops_wait_on, script_ran_across, serve_after_scripts
+from shardkv.acceptor.blocking import (
+    EAGER_KEYS,
+    POP_KEYS,
+    pops_wait_on,
+    script_ran_across,
+    serve_after_scripts,
+    settle_script,
+)
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -272,6 +279,8 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     slot.db = client.db  # a retry runs in the database of the call
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
+    if (EAGER_KEYS or POP_KEYS) and args[0][-3:].lower() != b"_ro":
+        settle_script(client, slot, shard)  # (see _run_on_shard)
     # The call counted here, as the ordinary path (Acceptor.run_local)
     # counts a script it sends: its time and latency are the run's, which
     # the shard counts (cmdstats.ScriptTimes).
@@ -352,7 +361,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
                     knowing = _NOWHERE
             key = a[3]  # Router.shard_of, inline
             shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
-            if shard in knowing and not (eager and key in eager):  # (see evalsha_fast)
+            if shard in knowing and not (eager or POP_KEYS):  # (else evalsha_fast, see there)
                 slot = _ScriptSlot()
                 slot.client = client
                 slot.data = None
@@ -730,6 +739,8 @@ def _run_on_shard(
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
     client.server.scripts_sent += 1  # the shard times the run (see Acceptor.run_local)
     client.server.links[shard].send(header, encode_command(command), sink)
+    if waits and not ro and (EAGER_KEYS or POP_KEYS):
+        settle_script(client, slot, shard)  # (the keys it writes undeclared, or after a SELECT)
 
 
 class _ShardReply:
@@ -1020,8 +1031,12 @@ class _Retry(Sink):
         # The waits on the keys it may write that dispatch did not look up
         # (its declared keys', unless a run of it escaped since) try or are
         # waited for behind it, in its step (blocking.script_ran_across).
+        # And any key it writes that no run named (of another database too,
+        # after a SELECT in it): a keyless __bsettle on each shard it parks
+        # (blocking.settle_script).
         settle = [*self.keys, *self.extra] if self.escapes else [k for k in self.extra if k not in self.keys]
-        holds = client.server.holds if settle or self.everything else None
+        unnamed = not self.ro and bool(EAGER_KEYS or POP_KEYS)
+        holds = client.server.holds if settle or self.everything or unnamed else None
         if holds is not None:
             holds.begin()
         try:
@@ -1047,11 +1062,14 @@ class _Retry(Sink):
             op.slot = self  # type: ignore[assignment]
             op.first_script_run = self.first_run()
             self.op = op
+            slot = self.slot
+            if type(slot) is _Plain:
+                slot = slot.slot
             if settle or self.everything:
-                slot = self.slot
-                script_ran_across(
-                    client, slot.slot if type(slot) is _Plain else slot, settle, self.everything
-                )
+                script_ran_across(client, slot, settle, self.everything, op.shards if unnamed else [])
+            elif unnamed and self.waits:
+                for shard in op.shards:
+                    settle_script(client, slot, shard)
         finally:
             if holds is not None:
                 holds.end()

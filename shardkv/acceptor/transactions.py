@@ -47,6 +47,8 @@ from typing import Any
 
 from shardkv.acceptor import listeners, monitor
 from shardkv.acceptor.blocking import (
+    EAGER_KEYS,
+    POP_KEYS,
     Pin,
     UnblockReply,
     after_scripts,
@@ -54,6 +56,7 @@ from shardkv.acceptor.blocking import (
     queue_after_scripts,
     script_ran_across,
     serve_after_scripts,
+    settle_script,
     waiting_shard,
 )
 from shardkv.acceptor.client import Client
@@ -1680,8 +1683,8 @@ def _run_atomic(
                 if holds is not None:
                     holds.begin()  # (its __bsettles in the run's step, behind it)
                 try:
-                    operation(op.slot, also | set(op.shards), began)
-                    _settle_escapes(client, script_at, op_db, reply)
+                    again_op = operation(op.slot, also | set(op.shards), began)
+                    _settle_escapes(client, script_at, op_db, reply, again_op.shards)
                 finally:
                     if holds is not None:
                         holds.end()
@@ -1731,7 +1734,7 @@ def _run_atomic(
         finally:
             client.pending = saved
         if script_at:
-            _settle_escapes(client, script_at, op_db, reply)
+            _settle_escapes(client, script_at, op_db, reply, op.shards)
         client.state.unblock_in_place(op.id)
         try:
             for i in in_place:
@@ -1744,7 +1747,9 @@ def _run_atomic(
     reply.outcome = op.slot
 
 
-def _settle_escapes(client: Client, script_at: dict[int, tuple[Any, int]], op_db: int, reply: object) -> None:
+def _settle_escapes(
+    client: Client, script_at: dict[int, tuple[Any, int]], op_db: int, reply: object, shards: list[int]
+) -> None:
     """The waits on the keys that the scripts of an EXEC (``script_at``,
     the operation just sent, in ``op_db``) escaped to, which its queued
     commands did not name (dispatch tried those), try or are waited for
@@ -1752,13 +1757,19 @@ def _settle_escapes(client: Client, script_at: dict[int, tuple[Any, int]], op_db
     (blocking.script_ran_across): Redis serves them right after EXEC, so
     ``MULTI``, ``EVAL "redis.call('rpush', ARGV[1], 'x')" 1 {B}w A``,
     ``EXEC``, ``LRANGE B 0 -1`` pipelined, a client in ``BLMOVE A B``,
-    reads its x (it read [])."""
+    reads its x (it read []).  And a keyless ``__bsettle`` on each shard
+    of the operation (``shards``) waits for the tries of the waits its
+    scripts notified on keys none of its runs named, of another database
+    too after a SELECT (blocking.settle_script: it read [] too)."""
     keys = [
         k for script, db in script_at.values() if db == op_db for k in script.extra if k not in script.keys
     ]
     everything = max(script.everything for script, _ in script_at.values())
     if keys or everything:
-        script_ran_across(client, reply, keys, everything)
+        script_ran_across(client, reply, keys, everything, shards)
+    elif EAGER_KEYS or POP_KEYS:
+        for shard in shards:
+            settle_script(client, reply, shard)
 
 
 def _with_places(op: AtomicOp, run: list) -> AtomicOp:

@@ -1241,6 +1241,9 @@ class Verb:
     # acceptor's cross-shard BLMOVE, or of a cross-shard XREADGROUP's
     # stream, waits for it, and so does a transaction or script writing a
     # key of a cross-shard pop (shardkv.acceptor.blocking.try_at_once).
+    # __bsettle (no key) -> 1 once every claim left as it runs has ended:
+    # behind a script, whose undeclared keys (or another database's, after
+    # a SELECT) the acceptor cannot name (blocking.settle_script).
     BSETTLE = b"__bsettle"
     # __bdone token -> the same; then that claim is done (its try has run,
     # or there will be none): its key serves its waiters again, the element

@@ -339,6 +339,9 @@ class Waiters:
         # (pipe, token, stamp): those of a try wait only for the claims of
         # the waiters that blocked before its own (stamp); else 0, for all.
         self.settles: dict[tuple[int, bytes], list[tuple[int, int, int]]] = {}
+        # The keyless ``__bsettle``s: (pipe, token, the claims, by (pipe,
+        # token), that were left when it came), until those have all ended.
+        self.settles_all: list[tuple[int, int, set[tuple[int, int]]]] = []
         # What a __bpop popped for its client, by (pipe, token): (key,
         # the command that popped, its reply, its count), while the shard
         # waits in place for the verdict (see pop_for).
@@ -383,7 +386,10 @@ class Waiters:
         value = execute(args, handler)
         if type(value) is not Wait:
             if type(value) is Settle:
-                self.settles.setdefault(value.key, []).append((self.ks.pipe, token, value.before))
+                if value.key is None:
+                    self.settles_all.append((self.ks.pipe, token, value.claims))  # type: ignore[arg-type]
+                else:
+                    self.settles.setdefault(value.key, []).append((self.ks.pipe, token, value.before))
                 return b""
             return encode(value, resp3)
         ns = perf_counter_ns() - start
@@ -504,6 +510,7 @@ class Waiters:
             settles[:] = [settle for settle in settles if pipe is not None and settle[0] != pipe]
             if not settles:
                 del self.settles[key]
+        self.settles_all[:] = [s for s in self.settles_all if pipe is not None and s[0] != pipe]
         freed = []  # the keys of the claims dropped
         for claim in [c for c in self.claims if pipe is None or c[0] == pipe]:
             freed.append(self.claims[claim][0])
@@ -572,6 +579,8 @@ class Waiters:
         self.claimants.pop(claim, None)
         if not n:
             return  # (a stream read's: it counts nothing)
+        if self.settles_all:
+            self._settle_all(claim)
         left = self.claimed[key] - n
         if left:
             self.claimed[key] = left
@@ -589,6 +598,19 @@ class Waiters:
                 self.settles[key] = waiting
             else:
                 del self.settles[key]
+
+    def _settle_all(self, claim: tuple[int, int]) -> None:
+        """``claim`` ended: the keyless ``__bsettle``s that waited for it
+        and for no other answer (see bsettle)."""
+        waiting = []
+        for settle in self.settles_all:
+            claims = settle[2]
+            claims.discard(claim)
+            if claims:
+                waiting.append(settle)
+            else:
+                self.wakes.append((settle[0], wire.encode_wake(settle[1], b":1\r\n")))
+        self.settles_all[:] = waiting
 
     def settled(self, key: tuple[int, bytes], before: int) -> bool:
         """Whether no claim on ``key`` is left (``before``: none of a
@@ -1152,13 +1174,17 @@ def bdone(ks: Keyspace, args: list[bytes]) -> object:
 
 class Settle:
     """What ``__bsettle`` returns when the key is claimed: its wake comes
-    once the claims end (:meth:`Waiters.run`)."""
+    once the claims end (:meth:`Waiters.run`); keyless (``key`` None),
+    once the claims ``claims`` have ended."""
 
-    __slots__ = ("key", "before")
+    __slots__ = ("key", "before", "claims")
 
-    def __init__(self, key: tuple[int, bytes], before: int) -> None:
+    def __init__(
+        self, key: tuple[int, bytes] | None, before: int, claims: set[tuple[int, int]] | None = None
+    ) -> None:
         self.key = key
         self.before = before
+        self.claims = claims
 
 
 def bsettle(ks: Keyspace, args: list[bytes]) -> object:
@@ -1178,10 +1204,19 @@ def bsettle(ks: Keyspace, args: list[bytes]) -> object:
     the claims of the waiters that blocked before it count, so that its
     try comes after theirs, as Redis serves a key's clients in the order
     they blocked.
+
+    __bsettle (no key): 1 once every claim left now, on any key of any
+    database, has ended, at once if none is: sent right behind a script,
+    which may write keys it did not declare, of another database too (a
+    SELECT in it), that the acceptor cannot name; Redis serves their
+    blocked clients right after the script (issue 22).
     """
     waiters = ks.waiters
     if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
         waiters.serve_ready()  # type: ignore[union-attr]
+    if len(args) < 2:
+        claims = {claim for claim, held in waiters.claims.items() if held[1]}  # type: ignore[union-attr]
+        return Settle(None, 0, claims) if claims else 1
     key = (ks.db, args[1])
     before = 0
     if len(args) > 2:

@@ -56,6 +56,19 @@ _PUSH_LIBRARY = (
     " return redis.call('rpush', args[1] .. args[2], 'x') end)"
 )
 
+# The same, KEYS[1] naming no key (run on shard 0, A's); and a push to
+# KEYS[1] after ``SELECT ARGV[1]``, in that database; and a push to
+# ARGV[2] after ``SELECT ARGV[1]`` (issue 22).
+_PUSH_NO_KEYS = "return redis.call('rpush', ARGV[1] .. ARGV[2], 'x')"
+_SELECT_PUSH = "redis.call('select', ARGV[1]) return redis.call('rpush', KEYS[1], 'x')"
+_SELECT_PUSH_SHA = hashlib.sha1(_SELECT_PUSH.encode()).hexdigest()
+_SELECT_PUSH_BUILT = "redis.call('select', ARGV[1]) return redis.call('rpush', ARGV[2], 'x')"
+_SELECT_LIBRARY = (
+    "#!lua name=fifo_select\n"
+    "redis.register_function('fifo_select_push', function(keys, args)"
+    " redis.call('select', args[1]) return redis.call('rpush', keys[1], 'x') end)"
+)
+
 
 # Pushes to KEYS[1], then to KEYS[2]; the length of KEYS[1] meanwhile.
 PUSH_BOTH = (
@@ -578,6 +591,109 @@ CASES: dict[str, list] = {
         ("write", 0, 0, "DEL", "B"),
         ("block", "c2", 1, 0, "BLPOP", "B", "A", 0),
         ("pipe", 0, 0, ("MULTI",), ("EVAL", _PUSH_BUILT, 1, "{B}w", "A", ""), ("EXEC",), ("LLEN", "A")),
+    ],
+    # A script that writes an undeclared key of such a wait on its own
+    # shard (the key beside KEYS[1], or numkeys 0 and the key on shard 0):
+    # it does not escape, and its writer's next command still sees the
+    # pop or move done, as in Redis (issue 22).
+    "blpop-two-shards-pipelined-eval-undeclared-own-shard": [
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 1, 0, ("EVAL", _PUSH_BUILT, 1, "{A}w", "A", ""), ("LLEN", "A")),
+        ("block", "c2", 1, 0, "BLPOP", "A", "B", 0),
+        ("pipe", 1, 0, ("EVAL", _PUSH_NO_KEYS, 0, "A", ""), ("LLEN", "A")),
+    ],
+    "blmove-two-shards-pipelined-evalsha-undeclared-own-shard": [
+        ("write", 0, 0, "SCRIPT", "LOAD", _PUSH_BUILT),
+        ("block", "c1", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 0, 0, ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""), ("LRANGE", "B", 0, -1)),
+        ("block", "c2", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 0, 0, ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""), ("LRANGE", "B", 0, -1)),
+    ],
+    "blmove-blpop-two-shards-pipelined-fcall-undeclared-own-shard": [
+        ("write", 1, 0, "FUNCTION", "LOAD", "REPLACE", _PUSH_LIBRARY),
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 1, 0, ("FCALL", "fifo_push_built", 1, "{A}w", "A", ""), ("LRANGE", "B", 0, -1)),
+        ("write", 1, 0, "DEL", "B"),
+        ("block", "c2", 1, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 0, 0, ("FCALL", "fifo_push_built", 1, "{A}w", "A", ""), ("LLEN", "A")),
+    ],
+    "blmove-blpop-two-shards-pipelined-exec-eval-undeclared-own-shard": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("MULTI",),
+            ("EVAL", _PUSH_BUILT, 1, "{A}w", "A", ""),
+            ("EXEC",),
+            ("LRANGE", "B", 0, -1),
+        ),
+        ("write", 0, 0, "DEL", "B"),
+        ("block", "c2", 1, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 0, 0, ("MULTI",), ("EVAL", _PUSH_BUILT, 1, "{A}w", "A", ""), ("EXEC",), ("LLEN", "A")),
+    ],
+    # A script that SELECTs the database of such a wait and writes its
+    # key there (declared, or built and on another shard): the same.
+    "blpop-two-shards-pipelined-eval-select": [
+        ("block", "c1", 0, 1, "BLPOP", "B", "A", 0),
+        ("pipe", 1, 0, ("EVAL", _SELECT_PUSH, 1, "A", 1), ("SELECT", 1), ("LLEN", "A"), ("SELECT", 0)),
+        ("block", "c2", 1, 1, "BLPOP", "A", "B", 0),
+        ("pipe", 0, 0, ("EVAL", _SELECT_PUSH, 1, "A", 1), ("SELECT", 1), ("LLEN", "A"), ("SELECT", 0)),
+    ],
+    "blmove-two-shards-pipelined-evalsha-select": [
+        ("write", 0, 0, "SCRIPT", "LOAD", _SELECT_PUSH),
+        ("block", "c1", 1, 1, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("EVALSHA", _SELECT_PUSH_SHA, 1, "A", 1),
+            ("SELECT", 1),
+            ("LRANGE", "B", 0, -1),
+            ("SELECT", 0),
+        ),
+    ],
+    "blmove-blpop-two-shards-pipelined-fcall-select": [
+        ("write", 1, 0, "FUNCTION", "LOAD", "REPLACE", _SELECT_LIBRARY),
+        ("block", "c1", 0, 1, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("FCALL", "fifo_select_push", 1, "A", 1),
+            ("SELECT", 1),
+            ("LRANGE", "B", 0, -1),
+            ("DEL", "B"),
+            ("SELECT", 0),
+        ),
+        ("block", "c2", 1, 1, "BLPOP", "B", "A", 0),
+        ("pipe", 0, 0, ("FCALL", "fifo_select_push", 1, "A", 1), ("SELECT", 1), ("LLEN", "A"), ("SELECT", 0)),
+    ],
+    "blpop-two-shards-pipelined-eval-select-escaped": [
+        ("block", "c1", 0, 1, "BLPOP", "A", "B", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("EVAL", _SELECT_PUSH_BUILT, 1, "{A}w", 1, "B"),
+            ("SELECT", 1),
+            ("LLEN", "B"),
+            ("SELECT", 0),
+        ),
+    ],
+    "blpop-two-shards-pipelined-exec-eval-select": [
+        ("block", "c1", 0, 1, "BLPOP", "B", "A", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("MULTI",),
+            ("EVAL", _SELECT_PUSH, 1, "A", 1),
+            ("EXEC",),
+            ("SELECT", 1),
+            ("LLEN", "A"),
+            ("SELECT", 0),
+        ),
     ],
     "brpoplpush-two-shards-one-shard-behind": [
         ("block", "c1", 0, 0, "BRPOPLPUSH", "A", "B", 0),
