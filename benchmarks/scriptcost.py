@@ -29,6 +29,11 @@ first sends the same payloads): the difference is then the acceptor's
 alone, and the worker's is the plain figure less it.
 
 ``python benchmarks/scriptcost.py check`` prints one reply of each kind.
+
+With ``SCRIPTCOST_MOVER=1`` another acceptor's cross-shard BLMOVE waits
+(on a key no command names, told as bus ``movers`` tells it): every
+script that may write then has a keyless ``__bsettle`` behind it, or
+behind its run (``blocking.settle_script``).
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1600
     nshards = int(os.environ.get("SHARDKV_SHARDS", "2"))
     acceptor, loop, pipes, shards, clients = hotpath.build(nshards, CLIENTS)
+    if os.environ.get("SCRIPTCOST_MOVER"):
+        from shardkv.acceptor import blocking
+
+        blocking.bus_movers(acceptor, 1, [1, b"scriptcost-mover-source"])
     replayed: dict[tuple[int, bytes], bytes] | None = {} if os.environ.get("SCRIPTCOST_REPLAY") else None
 
     def run_batch(shard: hotpath.Shard, payload: bytes) -> bytes:

@@ -361,7 +361,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
                     knowing = _NOWHERE
             key = a[3]  # Router.shard_of, inline
             shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
-            if shard in knowing and not (eager or POP_KEYS):  # (else evalsha_fast, see there)
+            if shard in knowing and not (eager and key in eager):  # (see evalsha_fast)
                 slot = _ScriptSlot()
                 slot.client = client
                 slot.data = None
@@ -381,8 +381,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
             state.scripts_sent(taken)
             row[0] += taken
         if runs:  # sent before anything that follows
-            for shard, run in runs.items():
-                links[shard].send_run(header, run)
+            _send_runs(client, links, header, runs)
             runs = {}
         cmd = seen(a[0]) if raw is not None else None
         fast = None if cmd is None else server.fast_paths.get(cmd.name)
@@ -401,9 +400,25 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
         if taken:
             state.scripts_sent(taken)
             row[0] += taken
+    if runs:
+        _send_runs(client, links, header, runs)
+    return args
+
+
+def _send_runs(client: Client, links: list, header: bytes, runs: dict[int, list]) -> None:
+    """Send each shard its run of EVALSHAs (``[raw, slot, ...]``), taken
+    inline by :func:`behind_shortcuts`; while a cross-shard wait exists,
+    one keyless ``__bsettle`` behind each run (blocking.settle_script, as
+    behind a script alone: the keys they write undeclared), the replies
+    of the run waiting for it.  One for the run, not one a script: so
+    pipelined EVALSHAs stay one run (one a script took 0.6x of their
+    throughput beside a waiting cross-shard BLMOVE), and the clients their
+    writes made ready are served after the run's last script, not each."""
+    settle = (EAGER_KEYS or POP_KEYS) and client.state.blocked_token == SCRIPTS
     for shard, run in runs.items():
         links[shard].send_run(header, run)
-    return args
+        if settle:  # (an EVALSHA_RO among them or not)
+            settle_script(client, run[1], shard)
 
 
 def _keys_shard(server: object, args: list[bytes]) -> int:

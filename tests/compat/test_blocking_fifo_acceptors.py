@@ -609,6 +609,25 @@ CASES: dict[str, list] = {
         ("block", "c2", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
         ("pipe", 0, 0, ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""), ("LRANGE", "B", 0, -1)),
     ],
+    # Pipelined after a run of it (settled, its shard compiled it: the
+    # shortcut's run of EVALSHAs, one __bsettle behind the run).
+    "blmove-two-shards-pipelined-evalshas-undeclared-own-shard": [
+        ("write", 0, 0, "SCRIPT", "LOAD", _PUSH_BUILT),
+        ("write", 0, 0, "EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
+        ("write", 0, 0, "DEL", "A"),
+        ("block", "c1", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("block", "c2", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
+            ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
+            ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
+            ("LRANGE", "B", 0, -1),
+            ("LLEN", "A"),
+        ),
+    ],
     "blmove-blpop-two-shards-pipelined-fcall-undeclared-own-shard": [
         ("write", 1, 0, "FUNCTION", "LOAD", "REPLACE", _PUSH_LIBRARY),
         ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),

@@ -34,6 +34,35 @@ def test_a_lost_acceptors_claim_answers_the_settles_of_the_others() -> None:
     assert not waiters.settles and not waiters.claimed
 
 
+def test_a_keyless_settle_waits_for_the_claims_left_as_it_came() -> None:
+    """``__bsettle`` with no key (behind a script, whose undeclared keys
+    and other databases' the acceptor cannot name): 1 at once with no
+    claim; else once every claim left as it came has ended, whatever its
+    key or database, not one made after it; the lost pipe's settles go."""
+    shard = Shard(0, 1)
+    waiters = shard.waiters
+
+    def settle(token: int) -> bytes:
+        run = waiters.run(lambda args, handler: bsettle(shard.keyspace, args), token, 2, [wire.Verb.BSETTLE])
+        return run  # type: ignore[no-any-return]
+
+    assert settle(3) == b":1\r\n"
+    for claim, key in (((0, 5), (0, b"k")), ((0, 6), (1, b"j"))):
+        waiters.claims[claim] = (key, 1, wire.BWAIT_CLAIMED, ())
+        waiters.claimed[key] = 1
+    shard.keyspace.pipe = 1
+    assert settle(9) == b""
+    waiters.claims[0, 7] = ((0, b"later"), 1, wire.BWAIT_CLAIMED, ())  # (made after it)
+    waiters.claimed[0, b"later"] = 1
+    waiters._unclaim((0, 6))
+    assert not waiters.wakes
+    waiters._unclaim((0, 5))
+    assert waiters.wakes == [(1, wire.encode_wake(9, b":1\r\n"))] and not waiters.settles_all
+    assert settle(10) == b""
+    waiters.clear(1)
+    assert not waiters.settles_all
+
+
 def test_other_acceptors_movers_are_counted_by_key_and_forgotten_on_restart() -> None:
     """A write asks for each key it writes whether another acceptor's move
     waits on it (a dict look-up, not a scan of every mover); a -1 for a
