@@ -34,6 +34,8 @@ class FakeLink:
         self.steps = 0
         self.busy = None
         self.ops: dict = {}  # cross-shard operations this link takes part in (none here)
+        self.up = True
+        self.blocked: dict = {}  # the sinks of W frames, by token (a __bsettle's)
 
     @property
     def fifo(self) -> list:
@@ -649,13 +651,23 @@ def test_evalshas_shortcut_is_off_only_for_a_key_a_cross_shard_wait_waits_on(
     """While a cross-shard BLMOVE waits on ``a`` (``EAGER_KEYS``), an
     EVALSHA of a settled script on another key still takes its shortcut
     (``scripting.evalsha_fast``: sent as it came, not executed), alone or
-    behind another (``behind_shortcuts``); one declaring ``a``, first or
-    behind, takes the ordinary path (which tries that wait), and what
-    follows it waits for the scripts before it."""
+    behind another (``behind_shortcuts``), a keyless ``__bsettle`` behind
+    it, or behind the run (``blocking.settle_script``: the keys it may
+    write undeclared); one declaring ``a``, first or behind, takes the
+    ordinary path (which tries that wait), and what follows it waits for
+    the scripts before it."""
     from shardkv.acceptor import scripting
     from shardkv.acceptor.scriptcache import ScriptCache
 
+    class Timers:
+        def call_later(self, delay: float, callback: object) -> Timers:
+            return self
+
+        def cancel(self) -> None:
+            pass
+
     acceptor, links, a, b, executed = _waiting_on_a(monkeypatch)
+    monkeypatch.setattr(acceptor, "loop", Timers())
     sha = b"0" * 40
     cache = ScriptCache()
     cache.settled.add(sha)
@@ -670,8 +682,9 @@ def test_evalshas_shortcut_is_off_only_for_a_key_a_cross_shard_wait_waits_on(
             if key == b:  # the first two took the shortcut; the third waits for them
                 assert executed == []
                 sent = [body for link in links for body in link.bodies()]
+                settle = encode_command([b"__bsettle"])
                 assert sorted(sent) == sorted(
-                    [encode_command(shortcut), encode_command(shortcut[:4] + [b"x"])]
+                    [encode_command(shortcut), settle, encode_command(shortcut[:4] + [b"x"]), settle]
                 )
             else:
                 assert executed == [sha]  # the ordinary path, which holds what follows
