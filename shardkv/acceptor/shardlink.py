@@ -394,6 +394,11 @@ class ShardLink:
         # (after that answer on this pipe, if any), not the script's end,
         # which comes on another pipe, maybe before that answer.
         self.parked_op: int | None = None
+        # The candidates of this link's tail offer (see offer_tail) while
+        # it waits for its answer, apart from ``refusable``: the worker
+        # always answers it, but maybe only after its own busy report,
+        # whose offer replaces ``refusable``.
+        self.tail_refusable: list[tuple[object, Slot | None]] | None = None
         self._parked_epoch = wire.PARKED_BEHIND_EVAL  # (the busy script's kind, for those offers)
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
@@ -610,6 +615,8 @@ class ShardLink:
         this link's waits for its answer, nor with none to offer."""
         if not self.up or self.busy is not None or self.refusable or self.parked_op is not None:
             return
+        if self.tail_refusable is not None:
+            return
         if self.fifo:
             self._offer(0, None, wire.BEHIND_TAIL_EVAL if eval_mode else wire.BEHIND_TAIL_FUNCTION, True)
 
@@ -656,7 +663,9 @@ class ShardLink:
             if not places:
                 return
             last = len(fifo) - start - 1
-            places = [last - place for place in places]
+            self.tail_refusable = refusable
+            self.send_frame(wire.encode_refusals(epoch, [last - place for place in places]))
+            return
         self.refusable = refusable
         self.refusable_epoch = epoch
         self.send_frame(wire.encode_refusals(epoch, places))  # after the entries it numbers
@@ -666,15 +675,18 @@ class ShardLink:
         ``epoch``: the candidates it refused (by their place in the list
         offered).  Each gets ``-BUSY`` now; the placeholder reply the
         worker sends in its place is dropped.  One pass over the queue."""
-        if epoch != self.refusable_epoch and epoch < 0:
-            return  # (an offer's answer whose link forgot it: Finished came first)
-        refusable, self.refusable = self.refusable, []
-        self.parked_op = None
-        if epoch != self.refusable_epoch:  # not the offer kept (none is sent so)
-            log.error(
-                "shard %d: refusals for busy script %d, not %d", self.index, epoch, self.refusable_epoch
-            )
-            return
+        if epoch in wire.TAIL_EPOCHS:  # (kept apart: see tail_refusable)
+            refusable, self.tail_refusable = self.tail_refusable or [], None
+        else:
+            if epoch != self.refusable_epoch and epoch < 0:
+                return  # (an offer's answer whose link forgot it: Finished came first)
+            refusable, self.refusable = self.refusable, []
+            self.parked_op = None
+            if epoch != self.refusable_epoch:  # not the offer kept (none is sent so)
+                log.error(
+                    "shard %d: refusals for busy script %d, not %d", self.index, epoch, self.refusable_epoch
+                )
+                return
         picked: dict[int, Slot | None] = {}  # id(sink) -> its client's slot
         for i in chosen:
             if 0 <= i < len(refusable):
@@ -834,6 +846,7 @@ class ShardLink:
         self.busy_scripts = self.unblocks_sent = 0  # a new worker, or a new pipe: both count from 0
         RUNNING_LINKS.discard(self)  # (the new pipe says if a script runs)
         self.refusable = []  # an offer to the old pipe: never answered now
+        self.tail_refusable = None
         self.parked_op = None
         self._chunks = []
         self._pieces = []

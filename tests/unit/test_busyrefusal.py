@@ -377,3 +377,24 @@ def test_a_tail_offer_is_sent_only_with_candidates_and_none_waiting():
     assert [wire.decode_refusals(o) for o in offers] == [(wire.BEHIND_TAIL_FUNCTION, [0])]
     link._refused(wire.BEHIND_TAIL_FUNCTION, [0])
     assert clients[0].pending[0].data == encode_error(errors.BUSY_FUNCTION)
+
+
+def test_a_tail_offers_answer_after_the_shards_own_busy_report_still_answers_busy():
+    """The shard of a tail offer runs a script of its own that goes busy
+    just after the offer left: the worker sends its busy report, then
+    reads the offer and refuses its candidates (they become ``__ping``s),
+    so the acceptor reads the report (and makes its own offer) before the
+    tail offer's answer.  Those candidates still get ``-BUSY``, and the
+    ``__ping`` replies that come in their place are dropped (the tail
+    answer was dropped, and each client got ``+PONG``, its command not
+    run, though counted a rejected call)."""
+    link, clients = _link_with_pipelines(2, 1, [0])
+    link.offer_tail(eval_mode=True)
+    report = wire.encode_script_state(True, 1, False, True, caller=(1, -1), epoch=5)
+    link.data_received(wire.FRAME.pack(len(report)) + report)
+    link._refused(wire.BEHIND_TAIL_EVAL, [0, 1])
+    busy = encode_error(errors.BUSY)
+    assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
+    assert all(sink is shardlink._DROPPED for sink in deque.__iter__(link.fifo))
+    link._refused(5, [])  # the shard's own offer: they were refused already
+    assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
