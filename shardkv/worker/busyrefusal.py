@@ -145,15 +145,16 @@ class Refusals:
             self.offer_behind(pipe, payload)
         return True
 
-    def offer_behind(self, pipe: Pipe, payload: bytes) -> None:
+    def offer_behind(self, pipe: Pipe, payload: bytes, upto: int | None = None) -> None:
         """Pipe ``pipe``'s ``K`` frame ``payload`` of epoch
         :data:`wire.PARKED_BEHIND_EVAL` (or ``_FUNCTION``), or of a tail
         epoch (:data:`wire.TAIL_EPOCHS`): read now, before what follows it
         on the pipe ran, wherever the shard waits (parked, held by another
         acceptor, its own script busy); refuse what it offers of the
         entries the shard has not run (those of the running batch after its
-        entry, if the pipe's, then those of the pipe's backlog), and say
-        which."""
+        entry, if the pipe's, then those of the pipe's backlog, or of
+        ``pipe.backlog[:upto]`` for a frame found there: its places count
+        back from it, not from what came after it), and say which."""
         try:
             epoch, offered = wire.decode_refusals(payload)
         except wire.BadMessage as e:
@@ -163,7 +164,9 @@ class Refusals:
         message = self.message
         self.message = errors.BUSY_FUNCTION if epoch in wire.FUNCTION_EPOCHS else errors.BUSY
         try:
-            self._refuse_offered(pipe, rest, offered, len(pipe.backlog), epoch, epoch in wire.TAIL_EPOCHS)
+            if upto is None:
+                upto = len(pipe.backlog)
+            self._refuse_offered(pipe, rest, offered, upto, epoch, epoch in wire.TAIL_EPOCHS)
         finally:
             self.message = message
 
@@ -219,7 +222,7 @@ class Refusals:
             if payload[0] == wire.REFUSALS:
                 del backlog[k]
                 if _tail(payload):
-                    self.offer_behind(pipe, payload)
+                    self.offer_behind(pipe, payload, k)  # (what came after it is not its)
                     continue
                 if self._current(payload):
                     self._answer(index, pipe, payload, k)

@@ -398,3 +398,23 @@ def test_a_tail_offers_answer_after_the_shards_own_busy_report_still_answers_bus
     assert all(sink is shardlink._DROPPED for sink in deque.__iter__(link.fifo))
     link._refused(5, [])  # the shard's own offer: they were refused already
     assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
+
+
+def test_a_tail_offer_read_from_the_backlog_counts_back_from_its_own_place():
+    """A tail offer that came while the shard waited where it kept every
+    frame (a script's acceptor command waiting for its ``A`` frame, a
+    popped element waiting for its verdict), found in the backlog when its
+    script goes busy: its places count back from the frame, not from the
+    backlog's end (the GET sent before it is refused, not the SET that
+    came after it, whose client got the ``+PONG`` of the ``__ping`` in its
+    place while the GET's reply was dropped)."""
+    tail = wire.encode_refusals(wire.BEHIND_TAIL_EVAL, [0])
+    pipe = _Pipe([_batch([b"GET", b"a"]), tail, _batch([b"SET", b"b", b"x"]), wire.encode_refusals(1, [])])
+    shard = _Shard()
+    shard.keyspace = type("Keyspace", (), {"pipe": 1})()  # type: ignore[attr-defined]
+    r = Refusals(shard, _Pipes(pipe))  # type: ignore[arg-type]
+    r.next_epoch()
+    r.due = {0: None}
+    r.poll()
+    assert pipe.sent == [wire.encode_refusals(wire.BEHIND_TAIL_EVAL, [0]), wire.encode_refusals(1, [])]
+    assert pipe.backlog == [_batch([b"__ping"]), _batch([b"SET", b"b", b"x"])]
