@@ -391,13 +391,18 @@ def test_a_tail_offers_answer_after_the_shards_own_busy_report_still_answers_bus
     link, clients = _link_with_pipelines(2, 1, [0])
     link.offer_tail(eval_mode=True)
     report = wire.encode_script_state(True, 1, False, True, caller=(1, -1), epoch=5)
-    link.data_received(wire.FRAME.pack(len(report)) + report)
-    link._refused(wire.BEHIND_TAIL_EVAL, [0, 1])
-    busy = encode_error(errors.BUSY)
-    assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
-    assert all(sink is shardlink._DROPPED for sink in deque.__iter__(link.fifo))
-    link._refused(5, [])  # the shard's own offer: they were refused already
-    assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
+    try:
+        link.data_received(wire.FRAME.pack(len(report)) + report)
+        link._refused(wire.BEHIND_TAIL_EVAL, [0, 1])
+        busy = encode_error(errors.BUSY)
+        assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
+        assert all(sink is shardlink._DROPPED for sink in deque.__iter__(link.fifo))
+        link._refused(5, [])  # the shard's own offer: they were refused already
+        assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
+    finally:  # (the script's end: the module's BUSY_LINKS forget the link)
+        end = wire.encode_script_state(False, 1, False, True)
+        link.data_received(wire.FRAME.pack(len(end)) + end)
+    assert link not in shardlink.BUSY_LINKS
 
 
 def test_a_tail_offer_read_from_the_backlog_counts_back_from_its_own_place():
