@@ -33,7 +33,9 @@ import re
 import struct
 import time
 from binascii import crc_hqx
+from collections.abc import Callable, Iterator
 from importlib import resources
+from operator import length_hint
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -44,6 +46,7 @@ from shardkv.protocol.args import LLONG_MIN, parse_cursor, parse_int32, parse_sc
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import (
+    BULK_LINES,
     Error,
     HumanDouble,
     KeyedArrays,
@@ -545,10 +548,6 @@ class Engine:
         # it: forgotten whenever ``scripts`` changes (load, flush, rewide).
         self.one_sha: bytes | None = None
         self.one_script: tuple[object, int, object, object, object] | None = None
-        # The script whose run_one_key ended usual last, while a run of the
-        # same EVALSHAs goes on (Shard._run_batch: None again at its end).
-        self.primed: tuple | None = None
-        self._primed_apart: Stats | None = None  # the counters kept apart for it (run_one_key)
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
@@ -1037,197 +1036,277 @@ class Engine:
             aof_db,
         )
 
-    def run_one_key(
+    def run_group(
         self,
-        sha: bytes,
+        args: list[bytes],
         script: tuple,
-        key: bytes,
-        argv: list[bytes],
-        read_only: bool,
         start_ns: int,
-        again: bool = False,
-    ) -> object:
-        """EVALSHA's usual run (Shard.execute_script, evalsha): :meth:`_invoke`
-        of a script cached under ``sha`` (``script``, its entry in
-        ``scripts``), in EVAL's state, with one key (``key``) and the arguments
-        ``argv`` (a lock's token, or none): the same run, reply and counts,
-        without the steps that do nothing for the usual script.  A few tests first send anything else to
+        batch: tuple[list, Iterator] | None = None,
+        header: int = 0,
+        clock: Callable[[], int] = perf_counter_ns,
+        row: list | None = None,
+        slow_ns: int = 0,
+        log_slow: Callable[[list[bytes], int], None] | None = None,
+        record: Callable[[list[bytes], object], None] | None = None,
+        append: Callable[[bytes], None] | None = None,
+    ) -> Any:
+        """EVALSHA's usual run (Shard.execute_script, Shard._run_batch):
+        :meth:`_invoke` of a script cached under ``args[1]`` (``script``,
+        its entry in ``scripts``), in EVAL's state, with one key
+        (``args[3]``) and the arguments after it (a lock's token, or none):
+        the same run, reply and counts, without the steps that do nothing
+        for the usual script.  A few tests first send anything else to
         :meth:`_invoke`: a script with flags (their checks), an AOF or an
         operation's imported keys (the run's marks), a run inside an
         operation's run of scripts (``deferring``), an error held from a
-        script before it, KEYS past the room.  After
-        the run, one that changed anything of its run (:attr:`Run.changed`:
-        a write, a stop, the random state...), logged, SELECTed, used the
-        counters kept apart or answered anything but a string or an integer
-        (in range: what :meth:`_conclude` answers as it is) ends
-        as :meth:`_invoke`'s do (:meth:`_wind_up`, :meth:`_conclude`).
-        ``start_ns``: ``perf_counter_ns()`` as its caller began to time it,
-        the run's start (see below).
+        script before it, KEYS past the room.  After the run, one that
+        changed anything of its run (:attr:`Run.changed`: a write, a stop,
+        the random state...), logged, SELECTed, used the counters kept
+        apart or answered anything but a string or an integer (in range:
+        what :meth:`_conclude` answers as it is) ends as :meth:`_invoke`'s
+        do (:meth:`_wind_up`, :meth:`_conclude`).  ``start_ns``:
+        ``perf_counter_ns()`` as its caller began to time it, the run's
+        start (see below).  Without ``items``: the reply.
 
-        ``again``: the caller (Shard._run_batch's run of the same EVALSHAs)
-        ran this script, with the same ``read_only``, just before.  If that
-        run ended here in the usual way (:attr:`primed` is ``script``), what
-        it left is what this one's set-up would make again, and what sent
-        it here is as it was (the script's flags, no run, no operation's, no
-        AOF: nothing between them but their runs): the set-up is the key's
-        alone."""
+        With ``batch`` (Shard._run_batch's ``B`` payload: its entries,
+        headers and commands, and their iterator, past this one, whose
+        header is ``header``), it runs the entries right behind it that are
+        the same EVALSHA (the same name, SHA1, one key, the usual header: a
+        pipeline's mostly are) too, one after the other, each timed
+        (``clock``), counted (``row``, its commandstats row in the shard's
+        own counters; ``slow_ns``, the slow log's threshold, and
+        ``log_slow``, its entry) and recorded (``record``, or None) as its
+        own command, as Shard.script_counted counts it, with what is the
+        same for all looked up once.  A run after one that ended usual is
+        set up for its key alone: what that run left is what the set-up
+        would make again, and what sent it here is as it was (the script's
+        flags, no run, no operation's, no AOF: nothing between them but
+        their runs).  Each reply, a string shorter than 1024 bytes or an
+        integer, goes to ``append`` (None: the caller answers the entry,
+        which runs alone), and the next entry is taken from the iterator.
+        The result: None once every entry run is answered; else, of the
+        last, which the caller ends: its reply (counted, by
+        Shard.script_counted if it is not a string or an integer), its
+        command, its header and the clock read that ended it.
+        """
         ks = self.ks
         if not ks.flagged:  # (K > 1: see shardkv.runtime.scriptflags)
             ks.raise_flag()
+        # What none of the runs changes, looked up once.
+        shard: Any = self.shard
+        sha = args[1]
+        read_only = len(args[0]) == 10  # (of Shard's spellings of EVALSHA, EVALSHA_RO's have 10 letters)
+        f = script[0]
+        flags = script[1]
+        only_key = script[2]  # (the Lua entry of the key alone)
+        key_and_one = script[3]  # (of the key and one argument: a lock's token)
         run = self._spare_run
-        keys = [key]  # (KEYS as _invoke takes them: a list made here, cheaper than a slice)
-        # Its KEYS and ARGV tables (each string, and its slot) must fit, as
-        # _invoke checks (which says so when they do not).
-        # (Past ARGS_PASSED arguments, _invoke hands them over in one table.)
-        if not argv:
-            size = 64 + len(key)
-        elif len(argv) == 1:
-            size = 128 + len(key) + len(argv[0])
-        elif len(argv) < ARGS_PASSED:
-            size = 64 * (1 + len(argv)) + len(key) + sum(map(len, argv))
-        else:
-            size = self._push_room + 1  # (more than fits: to _invoke)
+        vm: Any = self._vm
+        used = self._used
+        push_room = self._push_room
         stats = ks.stats
-        if again and self.primed is script:
-            # The run before it ended usual: run's fields are as below (no
-            # change, no effects), but for the undo a read may leave, and
-            # its counters kept apart are as it aligned them.
-            if self._vm.holding or self._used() + size > self._push_room:  # type: ignore[union-attr]
-                self.primed = None
-                return self._invoke(sha, script[0], script[1], keys, argv, read_only, True, script)
-            self.run = run
-            if run.undo:
-                run.undo = {}
-            scratch = self._primed_apart
-        else:
-            self.primed = None
-            flags = script[1]
-            persistence = ks.persistence
-            if (
-                not flags & FLAG_COMPAT
-                or self.run is not None
-                or self.deferring
-                or self._vm.holding  # type: ignore[union-attr]
-                or ks.imported is not None
-                or (persistence is not None and (persistence.aof is not None or persistence.foreign))
-                or self._used() + size > self._push_room
-            ):
-                return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
-            self.run = run
-            # _invoke's set-up of the run, as it comes out here (FLAG_COMPAT:
-            # read-only as called; no imported keys).
-            run.sha = sha
-            run.flags = flags
-            run.read_only = read_only
-            if run.changed:
-                run.defaults()
-            if run.undo:
-                run.undo = {}
-            run.imported = _NO_KEYS
-            run.home = run.db = ks.db
-            if persistence is not None:
-                self.counts_before = (persistence.dirty, persistence.unsaved)  # (see _rollback)
-            if run.effects:
-                run.effects = []
-            run.eval_mode = True
-            scratch = None
-            if self.nshards > 1 and stats is not None:  # its counts go apart, as in _invoke
-                scratch = self._stats_apart
-                if stats.apart is not scratch:
-                    scratch.align(stats)
-            self._primed_apart = scratch  # (for the runs ``again`` after it)
-        # time.monotonic() as the caller's clock read it, a read fewer
-        # (perf_counter is the monotonic clock, as CPython reads it on
-        # Linux: the same ns, and the same float, as monotonic makes it).
-        run.start = start_ns / 1e9
-        run.keys = keys
-        events = ks.events
-        events_mark = len(events) if events is not None else 0
-        self.kill_requested = False
-        hits, misses = ks.hits, ks.misses
-        if scratch is not None:
-            self.shard.stats = scratch  # type: ignore[attr-defined]
-            run.journal = []
-        else:
-            run.journal = None
-        usual = False
-        try:
-            if not argv:
-                value = script[2](key)
-            elif len(argv) == 1:
-                value = script[3](key, argv[0])  # (a lock's token: its entry, no ``*argv`` tuple)
-            else:
-                value = script[4](key, *argv)
-        finally:
-            self.run = None
-            if scratch is not None:
-                self.shard.stats = stats  # type: ignore[attr-defined]
-            # What _wind_up would do comes to nothing (the counters back, above) unless:
-            usual = not (
-                run.changed
-                or run.logs  # (redis.log's lines, held until it ends: _write_logs)
-                or ks.db != run.db
-                or (scratch is not None and (scratch.error_events or scratch.slowlog or scratch.slow_dropped))
-            )
-            if not usual:
-                self._wind_up(run, stats, scratch)
-        t = type(value)
-        if (
-            usual
-            and (t is bytes or (t is int and LLONG_MIN <= value < 2**63))
-            and not self.out_of_memory
-            and not run.effects
-        ):
-            vm: _VM = self._vm  # type: ignore[assignment]
-            if not vm.cjson.changed:
-                runs = vm.runs + 1
-                if runs >= GC_PERIOD:
-                    runs = self._collect(vm)
-                vm.runs = runs
-                self.primed = script
+        if batch is not None:
+            items, entries = batch
+            times = row[5]  # type: ignore[index]
+            lead = args[:3]  # (the same EVALSHA: name, SHA1, one key)
+            end = len(items)
+            i = end - length_hint(entries)  # the next entry's place
+        primed = False  # a run set up (after the first: the run before ended usual)
+        scratch: Stats | None = None
+        value: Any
+        while True:
+            try:
+                key = args[3]
+                nargs = len(args)
+                # Its KEYS and ARGV tables (each string, and its slot) must
+                # fit, as _invoke checks (which says so when they do not).
+                # (Past ARGS_PASSED arguments, _invoke hands them over in one table.)
+                if nargs == 4:
+                    argv = NO_ARGS
+                    size = 64 + len(key)
+                elif nargs == 5:
+                    argv = args[4:]
+                    size = 128 + len(key) + len(argv[0])
+                elif nargs < 4 + ARGS_PASSED:
+                    argv = args[4:]
+                    size = 64 * (nargs - 3) + len(key) + sum(map(len, argv))
+                else:
+                    argv = args[4:]
+                    size = push_room + 1  # (more than fits: to _invoke)
+                if not primed or vm.holding or used() + size > push_room:
+                    primed = False
+                    persistence = ks.persistence
+                    if not (
+                        not flags & FLAG_COMPAT
+                        or self.run is not None
+                        or self.deferring
+                        or vm.holding
+                        or ks.imported is not None
+                        or (persistence is not None and (persistence.aof is not None or persistence.foreign))
+                        or used() + size > push_room
+                    ):
+                        primed = True
+                        # _invoke's set-up of the run, as it comes out here
+                        # (FLAG_COMPAT: read-only as called; no imported keys).
+                        self.run = run
+                        run.sha = sha
+                        run.flags = flags
+                        run.read_only = read_only
+                        if run.changed:
+                            run.defaults()
+                        if run.undo:
+                            run.undo = {}
+                        run.imported = _NO_KEYS
+                        run.home = run.db = ks.db
+                        if persistence is not None:
+                            self.counts_before = (persistence.dirty, persistence.unsaved)  # (see _rollback)
+                        if run.effects:
+                            run.effects = []
+                        run.eval_mode = True
+                        scratch = None
+                        if self.nshards > 1 and stats is not None:  # its counts go apart, as in _invoke
+                            scratch = self._stats_apart
+                            if stats.apart is not scratch:
+                                scratch.align(stats)
+                else:
+                    # The run before ended usual: run's fields are as the
+                    # set-up above left them (no change, no effects), but
+                    # for the undo a read may leave, and its counters kept
+                    # apart are as it aligned them.
+                    self.run = run
+                    if run.undo:
+                        run.undo = {}
+                if not primed:
+                    value = self._invoke(sha, f, flags, [key], argv, read_only, True, script)
+                else:
+                    # time.monotonic() as the caller's clock read it, a read
+                    # fewer (perf_counter is the monotonic clock, as CPython
+                    # reads it on Linux: the same ns, and the same float, as
+                    # monotonic makes it).
+                    run.start = start_ns / 1e9
+                    # (KEYS as _invoke takes them: a list made here, cheaper than a slice)
+                    run.keys = keys = [key]
+                    events = ks.events
+                    events_mark = len(events) if events is not None else 0
+                    self.kill_requested = False
+                    hits = ks.hits
+                    misses = ks.misses
+                    if scratch is not None:
+                        shard.stats = scratch
+                        run.journal = []
+                    else:
+                        run.journal = None
+                    usual = False
+                    try:
+                        if nargs == 4:
+                            value = only_key(key)
+                        elif nargs == 5:
+                            value = key_and_one(key, argv[0])
+                        else:
+                            value = script[4](key, *argv)
+                    finally:
+                        self.run = None
+                        if scratch is not None:
+                            shard.stats = stats
+                        # What _wind_up would do comes to nothing (the
+                        # counters back, above) unless:
+                        usual = not (
+                            run.changed
+                            or run.logs  # (redis.log's lines, held until it ends: _write_logs)
+                            or ks.db != run.db
+                            or (
+                                scratch is not None
+                                and (scratch.error_events or scratch.slowlog or scratch.slow_dropped)
+                            )
+                        )
+                        if not usual:
+                            self._wind_up(run, stats, scratch)
+                    t = type(value)
+                    if (
+                        usual
+                        and (t is bytes or (t is int and LLONG_MIN <= value < 2**63))
+                        and not self.out_of_memory
+                        and not run.effects
+                        and not vm.cjson.changed
+                    ):
+                        runs = vm.runs + 1
+                        if runs >= GC_PERIOD:
+                            runs = self._collect(vm)
+                        vm.runs = runs
+                        primed = True
+                    else:
+                        # _invoke's end, with what the run's start read.
+                        primed = False
+                        ok = t is not tuple  # (a tuple: false and the error)
+                        value = self._conclude(
+                            run,
+                            ok,
+                            value if ok else value[1],
+                            sha,
+                            f,
+                            flags,
+                            keys,
+                            argv,
+                            read_only,
+                            True,
+                            ks.persistence,
+                            -1,
+                            hits,
+                            misses,
+                            events_mark,
+                            0,
+                        )
+            except CrossShard as e:
+                value = cross_reply(e)
+            except CommandError as e:
+                value = Error(e.message)
+            except Exception:  # a bug must not take the shard down
+                log.exception("shard %d: command %r failed", shard.index, args[0])
+                value = Error(errors.INTERNAL % commands.error_name(args))
+            finally:
+                ks.counting = False
+            if batch is None:
                 return value
-        return self.end_one_key(run, value, sha, script, keys, argv, read_only, hits, misses, events_mark)
-
-    def end_one_key(
-        self,
-        run: Run,
-        value: Any,
-        sha: bytes,
-        script: tuple,
-        keys: list[bytes],
-        argv: list[bytes],
-        read_only: bool,
-        hits: int,
-        misses: int,
-        events_mark: int,
-    ) -> object:
-        """The end of :meth:`run_one_key`'s run that is not its usual one
-        (see there; ``run`` wound up already), also of such a run made
-        inline by Shard._run_batch: :meth:`_invoke`'s end, with what the
-        run's start read (``hits``, ``misses``, ``events_mark``)."""
-        ks = self.ks
-        self.primed = None
-        ok = type(value) is not tuple  # (a tuple: false and the error)
-        if not ok:
-            value = value[1]
-        return self._conclude(
-            run,
-            ok,
-            value,
-            sha,
-            script[0],
-            script[1],
-            keys,
-            argv,
-            read_only,
-            True,
-            ks.persistence,
-            -1,
-            hits,
-            misses,
-            events_mark,
-            0,
-        )
+            now = clock()
+            ns = now - start_ns
+            t = type(value)
+            if t is not bytes and t is not int:
+                return shard.script_counted(args, value, ns), args, header, now
+            # Shard.script_counted's usual cases, inline
+            times.append(ns)
+            if len(times) >= 256:
+                stats.fold(row)  # type: ignore[union-attr, arg-type]  # (with batch: the shard's own, and a row)
+            if ns >= slow_ns:
+                log_slow(args, ns)  # type: ignore[misc]
+            if ks.unchanged:
+                ks.unchanged = False
+                ks.changes = None  # (a count it set all the same: not the next write's)
+            elif record is not None:
+                record(args, value)
+            if append is None:
+                return value, args, header, now
+            if t is bytes:
+                n = len(value)
+                if n >= 1024:
+                    return value, args, header, now
+                append(BULK_LINES[n] + value + b"\r\n")
+            else:
+                append(b":%d\r\n" % value)
+            # The next entry, if it is the same EVALSHA in the usual header
+            # (not a part, database 0: below FLAG_PART, which is also at
+            # most PLAIN_MAX), taken here, as Shard._run_batch's loop takes it.
+            if i < end:
+                next_header = items[i]
+                next_args = items[i + 1]
+                if next_header < wire.FLAG_PART and len(next_args) > 3 and next_args[:3] == lead:
+                    next(entries)
+                    next(entries)
+                    i += 2
+                    header = next_header
+                    args = next_args
+                    start_ns = now
+                    continue
+            return None
 
     def _collect(self, vm: _VM) -> int:
         """Lua's collector's step, when it is due: the count of runs since."""
@@ -1293,7 +1372,7 @@ class Engine:
         events_mark: int,
         aof_db: int,
     ) -> object:
-        """The end of :meth:`_invoke` (and of an unusual :meth:`run_one_key`)
+        """The end of :meth:`_invoke` (and of an unusual :meth:`run_group`)
         once :meth:`_wind_up` ran: the collector's step, an undo and the
         run again (wide, or across shards: raised), the AOF's group, the
         wake-ups of its writes, and the reply."""

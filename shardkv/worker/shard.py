@@ -51,7 +51,7 @@ from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN
 from shardkv.protocol.decisions import op_coordinator
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
+from shardkv.protocol.resp import BIG_ARRAY, BULK_LINES, OK, Error, encode, encode_bulk_strings
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints, serverlog
@@ -94,13 +94,9 @@ _AFTER_SHUTDOWN = (Verb.SHUTDOWN, Verb.HOLD, Verb.RELEASE)
 OK_REPLY = encode(OK)  # (run_batch's plain replies)
 NULL_RESP2 = encode(None)
 NULL_RESP3 = encode(None, True)
-# A bulk string's first line by its length, below 1024 (run_batch's
-# replies: two concatenations cost less than a bytes % format).
-BULK_LINES = [b"$%d\r\n" % n for n in range(1024)]
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # EVALSHA's usual spellings, which run_batch runs through execute_script.
 _EVALSHA = frozenset((b"EVALSHA", b"evalsha", b"EVALSHA_RO", b"evalsha_ro"))
-_NO_ARGS = scripting.NO_ARGS  # (an EVALSHA's ARGV of none: one global's load, not an attribute's too)
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
 INQUIRIES = frozenset(
@@ -450,19 +446,8 @@ class Shard:
                 # scripting.evalsha's usual case, inline (a Python call
                 # fewer): one key (and any arguments: a lock's token), a
                 # script cached under the SHA1 as sent, EVAL's Lua state in
-                # use.  (Of _EVALSHA's spellings, only EVALSHA_RO's has 10
-                # letters.)
-                try:
-                    value = engine.run_one_key(  # type: ignore[union-attr]  # (a script: an engine)
-                        sha,
-                        script,
-                        args[3],  # (the key alone: no slice of args)
-                        args[4:] if len(args) > 4 else scripting.NO_ARGS,  # (no list made for none)
-                        len(args[0]) == 10,
-                        start,
-                    )
-                except scripting.CrossShard as e:
-                    value = scripting.cross_reply(e)
+                # use.
+                value = engine.run_group(args, script, start)  # type: ignore[union-attr]  # (a script: an engine)
             else:
                 value = scripting.evalsha(ks, args)
         except CommandError as e:
@@ -937,205 +922,29 @@ class Shard:
                             # call fewer): the script EVALSHA ran last, one
                             # key.  The same run and the same counts.  The
                             # entries right behind it that are the same
-                            # EVALSHA (the same name, SHA1, one key: a
-                            # pipeline's mostly are) run here too, one after
-                            # the other, each timed and counted as its own
-                            # command, with what is the same for all looked
-                            # up once: the row, the script, whether its
-                            # reply may be appended at once, and the run's
-                            # set-up (Engine.run_one_key's ``again``).
+                            # EVALSHA (a pipeline's mostly are) run in the
+                            # same call (Engine.run_group), each timed and
+                            # counted as its own command, its reply appended
+                            # at once where nothing else needs it (not
+                            # streamed, nothing logged to the AOF, no waiter
+                            # to serve, no events).
                             name = args[0]
-                            sha = args[1]
-                            script = engine.one_script
-                            read_only = len(name) == 10  # (EVALSHA_RO's spellings)
-                            run_one_key = engine.run_one_key
-                            row = stats.by_bytes.get(name) or stats.row_of(args)
-                            times = row[5]
-                            logs = record is not None and name not in self.unlogged
-                            quiet = writer is None and noted is None and not blocked
-                            lead = args[:3]  # (the same EVALSHA: name, SHA1, one key)
-                            end = len(items)
-                            i = end - length_hint(entries)  # the next entry's place
-                            again = False
-                            # For the runs ``again`` made here (below):
-                            # what no script's run changes.
-                            vm: Any = engine._vm
-                            used = engine._used
-                            push_room = engine._push_room
-                            run: Any = engine._spare_run
-                            only_key: Any = script[2]  # type: ignore[index]  # (its Lua entry of the key alone)
-                            key_and_one: Any = script[3]  # type: ignore[index]  # (of the key and one argument)
-                            kstats: Any = ks.stats
-                            while True:
-                                try:
-                                    nargs = len(args)
-                                    if again and nargs < 6 and engine.primed is script:
-                                        # run_one_key's run ``again`` with no
-                                        # argument or one (a lock's token),
-                                        # inline (a Python call fewer per
-                                        # script; see there): the same room
-                                        # check, set-up, run, wind-up and end.
-                                        key = args[3]
-                                        if nargs == 4:
-                                            argv = _NO_ARGS
-                                            size = 64 + len(key)
-                                        else:
-                                            argv = args[4:]
-                                            size = 128 + len(key) + len(argv[0])
-                                        if vm.holding or used() + size > push_room:
-                                            value = run_one_key(
-                                                sha,
-                                                script,  # type: ignore[arg-type]
-                                                key,
-                                                argv,
-                                                read_only,
-                                                last,
-                                                True,
-                                            )
-                                        else:
-                                            engine.run = run
-                                            if run.undo:
-                                                run.undo = {}
-                                            scratch = engine._primed_apart
-                                            run.start = last / 1e9
-                                            run.keys = keys = [key]
-                                            ks_events = ks.events
-                                            events_mark = len(ks_events) if ks_events is not None else 0
-                                            engine.kill_requested = False
-                                            hits_before = ks.hits
-                                            misses_before = ks.misses
-                                            if scratch is not None:
-                                                self.stats = scratch
-                                                run.journal = []
-                                            else:
-                                                run.journal = None
-                                            usual = False
-                                            try:
-                                                value = (
-                                                    only_key(key) if nargs == 4 else key_and_one(key, argv[0])
-                                                )
-                                            finally:
-                                                engine.run = None
-                                                if scratch is not None:
-                                                    self.stats = kstats
-                                                usual = not (
-                                                    run.changed
-                                                    or run.logs
-                                                    or ks.db != run.db
-                                                    or (
-                                                        scratch is not None
-                                                        and (
-                                                            scratch.error_events
-                                                            or scratch.slowlog
-                                                            or scratch.slow_dropped
-                                                        )
-                                                    )
-                                                )
-                                                if not usual:
-                                                    engine._wind_up(run, kstats, scratch)
-                                            t = type(value)
-                                            if (
-                                                usual
-                                                and (t is bytes or (t is int and LLONG_MIN <= value < 2**63))
-                                                and not engine.out_of_memory
-                                                and not run.effects
-                                                and not vm.cjson.changed
-                                            ):
-                                                runs = vm.runs + 1
-                                                if runs >= scripting.GC_PERIOD:
-                                                    runs = engine._collect(vm)
-                                                vm.runs = runs
-                                            else:
-                                                value = engine.end_one_key(
-                                                    run,
-                                                    value,
-                                                    sha,
-                                                    script,  # type: ignore[arg-type]
-                                                    keys,
-                                                    argv,
-                                                    read_only,
-                                                    hits_before,
-                                                    misses_before,
-                                                    events_mark,
-                                                )
-                                    else:
-                                        value = run_one_key(
-                                            sha,
-                                            script,  # type: ignore[arg-type]  # (one_sha: its entry)
-                                            args[3],
-                                            args[4:] if len(args) > 4 else _NO_ARGS,
-                                            read_only,
-                                            last,
-                                            again,
-                                        )
-                                except scripting.CrossShard as e:
-                                    value = scripting.cross_reply(e)
-                                except CommandError as e:
-                                    value = Error(e.message)
-                                except Exception:  # a bug must not take the shard down
-                                    log.exception("shard %d: command %r failed", self.index, name)
-                                    value = Error(errors.INTERNAL % commands.error_name(args))
-                                finally:
-                                    ks.counting = False
-                                now = perf_counter_ns()
-                                ns = now - last
-                                t = type(value)
-                                if t is not bytes and t is not int:
-                                    value = self.script_counted(args, value, ns)
-                                    break
-                                # script_counted's usual cases, inline
-                                times.append(ns)
-                                if len(times) >= 256:
-                                    stats.fold(row)
-                                if ns >= slow_ns:
-                                    self._log_slow(args, ns)
-                                if ks.unchanged:
-                                    ks.unchanged = False
-                                    ks.changes = None  # (a count it set all the same: not the next write's)
-                                elif logs:
-                                    record(args, value)  # type: ignore[misc]  # (logs: not None)
-                                if not quiet:
-                                    break
-                                # Its reply and the entry's end as below
-                                # come to this (not streamed, nothing logged
-                                # to the AOF, no waiter to serve, no
-                                # events): a string shorter than 1024
-                                # bytes, or an integer (a lock's release,
-                                # a rate limiter's count).
-                                if t is bytes:
-                                    n = len(value)
-                                    if n >= 1024:
-                                        break
-                                    append(BULK_LINES[n] + value + b"\r\n")
-                                else:
-                                    append(b":%d\r\n" % value)
-                                last = now
-                                # The next entry, if it is the same EVALSHA
-                                # in the usual header (as above: not a part,
-                                # database 0): taken here, the loop's way.
-                                # (A header below FLAG_PART is also at
-                                # most PLAIN_MAX.)
-                                if i < end:
-                                    next_header = items[i]
-                                    next_args = items[i + 1]
-                                    if (
-                                        next_header < flag_part
-                                        and len(next_args) > 3
-                                        and next_args[:3] == lead
-                                    ):
-                                        next(entries)
-                                        next(entries)
-                                        i += 2
-                                        header = next_header
-                                        args = next_args
-                                        again = True
-                                        continue
-                                body = None  # (its reply appended: the entry is done)
-                                break
-                            engine.primed = None
-                            if body is None:
+                            ended = engine.run_group(
+                                args,
+                                engine.one_script,  # type: ignore[arg-type]  # (one_sha: its entry)
+                                last,
+                                self.batch,
+                                header,
+                                perf_counter_ns,
+                                stats.by_bytes.get(name) or stats.row_of(args),
+                                slow_ns,
+                                self._log_slow,
+                                record if record is not None and name not in self.unlogged else None,
+                                append if writer is None and noted is None and not blocked else None,
+                            )
+                            if ended is None:  # (every reply appended: the entries are done)
                                 continue
-                            ran_until = now
+                            value, args, header, ran_until = ended
                         else:
                             value = self.execute_script(args, last)
                             ran_until = self.script_done

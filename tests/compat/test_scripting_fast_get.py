@@ -140,8 +140,8 @@ def test_runs_of_one_key_see_their_own_keys(servers):
 
 
 def test_pipelined_runs_of_one_script_count_as_redis_whatever_comes_between(servers):
-    """Back-to-back EVALSHAs of one script run as a group (Engine.run_one_key
-    ``again``: the set-up of the run before kept, its counters kept apart
+    """Back-to-back EVALSHAs of one script run as a group (Engine.run_group:
+    the set-up of the run before kept, its counters kept apart
     too): a run between them that errors, writes, or reads a key of
     another shard (undone, it runs again across shards), and a CONFIG SET
     or SCRIPT FLUSH in the same pipeline, leave INFO commandstats,

@@ -1,6 +1,6 @@
 """EVALSHA of one key, with no arguments or with some (a lock's token), a
 script without flags: the run shardkv takes its lean path for
-(Engine.run_one_key) whenever nothing unusual is set, compared with
+(Engine.run_group) whenever nothing unusual is set, compared with
 redis-server byte for byte.
 
 Each script below runs, then the usual scripts (a GET, a constant) run

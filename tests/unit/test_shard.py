@@ -754,7 +754,7 @@ def test_script_spellings_in_a_batch_answer_as_execute(nshards):
 def test_a_run_of_the_same_evalsha_in_a_batch_answers_as_execute(nshards):
     """A batch's EVALSHAs of the same script one after the other (run in
     one loop by Shard._run_batch, each run after a usual one set up for its
-    key alone: Engine.run_one_key's ``again``) answer and count as each run
+    key alone: Engine.run_group) answer and count as each run
     by Shard.execute: a string, a miss, an argument, another type (an
     error the script raises), a write (a run that is not usual), a
     spelling that ends the run of them, and the runs after each."""
@@ -1058,7 +1058,7 @@ def test_script_run_starts_from_defaults_after_any_script(nshards, changer):
 
 @pytest.mark.parametrize("nshards", [1, 2])
 def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
-    """Engine.run_one_key (EVALSHA sha 1 key from a batch) answers and
+    """Engine.run_group (EVALSHA sha 1 key from a batch) answers and
     counts as Engine._invoke, for the usual script (a string read, which
     ends without _invoke's end) and for every run whose end it hands to
     _invoke's: a missing key, an integer, a table, a write, a SELECT, a
@@ -1113,9 +1113,9 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
         conclude = engine._conclude
         engine._conclude = lambda *a: ends.append(a[0]) or conclude(*a)
         if not lean:
-            engine.run_one_key = lambda sha, script, key, argv, ro, start, again=False: engine._invoke(
-                sha, script[0], script[1], [key], argv, ro, True, script
-            )
+            # No state below the room's bound: every run goes to _invoke
+            # (whose own room check, and _call_raise's, measure the state).
+            engine._push_room = -1
         body = shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))
         rows, errorstats, _ = shard.stats.report()
         counts = {name: (row[0], row[2], row[3]) for name, row in rows.items()}  # (not the times)
@@ -1240,7 +1240,7 @@ def test_a_replies_payload_is_the_same_at_every_count(count):
 
 
 def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
-    """Engine.run_one_key's run starts (Run.start, what busy-reply-threshold
+    """Engine.run_group's run starts (Run.start, what busy-reply-threshold
     and a script's time count from) at the clock read that times its
     EVALSHA (Shard.execute_script's perf_counter_ns, the monotonic clock),
     with no read of time.monotonic of its own."""
@@ -1252,13 +1252,13 @@ def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
     real = scripting.time.monotonic
     monkeypatch.setattr(scripting.time, "monotonic", lambda: reads.append(1) or real())
     started = []
-    invoke = engine.run_one_key
+    invoke = engine.run_group
 
-    def run_one_key(sha, script, key, argv, read_only, start_ns, again=False):
+    def run_group(args, script, start_ns, *batch):
         started.append(start_ns)
-        return invoke(sha, script, key, argv, read_only, start_ns, again)
+        return invoke(args, script, start_ns, *batch)
 
-    engine.run_one_key = run_one_key
+    engine.run_group = run_group
     body = shard.run_batch(wire.encode_batch([0, [b"EVALSHA", sha, b"1", b"k"]]))
     assert b"$1\r\nv\r\n" in body
     assert reads == []

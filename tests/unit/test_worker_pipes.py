@@ -993,7 +993,7 @@ def test_the_script_flag_is_set_while_a_script_runs_or_the_shard_is_held(worker)
         assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
         assert flags.slots[0] == 0
         sha = hashlib.sha1(_SPIN.encode()).hexdigest()
-        # EVAL, and EVALSHA of one key (its own fast path: Engine.run_one_key)
+        # EVAL, and EVALSHA of one key (its own fast path: Engine.run_group)
         for command in (entry("EVAL", _SPIN, 0), entry("EVALSHA", sha, 1, "k")):
             worker.send(1, batch(command))
             assert _slot_becomes(flags, 1)
