@@ -33,7 +33,6 @@ import re
 import struct
 import time
 from binascii import crc_hqx
-from collections.abc import Callable, Iterator
 from importlib import resources
 from operator import length_hint
 from time import perf_counter_ns
@@ -87,7 +86,7 @@ from shardkv.worker.lualibs import LibError
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from shardkv.worker.lualibs import LuaValue
 
@@ -95,6 +94,7 @@ log = logging.getLogger("shardkv.worker")
 
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
+_SCRIPT_READ = events.SCRIPT_READ  # (redis.call's fast read: a global's load, not an attribute's too)
 GC_PERIOD = 50  # scripts between two steps of Lua's collector (LUA_GC_CYCLE_PERIOD)
 # A step is skipped while Lua's memory has grown by less than this since
 # the last one (see Engine._invoke).
@@ -1108,7 +1108,8 @@ class Engine:
         if batch is not None:
             items, entries = batch
             times = row[5]  # type: ignore[index]
-            lead = args[:3]  # (the same EVALSHA: name, SHA1, one key)
+            name = args[0]  # (the same EVALSHA: name, SHA1, one key)
+            flag_part = wire.FLAG_PART
             end = len(items)
             i = end - length_hint(entries)  # the next entry's place
         primed = False  # a run set up (after the first: the run before ended usual)
@@ -1298,7 +1299,13 @@ class Engine:
             if i < end:
                 next_header = items[i]
                 next_args = items[i + 1]
-                if next_header < wire.FLAG_PART and len(next_args) > 3 and next_args[:3] == lead:
+                if (
+                    next_header < flag_part
+                    and len(next_args) > 3
+                    and next_args[1] == sha
+                    and next_args[0] == name
+                    and next_args[2] == b"1"
+                ):
                     next(entries)
                     next(entries)
                     i += 2
@@ -1758,7 +1765,7 @@ class Engine:
                 if (
                     run is not None
                     and ks.memory is None
-                    and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
+                    and (not ks.event_mask & _SCRIPT_READ or run.read_noted)
                     and self.own_lo <= slot < self.own_hi  # (cheaper than ``in self.own``)
                 ):
                     # Shard.execute_read, inline (a Python call fewer per
