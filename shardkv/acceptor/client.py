@@ -264,8 +264,9 @@ class Client(Dispatch, asyncio.Protocol):
         does what :meth:`execute` and :meth:`send` would, inline, as long as
         nothing makes the client a special case (see :meth:`_plain`).
         ``named``: the first command's arguments when every one of
-        ``batch`` has its name and number of arguments, and is canonical
-        (see RequestParser.feed_lazily), else None.
+        ``batch`` has its name and number of arguments (and, of 4 or 5,
+        its first three), and is canonical (see RequestParser.feed_lazily),
+        else None.
         """
         server = self.server
         links = server.links
@@ -278,6 +279,14 @@ class Client(Dispatch, asyncio.Protocol):
             if cmd is not None and cmd.plain_counts[0] <= len(named) <= cmd.plain_counts[1]:
                 self._run_named(batch)
                 return
+            if len(named) > 3 and cmd is not None and cmd.name in fast_paths:
+                # One script's EVALSHAs of one key (a read of 4 or 5
+                # arguments tells its first three too): their shortcut,
+                # tested once for the read (None: not taken, nothing read).
+                last = server.scripts_alike(self, batch, named, self.headers[self.resp3])
+                if last is not None:
+                    self.last_args = last  # CLIENT LIST's cmd (see below)
+                    return
         # Each one's shard and header, by its key's whole CRC16 (or its
         # slot; see dispatch.slot_routes): in database 0 the slotted header
         # of its key's slot, in another the database's plain one (a slotted

@@ -51,7 +51,7 @@ import signal
 import time
 from binascii import crc_hqx
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
@@ -419,6 +419,86 @@ def _send_runs(client: Client, links: list, header: bytes, runs: dict[int, list]
         links[shard].send_run(header, run)
         if settle:  # (an EVALSHA_RO among them or not)
             settle_script(client, run[1], shard)
+
+
+def scripts_alike(
+    client: Client, batch: Iterable[Parsed], first: list[bytes], header: bytes
+) -> list[bytes] | None:
+    """A read of one script's EVALSHAs of one key, from Client._run: the
+    parser proved that every command has the first one's spelling, SHA1,
+    key count and number of arguments (``RequestParser.feed_lazily``),
+    and the client is plain, in database 0, while no key is waited on
+    (``EAGER_KEYS``).  What :func:`evalsha_fast` and
+    :func:`behind_shortcuts` do for each, with their tests of the
+    spelling, the SHA1 and the key count made once for the read, and the
+    shards that compiled the script a list by shard: per command, its
+    key's shard and its slot.  The first command that its shard does not
+    know, and all after it, wait for the scripts' replies (the ordinary
+    path would answer it, after them, as behind_shortcuts does).
+
+    None, and nothing of ``batch`` read, when the first command does not
+    take the shortcut (the ordinary loop runs the read); else the
+    arguments of the last command that started."""
+    sha = first[1]
+    if (
+        first[2] != b"1"
+        or first[0] not in _SHORTCUT_NAMES
+        or sha not in CACHE.settled
+        or sha in CACHE.escaping
+    ):
+        return None
+    server = client.server
+    links = server.links
+    known = CACHE.known
+    # By shard, the run of commands queued for it (``[raw, slot, raw,
+    # slot, ...]``, for ShardLink.send_run): None while it has none, False
+    # for a shard that has not compiled the script.
+    runs: list[list | bool | None] = [
+        None if sha in known.get(shard, ()) else False for shard in range(len(links))
+    ]
+    by_crc = server.routes[client.resp3]  # (shard, slotted header) by the key's whole CRC16, as Client._run's
+    key = first[3]
+    state = client.state
+    if (
+        runs[by_crc[key_slot(key) if LBRACE in key else crc_hqx(key, 0)][0]] is False
+        or not state.script_sent()
+    ):
+        return None
+    pending = client.pending
+    before = len(pending)
+    db = client.db
+    touched: list[int] = []
+    new_slot, crc, lbrace = _ScriptSlot, crc_hqx, LBRACE
+    for a, raw in batch:
+        key = a[3]
+        shard = by_crc[key_slot(key) if lbrace in key else crc(key, 0)][0]
+        slot = new_slot()  # (see evalsha_fast)
+        slot.client = client
+        slot.data = None
+        slot.raw = raw
+        slot.db = db
+        run = runs[shard]
+        if run:
+            run.append(raw)  # type: ignore[union-attr]
+            run.append(slot)  # type: ignore[union-attr]
+        elif run is None:
+            runs[shard] = [raw, slot]
+            touched.append(shard)
+        else:  # (not the first: see above) it waits, as in behind_shortcuts, and all after it
+            state.hold(((a, raw),))
+            state.hold(batch)
+            last = pending[-1].args()
+            break
+        pending.append(slot)
+    else:
+        last = a
+    taken = len(pending) - before
+    if taken > 1:
+        state.scripts_sent(taken - 1)  # (script_sent counted the first)
+    server.stats.row_of(first)[0] += taken  # counted as evalsha_fast counts each
+    for shard in touched:
+        links[shard].send_run(header, runs[shard])  # type: ignore[arg-type]
+    return last
 
 
 def _keys_shard(server: object, args: list[bytes]) -> int:

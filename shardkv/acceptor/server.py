@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
@@ -82,6 +82,11 @@ class Wiring:
     # (Client._run): (client, the rest, the fast path's args, header) ->
     # the args of the last that started (those that did not are held).
     behind_shortcuts: Callable[[Client, Iterator[Parsed], list[bytes], bytes], list[bytes]]
+    # A read of one fast path's commands alike in their first three
+    # arguments (Client._run): (client, the read, its first command's
+    # args, header) -> the args of the last that started, or None when
+    # the first does not take it (nothing of the read taken).
+    scripts_alike: Callable[[Client, Iterable[Parsed], list[bytes], bytes], list[bytes] | None]
     # Tried in order on a command of a client in MULTI or subscribed.
     interceptors: tuple[Interceptor, ...]
     # A command whose keys span shards and that must run atomically.
@@ -169,6 +174,7 @@ class Acceptor:
         self.local = wiring.local
         self.fast_paths = wiring.fast_paths
         self.behind_shortcuts = wiring.behind_shortcuts
+        self.scripts_alike = wiring.scripts_alike
         self.interceptors = wiring.interceptors
         self.nshards = config["shards"]
         self.router = Router(self.nshards)

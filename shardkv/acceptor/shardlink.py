@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from shardkv.acceptor import causal, scriptcaller
 from shardkv.acceptor.replies import (
     PLAIN_SLOTS,
-    BareSlot,
     MutedSlot,
     Slot,
     deliver,
@@ -993,14 +992,16 @@ class ShardLink:
             # replies.deliver and a client's Slot.deliver inline: this loop
             # runs once per reply.)
             popleft = self.fifo.popleft
-            bare = BareSlot  # the plain slot of Client._run: one identity test
-            plain = PLAIN_SLOTS
+            # The plain slots (PLAIN_SLOTS), Client._run's first: an
+            # identity test each, where ``in`` a tuple compares any other
+            # sink's type with each (a script's reply slot's, the next usual).
+            bare, plain = PLAIN_SLOTS
             type_of = type  # a local: no builtins lookup per reply
             pos, sizes = wire.reply_sizes(payload)
             for size in sizes:
                 body = payload[pos : (pos := pos + size)]  # (no ``end``: two opcodes fewer a reply)
                 sink = popleft()
-                if type_of(sink) is bare or type_of(sink) in plain:
+                if type_of(sink) is bare or type_of(sink) is plain:
                     sink.data = body
                     client = sink.client
                     if not client.dirty:

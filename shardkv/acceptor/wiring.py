@@ -136,6 +136,7 @@ def wiring() -> Wiring:
         local=local_handlers(),
         fast_paths={"evalsha": scripting.evalsha_fast, "evalsha_ro": scripting.evalsha_fast},
         behind_shortcuts=scripting.behind_shortcuts,
+        scripts_alike=scripting.scripts_alike,
         interceptors=(transactions.queue, listeners.bind_before_exec),
         cross_shard=crossshard.run_cross_shard,
         atomic_fan_out=crossshard.run_write_fan_out,

@@ -545,7 +545,9 @@ class RequestParser:
     def feed_lazily(self, data: bytes) -> tuple[int, list[bytes] | None, Iterable[Parsed]]:
         """How many commands ``data`` completes, the first one's arguments
         if it is a read of whole canonical commands that all have that
-        name and that many arguments, 2 or 3 (else None), and the commands.
+        name and that many arguments, 2 or 3, or 4 or 5 with its first
+        three arguments (one script's EVALSHAs of one key; else None),
+        and the commands.
 
         For a read of whole canonical commands, the usual one, they come
         as an iterator over the parsed arguments and their encodings side
@@ -774,7 +776,8 @@ class RequestParser:
         canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
         as two lists side by side, their arguments and their encodings,
         and the first one's arguments when every one has its name and
-        number of arguments, 2 or 3, and ``data`` ends with the last one
+        number of arguments, 2 or 3 (or 4 or 5 and its first three
+        arguments: :func:`_encode_scripts`), and ``data`` ends with the last one
         (else None: see :meth:`feed_lazily`); else None, and
         :meth:`feed_lazily` parses it the long way.
 
@@ -841,13 +844,14 @@ class RequestParser:
                             self._read_big(data, found)
                         return found, same, found[0]
                     # The same for a pipeline of one script's EVALSHAs of
-                    # one key (see _encode_scripts); the encodings alone.
+                    # one key (see _encode_scripts): told by its first
+                    # command too, whose first three arguments every one has.
                     if same is None:
                         same = _encode_scripts(found)
                         if same is not None and b"".join(same) == data:
                             if len(data) > _READER_KEEP:
                                 self._read_big(data, found)
-                            return found, same, None
+                            return found, same, found[0]
             else:
                 reader.feed(data, 0, end)  # type: ignore[union-attr]
                 found = [reader.gets()]  # type: ignore[union-attr]

@@ -141,6 +141,21 @@ def test_an_empty_command_name_after_a_fallback_behind_a_shortcut(servers):
     assert _one_write(ours, acceptors, incr, commands) == expected
 
 
+def test_one_scripts_evalshas_in_one_write_one_shard_compiled(servers):
+    """A write of one script's EVALSHAs of one key, alike (the acceptor
+    takes them in one go: ``scripting.scripts_alike``), when OTHER's
+    shard has not compiled the script: those before the first on OTHER
+    take the shortcut, that one and those after it the long way, after
+    them; and with OTHER first, none.  Replies, values and counts as
+    Redis's."""
+    real, ours, acceptors = servers
+    incr = f"-- {uuid.uuid4().hex}\nreturn redis.call('incr', KEYS[1])"
+    for keys in ([OWN, OWN, OTHER, OWN, OTHER], [OTHER, OWN, OWN]):
+        commands = [["EVALSHA", "SHA", "1", key] for key in keys]
+        expected = _one_write(real, 1, incr, commands)
+        assert _one_write(ours, acceptors, incr, commands) == expected
+
+
 # One script whose ARGV[1] picks its reply: a run of EVALSHAs of it, one
 # key and one argument, takes the worker's inline run (Shard._run_batch:
 # the script EVALSHA ran last) and, for a string shorter than 1024 bytes

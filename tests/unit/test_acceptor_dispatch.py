@@ -694,3 +694,74 @@ def test_evalshas_shortcut_is_off_only_for_a_key_a_cross_shard_wait_waits_on(
     client, _ = connect(acceptor)
     send(client, [b"EVALSHA", sha, b"2", b, b])  # two keys, not ``a``
     assert executed == [] and [body for link in links for body in link.bodies()]
+
+
+_SHA = b"0" * 40
+
+
+@pytest.mark.parametrize(
+    ("knowing", "keys", "tail", "name"),
+    [
+        ("both", "abab", [], b"EVALSHA"),
+        ("both", "abba", [b"token"], b"evalsha_ro"),
+        ("a", "aaba", [], b"EVALSHA"),  # b's shard does not know it: b and what follows wait
+        ("a", "aaab", [b"token"], b"EVALSHA"),
+        ("b", "abab", [], b"EVALSHA"),  # the first does not take the shortcut
+        ("both", "abab", [], b"EvalSha"),  # a spelling the shortcut does not take
+    ],
+)
+def test_a_read_of_one_scripts_evalshas_goes_where_the_loop_sends_it(
+    monkeypatch: pytest.MonkeyPatch, knowing: str, keys: str, tail: list[bytes], name: bytes
+) -> None:
+    """A read of one script's EVALSHAs of one key, alike in their name,
+    SHA1 and key count (the parser tells them: ``scripting.scripts_alike``
+    takes them in one go), sends each shard what the loop that tests
+    each command sends (``evalsha_fast`` and ``behind_shortcuts``): the
+    same headers and bodies, the same commands held behind the scripts,
+    calls counted, scripts waited for, CLIENT LIST's last command, and
+    the replies in order."""
+    from shardkv.acceptor import scripting
+    from shardkv.acceptor.scriptcache import ScriptCache
+
+    commands.lookup(name)
+    executed: list[list[bytes]] = []
+    monkeypatch.setattr(Client, "execute", lambda self, args, raw=None: executed.append(args))
+    outs = []
+    taken: list[int] = []
+    for alike in (True, False):
+        acceptor, links = build()
+        a, b = keys_on_two_shards(acceptor)
+        cache = ScriptCache()
+        cache.settled.add(_SHA)
+        shards = {"a": [acceptor.shard_of(a)], "b": [acceptor.shard_of(b)], "both": [0, 1]}[knowing]
+        cache.known = {shard: {_SHA} for shard in shards}
+        monkeypatch.setattr(scripting, "CACHE", cache)
+        acceptor.scripts_alike = (  # type: ignore[method-assign]
+            (lambda *args: taken.append(1) or scripting.scripts_alike(*args))
+            if alike
+            else (lambda *args: None)
+        )
+        client, transport = connect(acceptor)
+        read = [[name, _SHA, b"1", a if k == "a" else b, *tail] for k in keys]
+        send(client, *read)
+        state = client.state
+        before = (
+            _sent(links),
+            list(state.held),
+            state.scripts,
+            state.blocked_token,
+            acceptor.stats.row_of([name])[0],
+            client.last_args,
+            executed[:],
+        )
+        executed.clear()
+        if not state.held and not executed:
+            for link in links:
+                for i, (_, body, sink) in enumerate(link.sent):
+                    sink.deliver(b":%d\r\n" % (len(body) * 10 + i))  # type: ignore[attr-defined]
+                link.sent.clear()
+        outs.append((before, replies(acceptor, transport), state.scripts, state.blocked_token))
+    assert taken == [1]
+    assert outs[0] == outs[1]
+    if knowing != "b" and name != b"EvalSha":
+        assert outs[0][0][0][0] or outs[0][0][0][1]  # some took the shortcut

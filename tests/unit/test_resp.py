@@ -620,13 +620,18 @@ _SHA2 = b"a42059b356c875f0717db19a51f6aaca9ae659ea"
         ([[b"GET", b"a"], [b"EXISTS", b"b"], [b"GET", b"c"]], None),  # another name, one shape
         ([[b"GET", b"a"], [b"GET", b"b"], [b"EXISTS", b"c"]], None),
         ([[b"GET", b"a"], [b"GET", b"b", b"c"], [b"GET", b"c"]], None),  # another shape
-        ([[b"HSET", b"h", b"f", b"v"]] * 3, None),  # 4 arguments
+        # 4 arguments, the first three alike (_encode_scripts, below)
+        ([[b"HSET", b"h", b"f", b"v"]] * 3, [b"HSET", b"h", b"f", b"v"]),
+        ([[b"HSET", b"h", b"f%d" % i, b"v"] for i in range(3)], None),
         ([[b"GET", b"k" * 1024]] * 3, None),  # past the header tables
         ([[b"G" * 1024, b"k"]] * 3, None),
         # One script's EVALSHAs of one key (_encode_scripts): encoded as
-        # the first one's, told by nothing; any other among them as it is.
-        ([[b"EVALSHA", _SHA, b"1", b"k%d" % i] for i in range(16)], None),
-        ([[b"EVALSHA", _SHA, b"1", b"k%d" % i, b"t" * i] for i in range(16)], None),
+        # the first one's, told by it; any other among them as it is.
+        ([[b"EVALSHA", _SHA, b"1", b"k%d" % i] for i in range(16)], [b"EVALSHA", _SHA, b"1", b"k0"]),
+        (
+            [[b"EVALSHA", _SHA, b"1", b"k%d" % i, b"t" * i] for i in range(16)],
+            [b"EVALSHA", _SHA, b"1", b"k0", b""],
+        ),
         (
             [[b"EVALSHA", _SHA, b"1", b"a"], [b"EVALSHA", _SHA2, b"1", b"b"], [b"EVALSHA", _SHA, b"1", b"c"]],
             None,
@@ -660,8 +665,10 @@ _SHA2 = b"a42059b356c875f0717db19a51f6aaca9ae659ea"
 )
 def test_a_read_of_one_name_is_told_with_its_commands(read, named):
     """``feed_lazily`` tells a whole read of commands of one name and of 2
-    or 3 arguments (``Client._run`` then looks the name up once) by its
-    first command's arguments, and gives the commands it gives otherwise."""
+    or 3 arguments, or of 4 or 5 and the same first three (one script's
+    EVALSHAs of one key), by its first command's arguments
+    (``Client._run`` then looks the name up once), and gives the
+    commands it gives otherwise."""
     data = b"".join(encode_command(args) for args in read)
     count, told, commands = RequestParser().feed_lazily(data)
     assert told == named
