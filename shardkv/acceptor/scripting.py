@@ -428,7 +428,8 @@ def scripts_alike(
     parser proved that every command has the first one's spelling, SHA1,
     key count and number of arguments (``RequestParser.feed_lazily``),
     and the client is plain, in database 0, while no key is waited on
-    (``EAGER_KEYS``).  What :func:`evalsha_fast` and
+    (``EAGER_KEYS``, ``POP_KEYS``: none of the settling behind a script
+    or a run).  What :func:`evalsha_fast` and
     :func:`behind_shortcuts` do for each, with their tests of the
     spelling, the SHA1 and the key count made once for the read, and the
     shards that compiled the script a list by shard: per command, its
@@ -441,7 +442,9 @@ def scripts_alike(
     arguments of the last command that started."""
     sha = first[1]
     if (
-        first[2] != b"1"
+        EAGER_KEYS  # (Client._run tests it) or POP_KEYS: the scripts' runs
+        or POP_KEYS  # settle the waits behind them (_send_runs)
+        or first[2] != b"1"
         or first[0] not in _SHORTCUT_NAMES
         or sha not in CACHE.settled
         or sha in CACHE.escaping
