@@ -160,6 +160,8 @@ class Pipe:
         self.shard = shard
         self.reader = reader = FrameReader(conn)
         self.backlog: list[bytes] = []
+        # Where this pipe's index goes when its backlog starts (Pipes.kept).
+        self.kept: list[int] = []
         self.broken = False  # a send to it failed: lost once the current frame is done
         persistence = shard.persistence
         commit = persistence.commit if persistence is not None else None
@@ -258,6 +260,7 @@ class Pipe:
         said to be readable)."""
         reader = self.reader
         backlog = self.backlog
+        waited = bool(backlog)
         try:
             if reads > 0:
                 reader.fill()
@@ -274,6 +277,8 @@ class Pipe:
                     backlog.append(payload)
         except (EOFError, OSError):
             self.broken = True
+        if backlog and not waited:
+            self.kept.append(self.index)
 
     def _behind(self, payload: bytes) -> bool:
         """A ``K`` frame read while the shard waits on another pipe: if it is
@@ -365,6 +370,9 @@ class Pipes:
         # number of pipes never changes: a restarted acceptor's takes its place).
         self.npipes = n = len(conns)
         self.orders = [tuple((turn + k) % n for k in range(n)) for turn in range(n)]
+        # The pipes whose frames were kept while the shard was not free for
+        # them, in the order their first came (see _first_kept).
+        self.kept: list[int] = []
         self.next_sweep = time.monotonic() + 1.0 / shard.keyspace.runtime.hz
         shard.send_to = self.send_to
         shard.recv_verdict = self.recv_verdict
@@ -398,6 +406,7 @@ class Pipes:
         if old is not None:
             self.lose(old)
         pipe = self.pipes[index] = Pipe(self.shard, index, conn)
+        pipe.kept = self.kept
         if self.npipes > 1:
             pipe.tell_disk = lambda: self.report_disk(pipe)
         fd = pipe.reader.sock.fileno()
@@ -852,6 +861,8 @@ class Pipes:
             self._take_others(only)
             order = (only,)
         else:
+            if self.kept:
+                self._first_kept()
             order = self.orders[self.turn]
         looked = only is not None or self.asked
         k = 0
@@ -871,6 +882,24 @@ class Pipes:
             self.asked = False
             return pipe, (pipe.backlog.pop(0) if pipe.backlog else pipe.reader.pop())
         return None
+
+    def _first_kept(self) -> None:
+        """The shard is free again: the first turn is the pipe whose kept
+        frames came first, not the one after the last pipe served (the
+        holder's, say).  With three acceptors, the frames of two others
+        kept while the third held the shard may have come far apart: an
+        ``LRANGE B 0 -1``, then, after the push to A that it was pipelined
+        with had woken another acceptor's ``BLMOVE A B``, that acceptor's
+        ``__hold`` (its try refused while B was held); Redis runs the
+        LRANGE first (issue 22).  Those found in one look came in no known
+        order: the order the pipes were read in decides."""
+        pipes = self.pipes
+        for i in self.kept:
+            pipe = pipes[i]
+            if pipe is not None and pipe.backlog:
+                self.turn = i
+                break
+        self.kept.clear()
 
     def _look(self, busy: Pipe) -> bool:
         """Read what the pipes but ``busy`` have in the kernel, without

@@ -582,6 +582,31 @@ def test_a_held_shard_answers_the_other_pipes_inquiries_and_keeps_their_batches_
     assert worker.run(1, entry("GET", "k")) == [b"$2\r\n12\r\n"]
 
 
+def test_frames_kept_while_the_shard_was_held_start_in_the_order_they_came():
+    """Three pipes: while pipe 0 holds the shard, pipe 2's GET is kept, and
+    later pipe 1's SET (its ``__hold`` after a refused try, say).  After the
+    release the GET, which came first, runs first, whosever turn it is
+    (pipe 1's, after pipe 0's frame).  Otherwise, with ``LRANGE B`` then a
+    push to A pipelined through acceptor 2 while acceptor 0 held B, the
+    ``BLMOVE A B`` of acceptor 1's client, woken by the push, ran on B
+    before the LRANGE, which Redis runs first (issue 22, at 3 acceptors)."""
+    w = Worker(3)
+    try:
+        started(w)
+        assert w.run(0, entry(Verb.HOLD)) == [b"+OK\r\n"]
+        w.send(2, batch(entry("GET", "k")))
+        w.send(2, wire.encode_inquiry([Verb.INFO]))
+        assert inquiry_answer(w, 2)[0] == 0  # answered behind the GET, kept
+        w.send(1, batch(entry("SET", "k", "1")))
+        w.send(1, wire.encode_inquiry([Verb.INFO]))
+        assert inquiry_answer(w, 1)[0] == 0
+        assert w.run(0, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+        assert w.replies(2) == [b"$-1\r\n"]
+        assert w.replies(1) == [b"+OK\r\n"]
+    finally:
+        w.stop()
+
+
 def test_a_shard_parked_for_one_pipe_answers_the_others_inquiries(worker):
     started(worker)
     assert worker.run(0, entry("SET", "k", "v")) == [b"+OK\r\n"]
