@@ -355,6 +355,11 @@ def bus_has_client(server, origin: int, args: list) -> int:
 # index in its batch], which an invalidation for a REDIRECT target
 # elsewhere carries (see bus_invalidate).
 _REMOTE_AT: list[int] | None = None
+# While a shard's O frame is handed out: the blocked commands its batch
+# served (each event's ``cls >> WAITER_SHIFT``, -1 unnamed), so that a
+# blocked client here that it did not serve is told at once of a change by
+# a command behind another of the batch (see _ask_behind).
+_FRAME_SERVED: list[int] | None = None
 
 
 def bus_invalidate(server, origin: int, args: list) -> None:
@@ -421,11 +426,16 @@ def bus_invalidate(server, origin: int, args: list) -> None:
 
 
 def bus_behind(server, origin: int, args: list) -> int | None:
-    """``[acceptor, shard or -1, seq or relay number, reply or event]``
-    (see :func:`bus_invalidate`): 1 if that command of this acceptor's came
+    """``[acceptor, shard or -1, seq or relay number, reply or event,
+    whether the batch served a client blocked on the asker]`` (see
+    :func:`bus_invalidate`): 1 if that command of this acceptor's came
     behind a command of its client not yet answered, which may serve a
-    client blocked on the asker (see :func:`_after_unanswered`), else 0."""
-    acceptor, shard, seq, reply = args
+    client blocked on the asker (see :func:`_after_unanswered`), else 0.
+    The earlier commands of the command's batch, whose replies wait for
+    the asker to hand out their events, ran before it on its shard: they
+    count only if the batch served such a client."""
+    acceptor, shard, seq, reply, *rest = args
+    batch_counts = rest[0] if rest else 1
     if acceptor != server.index:
         return 0
     if shard == -1:
@@ -439,7 +449,8 @@ def bus_behind(server, origin: int, args: list) -> int | None:
     def then(sinks: dict | None) -> None:
         sink = sinks.get(reply) if sinks else None
         writer, place = origin_of(sink) if sink is not None else (None, None)
-        answer(1 if writer is not None and _after_unanswered(writer, place) else 0)
+        skip = () if batch_counts or not sinks else tuple(sinks.values())
+        answer(1 if writer is not None and _after_unanswered(writer, place, skip) else 0)
 
     server.links[shard].when_batched(origin, seq, then)
     return None
@@ -1324,7 +1335,7 @@ def _shrunk() -> None:
 
 
 def on_events(server, events: list, origin: object) -> None:
-    global _REMOTE_AT
+    global _REMOTE_AT, _FRAME_SERVED
     if not STATE.clients and not TABLE:
         return
     changer, place = origin_of(origin)
@@ -1345,6 +1356,8 @@ def on_events(server, events: list, origin: object) -> None:
     # event's command, for an invalidation to a REDIRECT target there.
     others = causal.OTHERS if origin is None or origin is RELAYED else None
     writer = others[2] if others is not None else None
+    if writer is not None and others[0] >= 0:  # type: ignore[index]
+        _FRAME_SERVED = [e[2] >> WAITER_SHIFT or -1 for e in events if e[2] & SERVED]
     for i, (_db, key, cls, _name) in enumerate(events):
         if writer is not None:
             reply = writer[1][i] if i < len(writer[1]) else -1
@@ -1405,6 +1418,8 @@ def on_events(server, events: list, origin: object) -> None:
                     quiet=quiet,
                 )
     _REMOTE_AT = None
+    if not flushed:
+        _FRAME_SERVED = None
     # Back in the table after all of them: as in Redis, a command's second
     # event of a key (a new key's, then the write's) finds it gone.
     _keep(kept)
@@ -1413,7 +1428,7 @@ def on_events(server, events: list, origin: object) -> None:
         try:
             invalidate_all(server, changer, place, flush_inside)
         finally:
-            _REMOTE_AT = None
+            _REMOTE_AT = _FRAME_SERVED = None
     if not STATE.clients and not TABLE:
         notifications.update_mask(server)  # nothing left to hear of
 
@@ -1820,7 +1835,10 @@ def _ask_behind(target: Client, data: bytes, served: int, own: bool) -> None:
             if answered is not None:
                 answered([])
 
-    target.server.bus.ask(bus.BEHIND, list(_REMOTE_AT or ()), done)  # type: ignore[union-attr]
+    frame = _FRAME_SERVED
+    served_here = frame is None or any(w < 0 or pubsub.serves(target, w) for w in frame)
+    args = [*(_REMOTE_AT or ()), int(served_here)]
+    target.server.bus.ask(bus.BEHIND, args, done)  # type: ignore[union-attr]
 
 
 class _Held:
@@ -1833,7 +1851,7 @@ class _Held:
         self.data: bytes | None = None
 
 
-def _after_unanswered(writer: Client, at: object) -> bool:
+def _after_unanswered(writer: Client, at: object, skip: tuple = ()) -> bool:
     """Whether the command whose reply slot ``at`` is came behind a command
     of its client ``writer`` not yet answered, maybe on another shard and
     not yet run there: one that may serve a blocked client (``RPUSH l a``,
@@ -1841,12 +1859,14 @@ def _after_unanswered(writer: Client, at: object) -> bool:
     blocked client goes after the pending replies (after that client's
     reply if it serves it), not at once.  A cross-shard step's gate
     (``holds.Gate``, a FLUSHALL's with several acceptors) is no command:
-    the step's own replies follow it."""
+    the step's own replies follow it.  ``skip``: replies that do not count."""
     pending = writer.pending
     place = _in_pending(pending, at) if at is not None else None
     for reply in pending:
         if reply is place:
             return False
+        if skip and (reply in skip or getattr(reply, "slot", None) in skip):
+            continue
         if getattr(reply, "data", b"") is None and type(reply) is not Gate:
             return True
     return False

@@ -2054,6 +2054,14 @@ _BLOCKED: dict[str, tuple[list[str], list[str], str, str | None, list[list[str]]
         [["RPUSH {t}l1 foo"]],
     ),
     "served-then-write": (["CLIENT TRACKING on", "GET t"], [], "BLPOP k 0", None, [["RPUSH k a", "SET t v"]]),
+    # (a write before it, on its shard, that serves nobody: x hears at once)
+    "write-behind-unrelated": (
+        ["CLIENT TRACKING on", "GET t"],
+        [],
+        "BLPOP k 0",
+        None,
+        [["RPUSH {t}o a", "SET t v"], ["RPUSH k a"]],
+    ),
     # (with two acceptors a FLUSHALL's cross-shard gate held it behind the reply)
     "flushall": (["CLIENT TRACKING on", "GET t"], [], "BLPOP k 0", None, [["FLUSHALL"], ["RPUSH k a"]]),
     "flushdb-redirect": (
@@ -2195,14 +2203,20 @@ def test_a_blocked_client_hears_invalidations_at_once(ports, case):
         assert ours == theirs
 
 
-@pytest.mark.parametrize("case", ["served-then-write", "redirect", "served-by-exec", "xread"])
+@pytest.mark.parametrize(
+    "case", ["served-then-write", "redirect", "served-by-exec", "xread", "write-behind-unrelated"]
+)
 def test_a_blocked_client_hears_a_change_from_another_acceptor(two_acceptors, case):
     """As above with the writer on the other acceptor of two: a change by a
     command pipelined behind one of the writer's not yet answered (``RPUSH
     k a`` then ``SET t v``, on two shards) is told after the blocked
     client's reply, as the earlier one may serve it (shardkv had it in
     either order: the blocked client's acceptor asks the writer's,
-    ``behind`` on the bus); the others at once, as before."""
+    ``behind`` on the bus); the others at once, as before.  An earlier
+    command of the same batch that served no client of the blocked one's
+    acceptor is no such command (``RPUSH {t}o a`` then ``SET t v``: its
+    reply, held until that acceptor wrote its events, moved the
+    invalidation after the blocked client's reply: late, or never)."""
     theirs = _blocked_hears(two_acceptors["redis"], case)
     assert b"invalidate" in theirs
     assert _blocked_hears(two_acceptors["shardkv"], case, apart=2) == theirs
