@@ -196,3 +196,24 @@ def test_mget_across_shards_is_measured_whole(monkeypatch):
     assert across([b"a", b"b"] * 8) == [b"v" * 100] * 16  # 16 keys: not measured
     monkeypatch.setattr(replyroom, "room", lambda: 100)
     assert across([b"a", b"b", b"nope", *(b"x%d" % i for i in range(14))]) == [b"v" * 100] * 2 + [None] * 15
+
+
+def test_mget_and_hmget_repeats_are_counted_among_their_keys_or_fields(monkeypatch):
+    """A key named as the command is spelled, or a field named as its
+    hash's key, is no repeat: the keys (or fields) are distinct and the
+    reply is not measured, as the acceptor's merge of an MGET across
+    shards counts repeats among the keys alone."""
+    from shardkv.worker.commands.hashes import hmget, hset
+    from shardkv.worker.commands.strings import mget, set_
+    from shardkv.worker.keyspace import Keyspace
+
+    ks = Keyspace()
+    keys = [b"mget", b"hmget", *(b"k%d" % i for i in range(16))]  # 18 distinct names
+    for key in keys:
+        set_(ks, [b"SET", key, b"v" * 100])
+    hset(ks, [b"HSET", b"h", *(x for key in keys for x in (key, b"v" * 100))])
+    monkeypatch.setattr(replyroom, "FREE", 0)  # every reply measured...
+    monkeypatch.setattr(replyroom, "room", lambda: 1000)  # ...against 1000 bytes
+    assert mget(ks, [b"mget", *keys]) == [b"v" * 100] * 18
+    assert hmget(ks, [b"hmget", b"h", *keys]) == [b"v" * 100] * 18
+    assert hmget(ks, [b"HMGET", b"h", *keys, b"h"]) == [b"v" * 100] * 18 + [None]

@@ -109,10 +109,12 @@ def hmget(ks: Keyspace, args: list[bytes]) -> object:
     if h is None:
         return [None] * (len(args) - 2)
     get = h.get
-    out = [get(f) for f in args[2:]]
+    fields = args[2:]
+    out = [get(f) for f in fields]
     # A field named twice or more multiplies its value (see replyroom);
     # distinct ones answer at most what the data holds, as LRANGE does.
-    if len(out) > REPEATS_FREE and len(set(args)) < len(args):
+    # (Repeats among the fields alone: one named as the key is none.)
+    if len(fields) > REPEATS_FREE and len(set(fields)) < len(fields):
         replyroom.check(sum(map(len, filter(None, out))))
     return out
 
