@@ -105,12 +105,13 @@ def hget(ks: Keyspace, args: list[bytes]) -> object:
 
 def hmget(ks: Keyspace, args: list[bytes]) -> object:
     """HMGET key field [field ...]"""
-    h = get_hash(ks, args[1])
+    h = ks.lookup(args[1])  # (get_hash, inline: a call fewer)
     if h is None:
         return [None] * (len(args) - 2)
-    get = h.get
+    if type(h) is not dict:
+        raise CommandError(errors.WRONGTYPE)
     fields = args[2:]
-    out = [get(f) for f in fields]
+    out = list(map(h.get, fields))
     # A field named twice or more multiplies its value (see replyroom);
     # distinct ones answer at most what the data holds, as LRANGE does.
     # (Repeats among the fields alone: one named as the key is none.)
