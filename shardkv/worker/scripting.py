@@ -1066,7 +1066,7 @@ class Engine:
         what :meth:`_conclude` answers as it is) ends as :meth:`_invoke`'s
         do (:meth:`_wind_up`, :meth:`_conclude`).  ``start_ns``:
         ``perf_counter_ns()`` as its caller began to time it, the run's
-        start (see below).  Without ``items``: the reply.
+        start (see below).  Without ``batch``: the reply.
 
         With ``batch`` (Shard._run_batch's ``B`` payload: its entries,
         headers and commands, and their iterator, past this one, whose
@@ -1084,8 +1084,9 @@ class Engine:
         their runs).  Each reply, a string shorter than 1024 bytes or an
         integer, goes to ``append`` (None: the caller answers the entry,
         which runs alone), and the next entry is taken from the iterator.
-        The result: None once every entry run is answered; else, of the
-        last, which the caller ends: its reply (counted, by
+        The result: once every entry run is answered, the clock read that
+        ended the last (where the entry after it starts its time); else,
+        of the last, which the caller ends: its reply (counted, by
         Shard.script_counted if it is not a string or an integer), its
         command, its header and the clock read that ended it.
         """
@@ -1313,7 +1314,7 @@ class Engine:
                     args = next_args
                     start_ns = now
                     continue
-            return None
+            return now  # (the entry after them starts its time here)
 
     def _collect(self, vm: _VM) -> int:
         """Lua's collector's step, when it is due: the count of runs since."""

@@ -942,7 +942,8 @@ class Shard:
                                 record if record is not None and name not in self.unlogged else None,
                                 append if writer is None and noted is None and not blocked else None,
                             )
-                            if ended is None:  # (every reply appended: the entries are done)
+                            if type(ended) is int:  # every reply appended: the entries are done
+                                last = ended  # (the next entry's time starts at the last one's end)
                                 continue
                             value, args, header, ran_until = ended
                         else:

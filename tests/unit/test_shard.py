@@ -1269,7 +1269,8 @@ def test_evalsha_in_a_batch_reads_the_clock_once(monkeypatch):
     """An EVALSHA that run_batch runs (Shard.execute_script) is timed as a
     plain command is: from the end of the entry before it to one clock
     read of its own, which the entry after it starts from (issue 18: a
-    read costs a tenth of a GET).  Its time is that span, in its row."""
+    read costs a tenth of a GET), after a run of them too.  Its time is
+    that span, in its row."""
     from shardkv.worker import shard as shard_module
 
     shard = Shard(0, 1, FakeClock())
@@ -1300,3 +1301,6 @@ def test_evalsha_in_a_batch_reads_the_clock_once(monkeypatch):
     row = shard.stats.by_bytes[b"EVALSHA"]
     pending = row[5]
     assert list(pending)[-3:] == [1_000_000] * 3  # each from the entry before it to its own read
+    # The GET after them (after a group whose replies all went at once:
+    # Engine.run_group) starts from the last one's read, not the first's.
+    assert list(shard.stats.by_bytes[b"GET"][5])[-1] == 1_000_000
