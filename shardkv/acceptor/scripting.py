@@ -57,7 +57,6 @@ from collections.abc import Set as AbstractSet
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
 from shardkv.acceptor.blocking import (
     EAGER_KEYS,
-    POP_KEYS,
     pops_wait_on,
     script_ran_across,
     serve_after_scripts,
@@ -279,7 +278,7 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     slot.db = client.db  # a retry runs in the database of the call
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
-    if (EAGER_KEYS or POP_KEYS) and args[0][-3:].lower() != b"_ro":
+    if EAGER_KEYS and args[0][-3:].lower() != b"_ro":  # (a pop's keys too, see blocking.POP_KEYS)
         settle_script(client, slot, shard)  # (see _run_on_shard)
     # The call counted here, as the ordinary path (Acceptor.run_local)
     # counts a script it sends: its time and latency are the run's, which
@@ -320,6 +319,11 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     db = client.db
     eager = EAGER_KEYS
     waits = state.blocked_token == SCRIPTS  # the client waits for scripts (script_sent)
+    # While a cross-shard wait exists (its keys, a pop's too, are in
+    # EAGER_KEYS), the shards the EVALSHAs taken inline may go to (None:
+    # any, no such wait, the usual case: no test more per script), see
+    # _shards_beside_waits.
+    only = _shards_beside_waits(server, args) if eager else None
     # The SHA1 and spelling last taken (None: nothing yet, so that no
     # argument, the empty one included, matches a stale one).
     sha_ok: bytes | None = None
@@ -343,6 +347,8 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
                 if sha in CACHE.settled and sha not in CACHE.escaping:
                     sha_ok = sha
                     knowing = {shard for shard, shas in CACHE.known.items() if sha in shas}
+                    if only is not None:
+                        knowing &= only
                 else:
                     sha_ok = None
                     knowing = _NOWHERE
@@ -381,9 +387,13 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
             state.scripts_sent(taken)
             row[0] += taken
         if runs:  # sent before anything that follows
-            _send_runs(client, links, header, runs)
+            if only is None:
+                for shard, run in runs.items():
+                    links[shard].send_run(header, run)
+            else:
+                _send_runs(client, links, header, runs)
             runs = {}
-        cmd = seen(a[0]) if raw is not None else None
+        cmd = seen(a[0]) if raw is not None and only is None else None
         fast = None if cmd is None else server.fast_paths.get(cmd.name)
         if fast is None or not fast(client, a, raw, header):  # type: ignore[arg-type]
             state.hold((command,))
@@ -401,20 +411,47 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
             state.scripts_sent(taken)
             row[0] += taken
     if runs:
-        _send_runs(client, links, header, runs)
+        if only is None:
+            for shard, run in runs.items():
+                links[shard].send_run(header, run)
+        else:
+            _send_runs(client, links, header, runs)
     return args
+
+
+def _shards_beside_waits(server: object, args: list[bytes]) -> frozenset[int]:
+    """The shards that the EVALSHAs pipelined behind ``args`` (one that
+    took the shortcut) may go to inline while a cross-shard wait exists
+    (see :func:`behind_shortcuts`).  A script on a shard where such a wait
+    has a key may make a pop or move ready (its keyless ``__bsettle``
+    holds its reply and its client's later commands, see
+    blocking.settle_script), whose try writes another shard (a move's
+    destination): Redis serves that client right after the script, so the
+    EVALSHAs behind it go on only to its shard, which runs them after
+    the script; one to another shard waits for the replies, as the
+    client's other commands do.  A script on another shard makes nothing
+    ready: those behind it go on to any such shard (``EVALSHA`` of a push
+    to A, undeclared, on A's shard, ``EVALSHA`` of ``LRANGE B`` pipelined,
+    a client in ``BLMOVE A B``: ``[x]``, it was ``[]``)."""
+    shard_of = server.shard_of  # type: ignore[attr-defined]
+    first = shard_of(args[3]) if args[2] == b"1" and len(args) > 3 else _keys_shard(server, args)
+    waited = {shard_of(key) for key in EAGER_KEYS}
+    if first in waited:
+        return frozenset((first,))
+    return frozenset(range(len(server.links))) - waited  # type: ignore[attr-defined]
 
 
 def _send_runs(client: Client, links: list, header: bytes, runs: dict[int, list]) -> None:
     """Send each shard its run of EVALSHAs (``[raw, slot, ...]``), taken
-    inline by :func:`behind_shortcuts`; while a cross-shard wait exists,
+    inline by :func:`behind_shortcuts` while a cross-shard wait exists,
     one keyless ``__bsettle`` behind each run (blocking.settle_script, as
     behind a script alone: the keys they write undeclared), the replies
     of the run waiting for it.  One for the run, not one a script: so
     pipelined EVALSHAs stay one run (one a script took 0.6x of their
-    throughput beside a waiting cross-shard BLMOVE), and the clients their
-    writes made ready are served after the run's last script, not each."""
-    settle = (EAGER_KEYS or POP_KEYS) and client.state.blocked_token == SCRIPTS
+    throughput beside a waiting cross-shard BLMOVE); the run is on the
+    shard of the script before it, which runs the pops and moves their
+    writes made ready before the next script (see behind_shortcuts)."""
+    settle = client.state.blocked_token == SCRIPTS
     for shard, run in runs.items():
         links[shard].send_run(header, run)
         if settle:  # (an EVALSHA_RO among them or not)
@@ -837,7 +874,7 @@ def _run_on_shard(
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
     client.server.scripts_sent += 1  # the shard times the run (see Acceptor.run_local)
     client.server.links[shard].send(header, encode_command(command), sink)
-    if waits and not ro and (EAGER_KEYS or POP_KEYS):
+    if waits and not ro and EAGER_KEYS:  # (a pop's keys too, see blocking.POP_KEYS)
         settle_script(client, slot, shard)  # (the keys it writes undeclared, or after a SELECT)
 
 
@@ -1133,7 +1170,7 @@ class _Retry(Sink):
         # after a SELECT in it): a keyless __bsettle on each shard it parks
         # (blocking.settle_script).
         settle = [*self.keys, *self.extra] if self.escapes else [k for k in self.extra if k not in self.keys]
-        unnamed = not self.ro and bool(EAGER_KEYS or POP_KEYS)
+        unnamed = not self.ro and bool(EAGER_KEYS)  # (a pop's keys too, see blocking.POP_KEYS)
         holds = client.server.holds if settle or self.everything or unnamed else None
         if holds is not None:
             holds.begin()

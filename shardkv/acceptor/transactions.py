@@ -48,7 +48,6 @@ from typing import Any
 from shardkv.acceptor import listeners, monitor
 from shardkv.acceptor.blocking import (
     EAGER_KEYS,
-    POP_KEYS,
     Pin,
     UnblockReply,
     after_scripts,
@@ -1767,7 +1766,7 @@ def _settle_escapes(
     everything = max(script.everything for script, _ in script_at.values())
     if keys or everything:
         script_ran_across(client, reply, keys, everything, shards)
-    elif EAGER_KEYS or POP_KEYS:
+    elif EAGER_KEYS:  # (a pop's keys too, see blocking.POP_KEYS)
         for shard in shards:
             settle_script(client, reply, shard)
 

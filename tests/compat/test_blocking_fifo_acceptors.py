@@ -60,6 +60,9 @@ _PUSH_LIBRARY = (
 # KEYS[1] after ``SELECT ARGV[1]``, in that database; and a push to
 # ARGV[2] after ``SELECT ARGV[1]`` (issue 22).
 _PUSH_NO_KEYS = "return redis.call('rpush', ARGV[1] .. ARGV[2], 'x')"
+# A read of KEYS[1], pipelined behind such a script (the shortcut's run).
+_LRANGE = "return redis.call('lrange', KEYS[1], 0, -1)"
+_LRANGE_SHA = hashlib.sha1(_LRANGE.encode()).hexdigest()
 _SELECT_PUSH = "redis.call('select', ARGV[1]) return redis.call('rpush', KEYS[1], 'x')"
 _SELECT_PUSH_SHA = hashlib.sha1(_SELECT_PUSH.encode()).hexdigest()
 _SELECT_PUSH_BUILT = "redis.call('select', ARGV[1]) return redis.call('rpush', ARGV[2], 'x')"
@@ -626,6 +629,34 @@ CASES: dict[str, list] = {
             ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
             ("LRANGE", "B", 0, -1),
             ("LLEN", "A"),
+        ),
+    ],
+    # An EVALSHA pipelined behind it, reading the move's destination on
+    # the other shard (the shortcut takes both inline): it sees the
+    # move done, as in Redis, which serves the move right after the push.
+    "blmove-two-shards-pipelined-evalsha-then-evalsha-read": [
+        ("write", 0, 0, "SCRIPT", "LOAD", _PUSH_BUILT),
+        ("write", 0, 0, "EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
+        ("write", 0, 0, "DEL", "A"),
+        ("write", 0, 0, "SCRIPT", "LOAD", _LRANGE),
+        ("write", 0, 0, "EVALSHA", _LRANGE_SHA, 1, "B"),
+        ("block", "c1", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
+            ("EVALSHA", _LRANGE_SHA, 1, "B"),
+            ("EVALSHA", _LRANGE_SHA, 1, "A"),
+        ),
+        ("block", "c2", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        (
+            "pipe",
+            0,
+            0,
+            ("EVALSHA", _PUSH_BUILT_SHA, 1, "{A}w", "A", ""),
+            ("EVALSHA", _LRANGE_SHA, 1, "A"),
+            ("EVALSHA", _LRANGE_SHA, 1, "B"),
         ),
     ],
     "blmove-blpop-two-shards-pipelined-fcall-undeclared-own-shard": [
