@@ -2246,7 +2246,7 @@ def settle_script(client: Client, slot: object, shard: int) -> None:
     settle = _Settled(link, answered)
     link.blocked[settle.token] = settle
     link.send(wire.entry_header(0, settle.token, client.db), _SETTLE_ALL, settle)
-    settle.bound(client.server)
+    settle.bound_once_waiting(client.server)
 
 
 _SETTLE_ALL = encode_command([Verb.BSETTLE])
@@ -2312,21 +2312,33 @@ class _Settled:
     the error of a shard gone, or :data:`SETTLE_WAIT_S` passing calls
     ``then``, once."""
 
-    __slots__ = ("link", "token", "then", "timer")
+    __slots__ = ("link", "token", "then", "timer", "server")
 
     def __init__(self, link: ShardLink, then: Callable[[object], None]) -> None:
         self.link = link
         self.token = next(_tokens)
         self.then: Callable[[object], None] | None = then
         self.timer: object = None
+        self.server: Acceptor | None = None
 
     def bound(self, server: Acceptor) -> None:
         """Call ``then`` after :data:`SETTLE_WAIT_S` at the latest."""
         self.timer = server.loop.call_later(SETTLE_WAIT_S, self.answered)  # type: ignore[union-attr]
 
+    def bound_once_waiting(self, server: Acceptor) -> None:
+        """The same, from the shard's answer that it waits (no timer for
+        one it answers at once, the usual case: a timer made and cancelled
+        was most of the price of a script's keyless ``__bsettle``).  For a
+        ``__bsettle`` right behind a write of the same client, in its
+        pipe: the shard answers it right after the write, whose own reply
+        comes no sooner (or the link's loss answers both)."""
+        self.server = server
+
     def deliver(self, body: bytes) -> None:
         if body:  # (empty: it waits, its W frame comes later)
             self.answered()
+        elif self.server is not None and self.then is not None and self.timer is None:
+            self.bound(self.server)
 
     def answered(self) -> None:
         self.link.blocked.pop(self.token, None)
@@ -2408,7 +2420,10 @@ def _after_tries(
         settle.link.blocked[settle.token] = settle
         command = _SETTLE_ALL if type(key) is int else encode_command([Verb.BSETTLE, key])
         settle.link.send(wire.entry_header(0, settle.token, client.db), command, settle)
-        settle.bound(server)
+        if type(key) is int:  # (behind the script's run, see settle_script)
+            settle.bound_once_waiting(server)
+        else:
+            settle.bound(server)
     if not busy:
         busy[None] = None
         tried(None)
