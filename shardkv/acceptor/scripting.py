@@ -68,7 +68,7 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Sink, Slot
-from shardkv.acceptor.scriptcache import CACHE, Escapes
+from shardkv.acceptor.scriptcache import CACHE, Escapes, declares_no_writes
 from shardkv.acceptor.shardlink import (
     ENDED,
     KILLED,
@@ -278,8 +278,8 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     slot.db = client.db  # a retry runs in the database of the call
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
-    if EAGER_KEYS and args[0][-3:].lower() != b"_ro":  # (a pop's keys too, see blocking.POP_KEYS)
-        settle_script(client, slot, shard)  # (see _run_on_shard)
+    if EAGER_KEYS and args[0][-3:].lower() != b"_ro" and _may_write(CACHE.bodies.get(sha, b"")):
+        settle_script(client, slot, shard)  # (see _run_on_shard; a pop's keys count in EAGER_KEYS)
     # The call counted here, as the ordinary path (Acceptor.run_local)
     # counts a script it sends: its time and latency are the run's, which
     # the shard counts (cmdstats.ScriptTimes).
@@ -874,8 +874,15 @@ def _run_on_shard(
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
     client.server.scripts_sent += 1  # the shard times the run (see Acceptor.run_local)
     client.server.links[shard].send(header, encode_command(command), sink)
-    if waits and not ro and EAGER_KEYS:  # (a pop's keys too, see blocking.POP_KEYS)
+    if waits and not ro and EAGER_KEYS and _may_write(body):  # (a pop's keys too, see blocking.POP_KEYS)
         settle_script(client, slot, shard)  # (the keys it writes undeclared, or after a SELECT)
+
+
+def _may_write(body: bytes) -> bool:
+    """Whether a script (``body``; a function's: b"") may write: not one
+    whose shebang says ``no-writes``, which needs no keyless ``__bsettle``
+    behind it (blocking.settle_script), as EVAL_RO's does not."""
+    return body[:2] != b"#!" or not declares_no_writes(body)
 
 
 class _ShardReply:
@@ -1170,7 +1177,7 @@ class _Retry(Sink):
         # after a SELECT in it): a keyless __bsettle on each shard it parks
         # (blocking.settle_script).
         settle = [*self.keys, *self.extra] if self.escapes else [k for k in self.extra if k not in self.keys]
-        unnamed = not self.ro and bool(EAGER_KEYS)  # (a pop's keys too, see blocking.POP_KEYS)
+        unnamed = not self.ro and bool(EAGER_KEYS) and _may_write(self.body)  # (see _run_on_shard)
         holds = client.server.holds if settle or self.everything or unnamed else None
         if holds is not None:
             holds.begin()

@@ -694,6 +694,19 @@ def test_evalshas_shortcut_is_off_only_for_a_key_a_cross_shard_wait_waits_on(
     client, _ = connect(acceptor)
     send(client, [b"EVALSHA", sha, b"2", b, b])  # two keys, not ``a``
     assert executed == [] and [body for link in links for body in link.bodies()]
+    # A script that says no-writes (as EVALSHA_RO) has no __bsettle behind it.
+    ro_sha = b"1" * 40
+    cache.bodies[ro_sha] = b"#!lua flags=no-writes\nreturn 1"
+    cache.settled.add(ro_sha)
+    for name, known in ((b"EVALSHA", True), (b"EVALSHA_RO", True), (b"EVALSHA", False)):
+        for shard in (0, 1):  # (not known: the ordinary path, EVAL of the body)
+            (cache.known[shard].add if known else cache.known[shard].discard)(ro_sha)
+        for link in links:
+            link.sent.clear()
+        client, _ = connect(acceptor)
+        send(client, [name, ro_sha, b"1", b])
+        sent = [body for link in links for body in link.bodies()]
+        assert len(sent) == 1 and b"__bsettle" not in sent[0] and (b"#!lua" not in sent[0]) == known
 
 
 _SHA = b"0" * 40
