@@ -448,9 +448,9 @@ def _send_runs(client: Client, links: list, header: bytes, runs: dict[int, list]
     behind a script alone: the keys they write undeclared), the replies
     of the run waiting for it.  One for the run, not one a script: so
     pipelined EVALSHAs stay one run (one a script took 0.6x of their
-    throughput beside a waiting cross-shard BLMOVE); the run is on the
-    shard of the script before it, which runs the pops and moves their
-    writes made ready before the next script (see behind_shortcuts)."""
+    throughput beside a waiting cross-shard BLMOVE); they go only where
+    nothing a script before them made ready writes (see
+    :func:`_shards_beside_waits`)."""
     settle = client.state.blocked_token == SCRIPTS
     for shard, run in runs.items():
         links[shard].send_run(header, run)
@@ -479,8 +479,8 @@ def scripts_alike(
     arguments of the last command that started."""
     sha = first[1]
     if (
-        EAGER_KEYS  # (Client._run tests it) or POP_KEYS: the scripts' runs
-        or POP_KEYS  # settle the waits behind them (_send_runs)
+        EAGER_KEYS  # (Client._run tests it; a pop's keys count there too, see
+        # blocking.POP_KEYS): the scripts' runs settle the waits behind them (_send_runs)
         or first[2] != b"1"
         or first[0] not in _SHORTCUT_NAMES
         or sha not in CACHE.settled
