@@ -370,6 +370,8 @@ def bus_invalidate(server, origin: int, args: list) -> None:
     the target is that command's client, the message goes before its reply,
     as Redis sends it while the command runs."""
     target_id, tracker_id, resp3, keys, null, *made = args
+    if (target_id - 1) % server.nacceptors != server.index:
+        return  # (told to every acceptor: the target's own answers, K > 2)
     target = server.clients.get(target_id)
     if target is None or target.closed:
         server.bus.tell(bus.BROKEN, [tracker_id, target_id])
