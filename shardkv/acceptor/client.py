@@ -425,7 +425,10 @@ class Client(Dispatch, asyncio.Protocol):
         persist (every write then gets ``-MISCONF``), nor the shards still
         loading at start (every command but the ``loading`` ones then gets
         ``-LOADING``), nor one reloading after its worker's restart (the
-        commands for it then get ``-LOADING``).  A command naming a
+        commands for it then get ``-LOADING``), nor while a shard is over
+        maxmemory (``oom``: an EVALSHA of a script whose shebang makes it
+        ``denyoom`` is then a rejected call, refused before it runs, see
+        Dispatch._refused_at_oom, which its shortcut would skip).  A command naming a
         key that a cross-shard BLMOVE or XREAD of this acceptor waits on
         takes the slow path all the same (:meth:`_run` checks its key), as
         its write makes that wait try at once (see
@@ -435,6 +438,7 @@ class Client(Dispatch, asyncio.Protocol):
             not BUSY_LINKS
             and not self.server.loading
             and not self.server.reloading
+            and not self.server.oom
             and not MISCONF_LINKS
             and state.multi is None
             and not state.channels

@@ -240,3 +240,42 @@ def test_evalshas_of_every_reply_kind_in_one_write(servers):
     expected = _kinds(real, 1, body)
     assert expected[1][1] == b"$4\r\nhalf\r\n"
     assert _kinds(ours, acceptors, body) == expected
+
+
+def _at_oom(port: int, acceptors: int, body: str) -> list:
+    """One write each of EVALSHAs and of EVALSHA_ROs of ``body`` (alike:
+    ``scripting.scripts_alike``) and one of them behind another command
+    (``evalsha_fast``), over maxmemory: the replies, the script
+    commands' counts (rejected calls too) and the error counts."""
+    with _connect(port, acceptors) as c:
+        c.command("FLUSHALL")
+        sha = c.command("SCRIPT", "LOAD", body).decode()
+        for key in (OWN, OTHER):  # settled, and compiled on both shards
+            c.call("EVALSHA", sha, "1", key)
+        c.command("CONFIG", "RESETSTAT")
+        c.command("CONFIG", "SET", "maxmemory", "1")
+        try:
+            replies = []
+            for write in (
+                [["EVALSHA", sha, "1", key] for key in (OWN, OTHER, OWN)],
+                [["EVALSHA_RO", sha, "1", key] for key in (OWN, OTHER, OWN)],
+                [["PING"], ["EVALSHA_RO", sha, "1", OWN]],
+            ):
+                c.sock.sendall(b"".join(encode_command(*command) for command in write))
+                replies += [c.read() for _ in write]
+        finally:
+            c.command("CONFIG", "SET", "maxmemory", "0")
+        stats = _stats(c, "commandstats", "cmdstat_evalsha")
+        return [replies, c.call("GET", OWN), stats, _errors(c)]
+
+
+def test_evalshas_of_a_denyoom_script_over_maxmemory(servers):
+    """A script whose shebang declares no flags makes EVALSHA (EVALSHA_RO
+    too) ``denyoom``: over maxmemory Redis's processCommand refuses each
+    with OOM, a rejected call, before EVALSHA_RO's refusal of a write
+    script; the shortcuts (one command, a write of them alike) do too."""
+    real, ours, acceptors = servers
+    body = f"#!lua\n-- {uuid.uuid4().hex}\nreturn redis.call('incr', KEYS[1])"
+    expected = _at_oom(real, 1, body)
+    assert expected[0][3].startswith(b"-OOM ")
+    assert _at_oom(ours, acceptors, body) == expected
