@@ -393,6 +393,7 @@ def on_attach(server, link) -> None:
         link.others_events = lambda seq, events: pubsub.events_from_elsewhere(
             server, link.index, seq, events, lambda some: on_events(server, some, None)
         )
+        link.others_gone = lambda: pubsub.after_events_gone(server, link.index)
     # Always, 0 too: a worker that outlived the acceptor may still note
     # what the previous one wanted.
     _send_mask(link, STATE.mask)

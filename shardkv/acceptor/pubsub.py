@@ -594,7 +594,7 @@ def events_from_elsewhere(server, shard: int, seq: int, events: list, emit: Call
         return
     waiting = _AFTER_EVENTS.pop((shard, seq), None)
     for stale in [key for key in _AFTER_EVENTS if key[0] == shard and key[1] < seq]:
-        for _, found in _AFTER_EVENTS.pop(stale):  # (their frame never came: a worker gone)
+        for _, found in _AFTER_EVENTS.pop(stale):  # (their frame never came)
             deliver(server, found)
     if not waiting:
         emit(events)
@@ -609,6 +609,17 @@ def events_from_elsewhere(server, shard: int, seq: int, events: list, emit: Call
     finally:
         if done < len(events):
             emit(events[done:])
+
+
+def after_events_gone(server, shard: int) -> None:
+    """``shard``'s worker is gone (its pipe here closed), and with it the
+    ``O`` frames its scripts' PUBLISH messages wait for: deliver them now,
+    in the order published, before anything its next worker's events
+    (numbered from 1 again) or a later PUBLISH bring."""
+    if _AFTER_EVENTS:
+        for key in sorted(key for key in _AFTER_EVENTS if key[0] == shard):
+            for _, found in _AFTER_EVENTS.pop(key):
+                deliver(server, found)
 
 
 def bus_spublish(server, origin: int, args: list) -> int:

@@ -437,6 +437,8 @@ class ShardLink:
         self.relay_events: Callable[[list, object], None] | None = None
         # (K > 1: an O frame's events, by its number: see notifications.on_attach)
         self.others_events: Callable[[int, list], None] | None = None
+        # (K > 1: its worker is gone, its O frames with it: see pubsub.after_events_gone)
+        self.others_gone: Callable[[], None] | None = None
         self._events: tuple | None = None
         # Several acceptors (see shardkv.acceptor.causal): ``remote`` is
         # set; the replies of the next ``R`` frame that wait for other
@@ -841,6 +843,8 @@ class ShardLink:
             self.transport = None
             self.fail_all()
             old.close()
+            if self.others_gone is not None:
+                self.others_gone()
         self._buf = b""
         self.busy_scripts = self.unblocks_sent = 0  # a new worker, or a new pipe: both count from 0
         RUNNING_LINKS.discard(self)  # (the new pipe says if a script runs)
@@ -908,6 +912,8 @@ class ShardLink:
             if MISCONF_LINKS.pop(self, None) is not None and self.on_disk is not None:
                 self.on_disk()  # a new worker says again if it cannot write
             self.fail_all()
+            if self.others_gone is not None:
+                self.others_gone()
 
     def fail_all(self) -> None:
         """Answer every command in flight: the shard is gone."""

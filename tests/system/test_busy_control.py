@@ -963,3 +963,46 @@ def test_a_kill_while_the_scripts_worker_is_stopped_waits_for_its_hook(acceptors
         "NOTBUSY",
         "ERR",
     ]
+
+
+def test_a_scripts_publish_held_for_its_events_goes_when_its_worker_dies() -> None:
+    """A script writes, PUBLISHes, then loops; a subscriber to the channel
+    and to key events on the other acceptor (of two) has the message held
+    for the write's event, which comes at the script's end
+    (pubsub._after_events; on the one shard: at several the PUBLISH is
+    held to the script's end, and dropped with its worker).  The script's worker is SIGKILLed: the message
+    waited for a frame of that number from the shard, which its restarted
+    worker (numbering from 1 again) sent much later, or never, so the
+    subscriber heard a PUBLISH sent after the kill first.  Now it goes when
+    the worker's pipe closes (the lost write's event never comes)."""
+
+    def scenario(server: ServerProcess) -> list:
+        caller = client_on(server.port, 0, k=2, timeout=WAIT)
+        sub = client_on(server.port, 1, k=2, timeout=WAIT)
+        other = client_on(server.port, 1, k=2, timeout=WAIT)
+        try:
+            caller.command("CONFIG", "SET", "notify-keyspace-events", "KEA")
+            caller.command("CONFIG", "SET", "busy-reply-threshold", "100")
+            sub.send("SUBSCRIBE", "q")
+            sub.send("PSUBSCRIBE", "__keyevent@0__:*")
+            got: list = [sub.read_reply(), sub.read_reply()]
+            body = "redis.call('set', KEYS[1], 'v') redis.call('publish', 'q', 'm') while true do end"
+            caller.send("EVAL", body, 1, "k")
+            wait_busy(lambda: other.command("GET", "k"))  # (past its PUBLISH)
+            os.kill(worker_pid(server, 0), signal.SIGKILL)
+            got.append(str(caller.read_reply()).split()[0])
+            got.append(other.command("PUBLISH", "q", "end"))
+            got += [sub.read_reply(), sub.read_reply()]
+            return got
+        finally:
+            for c in (caller, sub, other):
+                c.close()
+
+    assert on_shardkv(scenario, acceptors=2, shards=1) == [
+        [b"subscribe", b"q", 1],
+        [b"psubscribe", b"__keyevent@0__:*", 2],
+        "ERR",
+        1,
+        [b"message", b"q", b"m"],
+        [b"message", b"q", b"end"],
+    ]
