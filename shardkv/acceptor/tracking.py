@@ -73,6 +73,7 @@ KEYMISS = 1 << 11
 FLUSH = wire.EVENT_FLUSH
 SCRIPT_READ = wire.EVENT_SCRIPT_READ
 SERVED = wire.EVENT_SERVED
+SERVED_OWN = wire.EVENT_SERVED_OWN
 WAITER_SHIFT = wire.EVENT_WAITER_SHIFT
 ALL_CLASSES = notifications.CLASSES | FLUSH | SCRIPT_READ
 CHANNEL = b"__redis__:invalidate"
@@ -1388,7 +1389,7 @@ def on_events(server, events: list, origin: object) -> None:
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
             # (a served command's own change, Redis's current client's: see _served_own)
-            mine, quiet = _served_own(server, served, _name) if served and PREFIXES else (None, False)
+            mine, quiet = _served_own(server, served, cls) if served > 0 and PREFIXES else (_WRITERS, False)
             if changer is None:
                 _invalidate_key(
                     server,
@@ -1435,6 +1436,10 @@ def on_events(server, events: list, origin: object) -> None:
         notifications.update_mask(server)  # nothing left to hear of
 
 
+# (a change's BCAST changer, unless told: its writer's, as any change's)
+_WRITERS = object()
+
+
 def _invalidate_key(
     server,
     key: bytes,
@@ -1448,7 +1453,7 @@ def _invalidate_key(
     ran: Client | None = None,
     inside: object = None,
     served: int = 0,
-    mine: Client | None = None,
+    mine: object = _WRITERS,
     quiet: bool = False,
 ) -> None:
     """``key`` changed: drop it from the table and tell its clients.
@@ -1463,7 +1468,7 @@ def _invalidate_key(
     that made it stands (an ExecPlace); ``served``: the blocked command
     that made it, served by the change's write (see :func:`send`);
     ``mine``: the client Redis counts the change as its under BCAST, which
-    NOLOOP does not tell (``changer`` unless told); ``quiet``: a change
+    NOLOOP does not tell (None: none here; ``changer`` by default); ``quiet``: a change
     Redis counts as no one's there, the key's last changer staying (see
     :func:`_served_own`)."""
     if bcast and PREFIXES:
@@ -1479,7 +1484,7 @@ def _invalidate_key(
                 if changer is not None and _unheard(changer, prefix, key, place or early):
                     continue
                 if not quiet:
-                    entry[1][key] = mine or changer
+                    entry[1][key] = changer if mine is _WRITERS else mine  # type: ignore[assignment]
                 elif key not in entry[1]:
                     entry[1][key] = changer
                 _CHANGED[prefix] = None
@@ -1539,40 +1544,18 @@ def _invalidate_key(
             send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
 
 
-# The served blocking commands whose own change of a key Redis signals
-# as the served client's (``signalModifiedKey(receiver, ...)``, the
-# receiver its current client), by name: all their changes (their pops:
-# listElementsRemoved, genericZpopCommand), or only those of these events
-# (BLMOVE's push, lmoveHandlePush).  BLPOP's and BRPOP's pop signals
-# nothing (Redis: "already called when an element was pushed"), nor does
-# a served XREAD(GROUP).
-_SERVED_SIGNALS: dict[bytes, frozenset[bytes] | None] = {
-    b"blmpop": None,
-    b"bzpopmin": None,
-    b"bzpopmax": None,
-    b"bzmpop": None,
-    b"blmove": frozenset((b"lpush", b"rpush")),
-    b"brpoplpush": frozenset((b"lpush", b"rpush")),
-}
-
-
-def _served_own(server, served: int, event: bytes) -> tuple[Client | None, bool]:
+def _served_own(server, served: int, cls: int) -> tuple[object, bool]:
     """Whose change, as Redis counts it under BCAST (the key's last
     changer, which NOLOOP does not tell: Redis's
     trackingRememberKeyToBroadcast), a blocked command served by a write
-    (``served``: see :func:`send`) made with its ``event``: its client's,
-    where Redis signals it with that client current
-    (:data:`_SERVED_SIGNALS`); no one's (True: quiet) where Redis signals
-    nothing, the key's last changer staying (the write's); the writer's,
-    as any change, where the client is not known here: (client, quiet)."""
-    client = pubsub.served_client(server, served)
-    if client is None:
-        return None, False
-    name = client.last_args[0].lower()
-    if name not in _SERVED_SIGNALS:
-        return None, True
-    events = _SERVED_SIGNALS[name]
-    return (client, False) if events is None or event in events else (None, True)
+    (``served``, naming it: see :func:`send`) made with an event of class
+    ``cls``: its client's, where Redis signals it with that client current
+    (``wire.EVENT_SERVED_OWN``: that client if here, else no one here);
+    no one's (True: quiet) where Redis signals nothing, the key's last
+    changer staying (the write's): (client, quiet)."""
+    if not cls & SERVED_OWN:
+        return _WRITERS, True
+    return pubsub.served_client(server, served), False
 
 
 def _keep(kept: list[tuple[bytes, int]]) -> None:

@@ -1065,7 +1065,7 @@ EVENT_AFTER_REPLY = 1 << 18
 EVENT_IN_REPLY = 1 << 19
 EVENT_IN_REPLY_INNER = 1 << 20
 EVENT_IN_REPLY_SHIFT = 22
-EVENT_IN_REPLY_SKIP = (1 << 26) - 1
+EVENT_IN_REPLY_SKIP = (1 << 25) - 1
 # Beside an event's class: an event of a blocked command that a write
 # served (its client's reply comes later, in a ``W`` frame): Redis writes
 # it once it serves the client, where the write's own events reach that
@@ -1076,6 +1076,14 @@ EVENT_IN_REPLY_SKIP = (1 << 26) - 1
 # gets it inside the reply.
 EVENT_SERVED = 1 << 21
 EVENT_WAITER_SHIFT = 48
+# Beside EVENT_SERVED, naming the waiter: Redis signals this change of the
+# served command with its client current (``signalModifiedKey(receiver,
+# ...)``), so under BCAST the key's last changer is that client, whom
+# NOLOOP does not tell, and no one else (see shardkv.worker.events,
+# SERVED_SIGNALS); without it, the served change signals nothing, the
+# key's last changer staying.  (The IN_REPLY skip's top bit, never that
+# high.)  Never in a mask.
+EVENT_SERVED_OWN = 1 << 47
 EVENT_WAITER_PIPE_BITS = 8
 
 

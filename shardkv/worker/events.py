@@ -74,6 +74,7 @@ FLUSH = wire.EVENT_FLUSH  # shardkv's own, for client-side caching
 SCRIPT_READ = wire.EVENT_SCRIPT_READ  # shardkv's own, for client-side caching
 AFTER = wire.EVENT_AFTER_REPLY  # written after the command's reply (see AFTER_REPLY)
 IN_REPLY_AT = wire.EVENT_IN_REPLY  # written inside the command's reply (see IN_REPLY)
+SERVED_OWN = wire.EVENT_SERVED_OWN  # (see SERVED_SIGNALS)
 IN_REPLY_INNER = wire.EVENT_IN_REPLY_INNER
 SERVED = wire.EVENT_SERVED  # a blocked command's, served by a write
 ALL = (
@@ -288,19 +289,42 @@ def served(ks: Keyspace, mark: int, pipe: int = -1, token: int = 0, name: bytes 
     write (``wire.EVENT_SERVED``): its client's reply comes later, not in
     the write's.  Where that reply is the command's own, as this shard
     encodes it for the waiter ``token`` of ``pipe``, they name that waiter
-    (``wire.EVENT_WAITER_SHIFT``), and those Redis writes inside the reply
+    (``wire.EVENT_WAITER_SHIFT``), those Redis writes inside the reply
     of the served command ``name`` (:data:`SERVED_IN_REPLY`) keep their
-    place there; else (a cross-shard wait's pop, whose reply its acceptor
+    place there, and those Redis signals as its client's change are marked
+    so (:data:`SERVED_SIGNALS`); else (a cross-shard wait's pop, whose reply its acceptor
     builds; a served XREADGROUP's new consumer) they have none."""
     events = ks.events
+    own: frozenset[bytes] | None = frozenset()  # its changes Redis signals as its client's
     if pipe < 0:
         keep, waiter = _NOT_IN_REPLY, 0
     else:
-        keep = -1 if name.lower() in SERVED_IN_REPLY else _NOT_IN_REPLY
+        name = name.lower()
+        keep = -1 if name in SERVED_IN_REPLY else _NOT_IN_REPLY
         waiter = (token << wire.EVENT_WAITER_PIPE_BITS | pipe) << wire.EVENT_WAITER_SHIFT
+        own = SERVED_SIGNALS.get(name, frozenset())
+    keep &= ~SERVED_OWN
     for i in range(mark, len(events)):  # type: ignore[arg-type]
         db, key, cls, event = events[i]  # type: ignore[index]
-        events[i] = (db, key, (cls & keep) | SERVED | waiter, event)  # type: ignore[index]
+        flag = SERVED_OWN if own is None or event in own else 0
+        events[i] = (db, key, (cls & keep) | SERVED | waiter | flag, event)  # type: ignore[index]
+
+
+# The served blocking commands whose own change of a key Redis signals
+# with the served client current (``signalModifiedKey(receiver, ...)``:
+# wire.EVENT_SERVED_OWN), by name: all their changes (their pops:
+# listElementsRemoved, genericZpopCommand), or only those of these events
+# (BLMOVE's push, lmoveHandlePush).  BLPOP's and BRPOP's pop signals
+# nothing (Redis: "already called when an element was pushed"), nor does
+# a BLMOVE's pop, nor a served XREAD(GROUP).
+SERVED_SIGNALS: dict[bytes, frozenset[bytes] | None] = {
+    b"blmpop": None,
+    b"bzpopmin": None,
+    b"bzpopmax": None,
+    b"bzmpop": None,
+    b"blmove": frozenset((b"lpush", b"rpush")),
+    b"brpoplpush": frozenset((b"lpush", b"rpush")),
+}
 
 
 _NOT_IN_REPLY = (1 << wire.EVENT_IN_REPLY_SHIFT) - 1 & ~(IN_REPLY_AT | IN_REPLY_INNER)

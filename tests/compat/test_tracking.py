@@ -2222,6 +2222,51 @@ def test_a_blocked_client_hears_a_change_from_another_acceptor(two_acceptors, ca
     assert _blocked_hears(two_acceptors["shardkv"], case, apart=2) == theirs
 
 
+def _writer_hears(port: int, wait: str, write: str, k: int = 1, same: bool = True) -> bytes:
+    """What w, a RESP3 client with BCAST NOLOOP tracking, hears from its
+    ``write`` that serves x's ``wait`` (from its TRACKING's reply), until
+    an ``ECHO end`` it sends after the write's reply; w on x's acceptor
+    (of ``k``), or not."""
+    redis.Redis(port=port).flushall()
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as x:
+        x.sendall(b"CLIENT ID\r\nECHO id\r\n")
+        got = read_through(x, b"$2\r\nid\r\n")[0]
+        xid = int(got[1 : got.index(b"\r\n")])
+        with _beside(port, xid, k, same) as w:
+            x.sendall(_cmds([wait]))
+            _wait_blocked(w, 1)
+            w.sendall(_cmds(["HELLO 3", "CLIENT TRACKING on BCAST NOLOOP", write]) + b"ECHO wrote\r\n")
+            got = read_through(w, b"$5\r\nwrote\r\n")[0]
+            w.sendall(b"ECHO end\r\n")
+            got += read_through(w, b"$3\r\nend\r\n")[0]
+            return got[got.index(b"+OK\r\n") :]
+
+
+@pytest.mark.parametrize(
+    "wait, write",
+    [
+        ("BLMOVE {t}l1 {t}l2 LEFT LEFT 0", "RPUSH {t}l1 foo"),
+        ("BLMPOP 0 1 {t}l1 LEFT COUNT 2", "RPUSH {t}l1 a b"),
+        ("BZPOPMIN {t}z 0", "ZADD {t}z 1 a 2 b"),
+        ("BLPOP {t}l1 0", "RPUSH {t}l1 a b"),
+    ],
+    ids=["blmove", "blmpop", "bzpopmin", "blpop"],
+)
+def test_a_bcast_noloop_writer_hears_the_change_of_the_command_it_served(two_acceptors, wait, write):
+    """A BCAST NOLOOP client's write serves another client's blocking
+    command: Redis counts that command's push (BLMOVE), pop (BLMPOP,
+    BZPOPMIN) as the served client's change, which the writer hears of
+    (a BLPOP's pop it signals not at all: the key stays the writer's).
+    With the served client on another acceptor than the writer, shardkv
+    counted it the writer's, and told it nothing (its acceptor could not
+    tell which command was served: the shard marks such events now,
+    ``wire.EVENT_SERVED_OWN``)."""
+    theirs = _writer_hears(two_acceptors["redis"], wait, write)
+    assert (b"invalidate" in theirs) is (not wait.startswith("BLPOP"))
+    assert _writer_hears(two_acceptors["shardkv"], wait, write, 2, same=False) == theirs
+    assert _writer_hears(two_acceptors["shardkv"], wait, write, 2) == theirs
+
+
 def _messages(data: bytes) -> list[bytes]:
     out = []
     pos = 0
