@@ -116,6 +116,17 @@ def _send(link: ShardLink, header: bytes, command: bytes, sink: Any) -> None:
     type(link).send(link, header, command, sink)
 
 
+def _send_release(link: ShardLink, sink: Any) -> None:
+    """A ``__release`` of a shard this acceptor holds: sent as the
+    acceptor's own message, never refused by a busy link.  The shard may
+    have gone busy under the hold (a script of this acceptor's, sent at once
+    while the step waited for a higher shard's hold, runs there); a
+    ``__release`` answered ``-BUSY`` here would never reach the worker,
+    which would read only this acceptor's pipe for ever (and answer its
+    next ``__hold`` ``ERR shard already held``)."""
+    type(link).send(link, _HEADER, _RELEASE, sink, control=True)
+
+
 class Request:
     """One captured step that spans shards: its entries, the shards it
     needs (ascending), what it holds, and what it waits for."""
@@ -534,7 +545,7 @@ class Holds:
             generation = held.pop(above, None)
             link = links[above]
             if generation is not None and generation == link.generation:
-                _send(link, _HEADER, _RELEASE, _IGNORED)
+                _send_release(link, _IGNORED)
         request.next = first
         self._acquire(request)
 
@@ -731,7 +742,7 @@ class Holds:
         request.releasing = len(releasing)
         ack = _ReleaseAck(request)
         for link in releasing:
-            _send(link, _HEADER, _RELEASE, ack)
+            _send_release(link, ack)
         if not releasing:
             _open(request)
         if self.current is request:

@@ -499,3 +499,24 @@ def test_a_kill_behind_a_waiting_step_is_decided_at_a_busy_report_of_its_turn(mo
     links[0].script = None
     told(shardlink.KILLED, time.monotonic())  # its end's report: it stopped the script
     assert replies(acceptor, tb) == b"+OK\r\n"
+
+
+def test_a_release_through_a_busy_link_still_reaches_the_worker() -> None:
+    """A shard may go busy under this acceptor's hold (a one-shard script of
+    its own runs there while its step waits for a higher shard); the step's
+    ``__release`` must still be written to the worker, not answered -BUSY
+    here, or the worker reads only this acceptor's pipe for ever."""
+    from shardkv.acceptor import holds
+
+    link, transport = _link()
+    link.busy = b"-BUSY\r\n"
+    answered: list[bytes] = []
+
+    class Recorder:
+        def deliver(self, body: bytes) -> None:
+            answered.append(body)
+
+    holds._send_release(link, Recorder())
+    link._write()  # the end of the loop turn
+    assert any(frame.endswith(RELEASE) for frame in transport.written)
+    assert answered == []  # not refused at once: the worker answers it
