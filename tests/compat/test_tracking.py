@@ -1822,8 +1822,8 @@ def test_redirect_to_the_writing_client_pushes_before_its_reply(ports, resp3):
     reply, the EXEC run command by command or atomically); shardkv pushed
     it after the reply (a flush in an atomic EXEC: before its array).  The writer is RESP3 (a
     RESP2 subscriber runs no SET); the tracking clients either, on the
-    writer's acceptor (from another acceptor it still comes after the
-    reply: see the README)."""
+    writer's acceptor (from another acceptor, see
+    test_redirect_to_a_writer_on_another_acceptor_pushes_before_its_reply)."""
     steps = [
         (0, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
         (2, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
