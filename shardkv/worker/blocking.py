@@ -342,6 +342,11 @@ class Waiters:
         # The keyless ``__bsettle``s: (pipe, token, the claims, by (pipe,
         # token), that were left when it came), until those have all ended.
         self.settles_all: list[tuple[int, int, set[tuple[int, int]]]] = []
+        # By pipe: the claims left when the first script of that pipe that
+        # wrote since its last keyless ``__bsettle`` ended, less those on
+        # keys its scripts wrote: that __bsettle waits for the others
+        # alone, those its scripts' writes made (see script_wrote).
+        self.settle_from: dict[int, set[tuple[int, int]]] = {}
         # What a __bpop popped for its client, by (pipe, token): (key,
         # the command that popped, its reply, its count), while the shard
         # waits in place for the verdict (see pop_for).
@@ -511,6 +516,10 @@ class Waiters:
             if not settles:
                 del self.settles[key]
         self.settles_all[:] = [s for s in self.settles_all if pipe is not None and s[0] != pipe]
+        if pipe is None:
+            self.settle_from.clear()
+        else:
+            self.settle_from.pop(pipe, None)
         freed = []  # the keys of the claims dropped
         for claim in [c for c in self.claims if pipe is None or c[0] == pipe]:
             freed.append(self.claims[claim][0])
@@ -670,6 +679,39 @@ class Waiters:
                 return
             self.mark_keys([(db, key) for key in cmd.keys(args)])
             self.mark_keys(commands.other_db_keys(cmd.name, args, databases))
+
+    def script_wrote(self, writes: list[tuple[int, list[bytes]]]) -> None:
+        """A script of this pipe ended that wrote (``writes``, as
+        :meth:`mark_writes` takes them), while someone waits or claims here:
+        the keyless ``__bsettle`` its acceptor sends behind it (or behind a
+        run of its scripts) waits for the claims its writes make, which its
+        serve makes, and for those on the keys it wrote, not for a claim
+        left from before it on a key it did not touch: an acceptor
+        stopped, or slow, with a try owed for a key another write made
+        ready before holds up no script that left that key alone (Redis
+        never holds a reply for an unrelated blocked client).  The
+        claims of now are noted for the first such script since the pipe's
+        last keyless ``__bsettle`` (one settles a run of them), less those
+        on the keys this one wrote."""
+        pipe = self.ks.pipe
+        before = self.settle_from.get(pipe)
+        claims = self.claims
+        if before is None:
+            before = self.settle_from[pipe] = {c for c, held in claims.items() if held[1]}
+        if not before:
+            return
+        touched: set = set()
+        databases = len(self.ks.dbs)
+        for db, args in writes:
+            cmd = commands.lookup(args[0])
+            if cmd is None:
+                continue
+            if cmd.name in FLUSHES:
+                before.clear()  # (every key)
+                return
+            touched.update((db, key) for key in cmd.keys(args))
+            touched.update(commands.other_db_keys(cmd.name, args, databases))
+        before.difference_update([c for c in before if c in claims and claims[c][0] in touched])
 
     def mark_keys(self, keys, op: int = 0, ranks: dict | None = None) -> None:
         """Note that these keys of the current database were written (a key
@@ -1205,17 +1247,27 @@ def bsettle(ks: Keyspace, args: list[bytes]) -> object:
     try comes after theirs, as Redis serves a key's clients in the order
     they blocked.
 
-    __bsettle (no key): 1 once every claim left now, on any key of any
-    database, has ended, at once if none is: sent right behind a script,
-    which may write keys it did not declare, of another database too (a
-    SELECT in it), that the acceptor cannot name; Redis serves their
-    blocked clients right after the script (issue 22).
+    __bsettle (no key): 1 once every claim left now that the scripts of
+    this pipe before it made (their writes', or on a key they wrote: see
+    :meth:`Waiters.script_wrote`; every claim where none noted them) has
+    ended, at once if none is: sent right behind a script, which may
+    write keys it did not declare, of another database too (a SELECT in
+    it), that the acceptor cannot name; Redis serves their blocked
+    clients right after the script (issue 22), and holds its reply for
+    no other client's.
     """
     waiters = ks.waiters
     if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
         waiters.serve_ready()  # type: ignore[union-attr]
     if len(args) < 2:
-        claims = {claim for claim, held in waiters.claims.items() if held[1]}  # type: ignore[union-attr]
+        # Only the claims its scripts' writes made, or on keys they wrote
+        # (Waiters.script_wrote); all while none of them noted any.
+        before = waiters.settle_from.pop(ks.pipe, None)  # type: ignore[union-attr]
+        claims = {
+            claim
+            for claim, held in waiters.claims.items()  # type: ignore[union-attr]
+            if held[1] and (before is None or claim not in before)
+        }
         return Settle(None, 0, claims) if claims else 1
     key = (ks.db, args[1])
     before = 0

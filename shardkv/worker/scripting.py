@@ -1431,8 +1431,12 @@ class Engine:
             # the end of the batch (a run across shards: at its commit, see
             # Shard.run_foreign).
             waiters = ks.waiters
-            if waiters is not None and waiters.by_key:
-                waiters.mark_writes(run.effects)
+            if waiters is not None:
+                if waiters.by_key:
+                    waiters.mark_writes(run.effects)
+                    waiters.script_wrote(run.effects)  # (what its keyless __bsettle waits for)
+                elif waiters.claims:
+                    waiters.script_wrote(run.effects)
         if run.effects and persistence is not None and persistence.suspended:
             self.effects += run.effects
             for key, state in run.undo.items():  # the state before the first write

@@ -30,10 +30,14 @@ stand for keys of two different shards.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 
+import psutil
 import pytest
 
+from shardkv.acceptor.blocking import SETTLE_WAIT_S
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
 from tests.support.resp import ErrorReply, RespClient, encode_command
@@ -1127,3 +1131,78 @@ def test_unblock_after_the_block_was_read(redis_and_shardkv_k12) -> None:
         return out
 
     assert rounds(ours, k) == rounds(real, 1)
+
+
+# Sets KEYS[1]: a write of a key no blocked client waits on.
+_SET_Z = "return redis.call('set', KEYS[1], 'v')"
+
+
+def test_a_script_waits_for_no_claim_it_did_not_make(redis_and_shardkv_k12) -> None:
+    """A client in a cross-shard ``BLPOP A B`` through acceptor 1, which
+    is then stopped (SIGSTOP), after an EXEC across both shards pushed to
+    A: A's shard notified the pop, whose try is owed by the stopped
+    acceptor (a claim on A).  An EVAL, then an EVALSHA, through acceptor
+    0 (which waits in a cross-shard pop of its own, so its scripts get a
+    keyless ``__bsettle``) that write a key beside A nobody waits on
+    answer at once, while acceptor 1 is still stopped: they made nothing
+    ready, and Redis never holds a script's reply for an unrelated blocked
+    client.  Their keyless ``__bsettle`` waited for every claim on the
+    shard, so each answered only at its time bound (SETTLE_WAIT_S).  Once
+    resumed, the blocked client gets the pushed element, and nothing is
+    lost; the replies as Redis's."""
+    real, ours, k = redis_and_shardkv_k12
+    far, near = key_on(1, "fifo:p", shards=2), key_on(0, "fifo:p", shards=2)
+    z = "{%s}z" % A
+
+    def rounds(port: int, k: int, stop: bool) -> list:
+        out: list = []
+        observer, own, c2, w1, w2 = (client_on(port, i, k=k) for i in (0, 0, 1, 0, 0))
+        stopped = 0
+        try:
+            observer.command("DEL", A, B, z, near, far)
+            pid = int(c2.command("INFO", "server").split(b"process_id:")[1].split()[0])  # type: ignore[union-attr]
+            if stop:  # acceptor 1's own process, a child of the server's supervisor
+                assert pid != int(w1.command("INFO", "server").split(b"process_id:")[1].split()[0])  # type: ignore[union-attr]
+                assert psutil.Process(pid).ppid() != os.getpid()
+            sha = w2.command("SCRIPT", "LOAD", _SET_Z)
+            own_id = _client_id(own)
+            own.send("BLPOP", far, near, 0)
+            _wait_shown_blocked(observer, own_id)
+            c2_id = _client_id(c2)
+            c2.send("BLPOP", A, B, 0)
+            _wait_shown_blocked(observer, c2_id)
+            if stop:
+                os.kill(pid, signal.SIGSTOP)
+                stopped = pid
+            for args in (("MULTI",), ("RPUSH", A, "x"), ("SET", "{%s}s" % B, 1), ("EXEC",)):
+                w1.send(*args)
+            out += [w1.read_reply() for _ in range(3)]  # (EXEC's reply: below)
+            deadline = time.monotonic() + WAIT
+            while w2.command("EXISTS", "{%s}s" % B) != 1:  # the EXEC ran
+                assert time.monotonic() < deadline, "the EXEC never ran"
+                time.sleep(0.002)
+            for probe in (("EVAL", _SET_Z, 1, z), ("EVALSHA", sha, 1, z)):
+                w2.sock.settimeout(SETTLE_WAIT_S / 2)  # it answered at SETTLE_WAIT_S
+                start = time.monotonic()
+                out.append(w2.command(*probe))
+                assert time.monotonic() - start < SETTLE_WAIT_S / 2
+                if stop:  # (still stopped: its reply did not wait for it)
+                    assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+            w2.sock.settimeout(WAIT)
+            if stop:
+                os.kill(pid, signal.SIGCONT)
+                stopped = 0
+            c2.sock.settimeout(WAIT)
+            w1.sock.settimeout(WAIT)
+            out += [w1.read_reply(), c2.read_reply()]
+            out.append(observer.command("CLIENT", "UNBLOCK", own_id))
+            out.append(own.read_reply())
+            out += [w2.command("LLEN", A), w2.command("GET", z)]
+        finally:
+            if stopped:
+                os.kill(stopped, signal.SIGCONT)
+            for c in (observer, own, c2, w1, w2):
+                c.close()
+        return out
+
+    assert rounds(ours, k, k > 1) == rounds(real, 1, False)
