@@ -353,6 +353,8 @@ class _OneShard:
         if link.up:
             link.blocked[token] = self
         flags = wire.FLAG_STAMP | (wire.FLAG_RESP3 if client.resp3 else 0)
+        if client.no_touch:
+            flags |= wire.FLAG_NOTOUCH
         link.send(
             wire.entry_header(flags, token, client.db), wire.stamped_command(args, time.monotonic_ns()), self
         )
@@ -1147,7 +1149,7 @@ class _CrossShard:
             return out if out else NULL_ARRAY
 
         gather = Gather(_Attempt(self), len(bodies), merge, client.resp3)
-        header = wire.entry_header(wire.FLAG_PART | (wire.FLAG_RESP3 if client.resp3 else 0), 0, client.db)
+        header = client.part_headers[client.resp3]
         holds = client.server.holds  # several acceptors: the parts go under holds
         if holds is not None:
             holds.begin()

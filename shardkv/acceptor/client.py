@@ -32,7 +32,7 @@ from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import ClientState
-from shardkv.protocol import commands
+from shardkv.protocol import commands, wire
 from shardkv.protocol.resp import ProtocolError, RequestParser, encode, encode_error
 from shardkv.protocol.router import LBRACE, key_slot
 
@@ -99,7 +99,20 @@ class Client(Dispatch, asyncio.Protocol):
     def select(self, db: int) -> None:
         """Make ``db`` this client's database (SELECT, RESET)."""
         self.db = db
-        self.headers, self.part_headers = db_headers(db)
+        self.headers, self.part_headers = db_headers(db, self.no_touch)
+
+    @property
+    def no_touch(self) -> bool:
+        """CLIENT NO-TOUCH: on while the client's entry headers carry
+        ``wire.FLAG_NOTOUCH`` (no attribute of its own: see ``query_buffer``)."""
+        return bool(int(self.headers[0][1:-2]) & wire.FLAG_NOTOUCH)
+
+    def set_no_touch(self, on: bool) -> None:
+        """CLIENT NO-TOUCH ON or OFF: the client's commands leave the access
+        clocks of the keys they read (Redis 7.2's ``CLIENT_NO_TOUCH``).  Its
+        headers say so, which also keeps it off the slotted hot path (a
+        slotted header carries no flag: see shardkv.protocol.wire)."""
+        self.headers, self.part_headers = db_headers(self.db, on)
 
     # -- connection events ----------------------------------------------------
 
@@ -274,7 +287,7 @@ class Client(Dispatch, asyncio.Protocol):
         fast_paths = server.fast_paths
         eager = EAGER_KEYS  # keys whose commands take the slow path (see _plain)
         plain = self._plain()
-        if named is not None and plain and not eager and self.db == 0:
+        if named is not None and plain and not eager and self.headers is HEADERS:
             cmd = _seen(named[0])
             if cmd is not None and cmd.plain_counts[0] <= len(named) <= cmd.plain_counts[1]:
                 self._run_named(batch)
@@ -293,7 +306,7 @@ class Client(Dispatch, asyncio.Protocol):
         # header means database 0, see wire.SLOTTED).
         routes = server.routes
         by_crc = routes[self.resp3]
-        slotted = self.db == 0
+        slotted = self.headers is HEADERS
         header = self.headers[self.resp3]
         rest = iter(batch)
         args = None
@@ -370,7 +383,7 @@ class Client(Dispatch, asyncio.Protocol):
                 break
             plain = self._plain()
             by_crc = routes[self.resp3]
-            slotted = self.db == 0
+            slotted = self.headers is HEADERS
             header = self.headers[self.resp3]
         if touched:
             _send_runs(links, runs, touched)

@@ -49,8 +49,11 @@ if TYPE_CHECKING:
 
 HEADERS = (wire.entry_header(0), wire.entry_header(wire.FLAG_RESP3))
 PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3))
-# The same for each database (SELECT), by index; database 0's are the above.
+# The same for each database (SELECT), by index, then for a client with
+# CLIENT NO-TOUCH on (wire.FLAG_NOTOUCH) by its database + NO_TOUCH_DBS;
+# database 0's are the above.
 _DB_HEADERS: dict[int, tuple[tuple[bytes, bytes], tuple[bytes, bytes]]] = {0: (HEADERS, PART_HEADERS)}
+NO_TOUCH_DBS = wire.DB_MASK + 1
 
 
 # What Client._run sends a plain single-key command of database 0 with, by
@@ -83,17 +86,20 @@ def slot_routes(owners: list[int]) -> tuple[tuple[tuple[int, bytes], ...], tuple
     )
 
 
-def db_headers(db: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+def db_headers(db: int, no_touch: bool = False) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
     """The entry headers of a client in database ``db``: (plain, part), each
-    indexed by RESP3 (see :mod:`shardkv.protocol.wire`)."""
-    found = _DB_HEADERS.get(db)
+    indexed by RESP3 (see :mod:`shardkv.protocol.wire`); ``no_touch``: of a
+    client with CLIENT NO-TOUCH on."""
+    index = db + NO_TOUCH_DBS if no_touch else db
+    found = _DB_HEADERS.get(index)
     if found is None:
-        plain = (wire.entry_header(0, db=db), wire.entry_header(wire.FLAG_RESP3, db=db))
+        base = wire.FLAG_NOTOUCH if no_touch else 0
+        plain = (wire.entry_header(base, db=db), wire.entry_header(base | wire.FLAG_RESP3, db=db))
         part = (
-            wire.entry_header(wire.FLAG_PART, db=db),
-            wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3, db=db),
+            wire.entry_header(base | wire.FLAG_PART, db=db),
+            wire.entry_header(base | wire.FLAG_PART | wire.FLAG_RESP3, db=db),
         )
-        found = _DB_HEADERS[db] = (plain, part)
+        found = _DB_HEADERS[index] = (plain, part)
     return found
 
 

@@ -1361,6 +1361,7 @@ def _reset(client: Client, args: list[bytes]) -> None:
     for clear in client.server.wiring.on_reset:  # client tracking off
         clear(client)
     client.resp3 = False
+    client.set_no_touch(False)  # (Redis 7.2's RESET clears CLIENT_NO_TOUCH)
     client.select(0)
     client.name = b""
     client.state.reset_authentication(client.server.users.default)

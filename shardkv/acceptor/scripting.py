@@ -871,6 +871,8 @@ def _run_on_shard(
         _MONITORED.setdefault(shard, deque()).append(sink)
         monitor.expect_lines(sink, called or [])
     if flags:
+        if client.no_touch:
+            flags |= wire.FLAG_NOTOUCH
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
     client.server.scripts_sent += 1  # the shard times the run (see Acceptor.run_local)
     client.server.links[shard].send(header, encode_command(command), sink)
@@ -1030,6 +1032,8 @@ class _ShardReply:
             flags |= wire.FLAG_MONITOR
             # (no line of its own: its [lua] lines go out as they come)
             _MONITORED.setdefault(self.shard, deque()).append(self)
+        if client.no_touch:
+            flags |= wire.FLAG_NOTOUCH
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=self.db)
         self.flushes = CACHE.flushes
         client.server.links[self.shard].send(header, encode_command(command), self)

@@ -19,9 +19,9 @@ Acceptor -> worker
     a RESP integer header ``:<h>\\r\\n`` then the command as a RESP array
     of bulk strings, usually the very bytes the client sent.  (So the
     worker reads the whole payload as one array, with one call of hiredis,
-    whatever the arguments hold: see :func:`decode_batch`.)  ``h & 0xFF`` holds
-    the FLAG_* bits below; ``(h >> 8) & 0xFFFF`` is the client's database
-    (SELECT), 0 for most; ``h >> 24`` is a token that names a blocking
+    whatever the arguments hold: see :func:`decode_batch`.)  ``h & 0x1FF`` holds
+    the FLAG_* bits below; ``(h >> 9) & 0xFFFF`` is the client's database
+    (SELECT), 0 for most; ``h >> 25`` is a token that names a blocking
     command, 0 otherwise (see :mod:`shardkv.worker.blocking`).  Only an
     entry with a token may block; the same command without one replies
     as it would inside MULTI.  An entry with a token and
@@ -311,6 +311,9 @@ FLAG_STAMP = 64  # a blocking entry's last argument is its stamp (see ``B`` abov
 # (:func:`script_user`: who calls, then the rules of ``acl.User.wire``),
 # which its redis.call obeys; a user that may run everything sends none.
 FLAG_ACL = 128
+# The entry of a client with CLIENT NO-TOUCH on: its lookups leave the keys'
+# access clocks (see shardkv.worker.access.no_touch).
+FLAG_NOTOUCH = 256
 
 CONFIG_NUMBER = b"#"  # __config's mark of a number (see Verb.CONFIG)
 
@@ -362,9 +365,9 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
 
 # A header at most this is a plain entry in database 0 (RESP3 or PART at most).
 PLAIN_MAX = FLAG_RESP3 | FLAG_PART
-DB_SHIFT = 8
+DB_SHIFT = 9
 DB_MASK = 0xFFFF  # so at most 65536 databases
-TOKEN_SHIFT = 24
+TOKEN_SHIFT = 25
 
 
 # A slotted header (see ``B`` above): SLOTTED + the key's slot, plus

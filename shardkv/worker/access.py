@@ -27,6 +27,14 @@ filter) use :meth:`Keyspace.peek`, as does the shard's own bookkeeping
 (WATCH, the AOF's records, a key's export to another shard, the
 blocking-command checks, MEMORY USAGE, RANDOMKEY).
 
+A client with CLIENT NO-TOUCH on (Redis 7.2's ``CLIENT_NO_TOUCH``) sends
+its entries with ``wire.FLAG_NOTOUCH``, and each runs inside
+:func:`no_touch`: every lookup is a peek, and a write leaves an existing
+key's clock (Redis 7.2's ``dbSetValue`` gives the new object the old
+one's; a new key gets its first clock), except TOUCH's (:func:`touched`:
+Redis makes an exception of ``touchCommand``, in a script too as since
+Redis 7.4, whose test is the executing command's).
+
 The LRU stamp is written inline by the keyspace's methods (the hot path:
 one dict store per GET or SET).  Under an LFU policy :func:`on_settings`
 wraps ``lookup``, ``lookup_raw`` and ``store`` on the keyspace instance with
@@ -165,6 +173,53 @@ def install_lfu(ks: Keyspace) -> None:
 def uninstall_lfu(ks: Keyspace) -> None:
     for name in _WRAPPED:
         ks.__dict__.pop(name, None)
+
+
+# -- CLIENT NO-TOUCH --------------------------------------------------------------
+
+
+def no_touch(ks: Keyspace) -> tuple:
+    """Run what follows as a NO-TOUCH client's entry: lookups are peeks
+    and writes keep existing keys' clocks, until :func:`touch_again` with
+    what this returns (the keyspace's own methods, LFU's wrappers maybe)."""
+    saved = tuple(ks.__dict__.get(name) for name in _WRAPPED)
+
+    def store(
+        key: bytes, value: object, keepttl: bool = False, quiet: bool = False, counted: bool = False
+    ) -> None:
+        clocks = ks.clocks
+        entry = clocks.get(key)
+        Keyspace.store(ks, key, value, keepttl, quiet)
+        if entry is not None:
+            clocks[key] = entry
+        elif ks.lfu:
+            clocks[key] = lfu_touch(None, ks.now // 60000)  # a new key: LFU_INIT_VAL
+
+    ks.lookup = ks.peek  # type: ignore[method-assign]
+    ks.lookup_raw = ks.peek_raw  # type: ignore[method-assign]
+    ks.store = store  # type: ignore[method-assign]
+    ks.no_touch = True
+    return saved
+
+
+def touch_again(ks: Keyspace, saved: tuple) -> None:
+    """The end of a NO-TOUCH client's entry (see :func:`no_touch`)."""
+    for name, method in zip(_WRAPPED, saved, strict=True):
+        if method is None:
+            ks.__dict__.pop(name, None)
+        else:
+            ks.__dict__[name] = method
+    ks.no_touch = False
+
+
+def touched(ks: Keyspace, key: bytes) -> bool:
+    """TOUCH's lookup of ``key`` for a NO-TOUCH client: an access all the
+    same.  Whether the key is there."""
+    if ks.peek(key) is None:
+        return False
+    clocks = ks.clocks
+    clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000) if ks.lfu else ks.now
+    return True
 
 
 def on_settings(ks: Keyspace) -> None:

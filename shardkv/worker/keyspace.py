@@ -150,9 +150,11 @@ class Keyspace:
         self.watch_counts = first.watch_counts
         self.clocks = first.clocks
         # Access clocks (see shardkv.worker.access): a key without one counts
-        # from ``clock_base``; ``lfu`` while an LFU policy is in force.
+        # from ``clock_base``; ``lfu`` while an LFU policy is in force;
+        # ``no_touch`` while a CLIENT NO-TOUCH client's entry runs.
         self.clock_base = self.now
         self.lfu = False
+        self.no_touch = False
         # The short strings (at most RAW_MIN - 1 bytes) last changed in
         # place (APPEND, SETRANGE, SETBIT...), by (database, key), as the
         # ``bytes`` that replaced their ``bytearray``: Redis's are raw,

@@ -1778,7 +1778,7 @@ class Engine:
                     shard: Any = self.shard
                     start = perf_counter_ns()
                     value: Any = None
-                    if called.get and not ks.lfu:
+                    if called.get and not ks.lfu and not ks.no_touch:
                         # GET's handler and Keyspace.lookup, inline, for a
                         # string that has not expired (as Shard.run_batch
                         # runs a client's GET): its access clock and a

@@ -1037,6 +1037,9 @@ class Shard:
             db = wire.header_db(header)
             if db:
                 ks.select(db)  # the entry's database, until it is done
+            # A CLIENT NO-TOUCH client's entry: no access clocks (a parked
+            # operation's entries never carry the flag).
+            touching = access.no_touch(ks) if header & wire.FLAG_NOTOUCH else None
             if header & wire.FLAG_ACL:  # a script of a client whose ACL user is limited
                 self.scripts.set_user(args.pop())
             if header & wire.FLAG_PARK:
@@ -1130,6 +1133,8 @@ class Shard:
                     bounds.append(len(noted))  # type: ignore[union-attr]
             if header & wire.FLAG_ACL:
                 self._send_acl_log()
+            if touching is not None:
+                access.touch_again(ks, touching)
             if db:
                 ks.select(0)
             if header & wire.FLAG_PARK or args[0][0] == 95:  # see plain_table

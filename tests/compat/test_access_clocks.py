@@ -284,3 +284,61 @@ def test_restore_option_errors(compare):
         ["FREQ", "255"],
     ):
         compare("RESTORE", "n", "0", payload, "REPLACE", *options)
+
+
+# -- CLIENT NO-TOUCH (Redis 7.2's: redis-server 7.0 lacks it, so shardkv alone,
+# against what Redis 7.2's lookupKey and dbSetValue do) --------------------------
+
+
+def test_no_touch_reads_leave_the_idle_time(compare):
+    """A NO-TOUCH client's reads (a GET, an MGET across shards, a script's
+    GET, a blocking pop that finds its list, in another database too) leave
+    the keys' LRU clocks; its TOUCH does not; OFF and RESET end it."""
+    ours = compare.ours
+    for db in (0, 3):
+        pipe = ours.pipeline(transaction=False)
+        pipe.select(db)
+        pipe.set("src", "some value").dump("src")
+        pipe.delete("src").rpush("src", "x", "y").dump("src")
+        (_, _, payload, _, _, list_payload) = pipe.execute()
+        pipe = ours.pipeline(transaction=False)  # (one connection: the mode is the connection's)
+        pipe.select(db)
+        for key in ("a", "b", "c", "t"):
+            pipe.restore(key, 0, payload, idletime=1000, replace=True)
+        pipe.restore("l", 0, list_payload, idletime=1000, replace=True)
+        pipe.execute_command("CLIENT", "NO-TOUCH", "ON")
+        at_info = len(pipe)
+        pipe.client_info()
+        pipe.get("a").mget("a", "b", "nope").eval("return redis.call('get', KEYS[1])", 1, "c")
+        pipe.blpop(["l"], 1).strlen("b").set("c", "another value")
+        pipe.touch("t", "nope")
+        at_idle = len(pipe)
+        for key in ("a", "b", "c", "l", "t"):
+            pipe.object("IDLETIME", key)
+        pipe.execute_command("CLIENT", "NO-TOUCH", "OFF").get("b")
+        at_off = len(pipe)
+        pipe.object("IDLETIME", "b")
+        pipe.execute_command("CLIENT", "NO-TOUCH", "ON").execute_command("RESET").select(db)
+        pipe.get("c").object("IDLETIME", "c").client_info()
+        replies = pipe.execute()
+        assert "T" in replies[at_info]["flags"] and "T" not in replies[-1]["flags"]
+        idle = dict(zip("abclt", replies[at_idle : at_idle + 5], strict=True))
+        assert min(idle["a"], idle["b"], idle["c"], idle["l"]) >= 1000, idle  # (SET keeps c's: dbSetValue)
+        assert idle["t"] <= 1  # TOUCH touches
+        assert replies[at_off] <= 1 and replies[-2] <= 1  # OFF, and after RESET
+
+
+def test_no_touch_leaves_the_lfu_counters(lfu):
+    """Under an exact LFU counter: a NO-TOUCH client's reads and overwrites
+    count nothing, a new key starts at LFU_INIT_VAL, TOUCH counts one."""
+    ours = lfu.ours
+    ours.set("k", "some value")
+    ours.rpush("l", "a", "b")
+    pipe = ours.pipeline(transaction=False)
+    pipe.execute_command("CLIENT", "NO-TOUCH", "ON")
+    pipe.get("k").mget("k", "l", "k").lrange("l", 0, -1).hget("l", "f")
+    pipe.set("k", "another value").append("k", "!").rpush("l", "c").set("n", "a new value")
+    pipe.object("FREQ", "k").object("FREQ", "l").object("FREQ", "n")
+    pipe.touch("k").object("FREQ", "k")
+    replies = pipe.execute(raise_on_error=False)
+    assert replies[-5:] == [5, 5, 5, 1, 6]

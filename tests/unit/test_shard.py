@@ -797,6 +797,9 @@ def test_a_run_of_the_same_evalsha_in_a_batch_answers_as_execute(nshards):
     assert executed[1]["get"] == (12, 0, 1)  # (calls, rejected, failed: the hash)
 
 
+DB1 = 1 << wire.DB_SHIFT  # a plain entry's header in database 1
+
+
 def test_a_run_of_the_same_evalsha_keeps_each_entrys_header_and_state():
     """A batch's EVALSHAs of one script, run in one loop by
     Shard._run_batch, answer as each alone in its batch: RESP2 and RESP3
@@ -815,7 +818,7 @@ def test_a_run_of_the_same_evalsha_keeps_each_entrys_header_and_state():
     )
     entries = [
         (0, b"a", b"-"),
-        (256, b"a", b"-"),
+        (DB1, b"a", b"-"),
         (0, b"a", b"-"),
         (1, b"m", b"-"),
         (0, b"m", b"-"),
@@ -835,7 +838,7 @@ def test_a_run_of_the_same_evalsha_keeps_each_entrys_header_and_state():
         shard = Shard(0, 1, FakeClock())
         run(shard, "SET", "a", "v")
         run(shard, "HSET", "h", "f", "v")
-        shard.run_batch(wire.encode_batch([256, [b"SET", b"a", b"db1"]]))
+        shard.run_batch(wire.encode_batch([DB1, [b"SET", b"a", b"db1"]]))
         sha = shard.keyspace.scripts.load(script)
         batch = [[h, [b"EVALSHA", sha, b"1", k, arg]] for h, k, arg in entries]
         batch.insert(0, [0, [b"EVALSHA", sha, b"1", b"a", b"-"]])  # (the script EVALSHA ran last)

@@ -219,6 +219,8 @@ def client_then(c: Client, multi: int | None = None) -> tuple:
         flags += "A"
     if c.no_evict:
         flags += "e"
+    if c.no_touch:  # (Redis 7.2's flag)
+        flags += "T"
     return (
         c.name,
         flags or "N",
@@ -283,6 +285,8 @@ def client_cmd(client: Client, args: list) -> None:
             raise CommandError(errors.SYNTAX)
         if sub == b"NO-EVICT":  # shown in CLIENT LIST's flags; shardkv never evicts clients
             client.no_evict = args[2].upper() == b"ON"
+        else:  # carried to the shards in the client's entry headers
+            client.set_no_touch(args[2].upper() == b"ON")
         client.reply(OK)
     elif sub == b"REPLY":
         mode = args[2].upper()

@@ -309,7 +309,7 @@ def mget(ks: Keyspace, args: list[bytes]) -> object:
     """MGET key [key ...]"""
     out: list[bytes | None] = []
     keys = args[1:]
-    if ks.lfu:  # (LFU: lookup counts each access in the key's counter)
+    if ks.lfu or ks.no_touch:  # (LFU: lookup counts each access; NO-TOUCH: none does)
         for key in keys:
             value = ks.lookup(key)
             out.append(value if type(value) is bytes else None)
