@@ -20,6 +20,8 @@ from tests.unit.test_acceptor_dispatch import FakeLink, MemoryTransport, build, 
 
 HOLD = encode_command([Verb.HOLD])
 RELEASE = encode_command([Verb.RELEASE])
+DEFER = encode_command([Verb.DEFER])
+SERVE = encode_command([Verb.SERVE])
 
 
 class Link(FakeLink):
@@ -520,3 +522,58 @@ def test_a_release_through_a_busy_link_still_reaches_the_worker() -> None:
     link._write()  # the end of the loop turn
     assert any(frame.endswith(RELEASE) for frame in transport.written)
     assert answered == []  # not refused at once: the worker answers it
+
+
+def _steps(link: Link) -> list[bytes]:
+    """What ``link`` was sent but the EXEC's ``__defer`` and ``__serve``
+    (the acceptor's own messages, sent at once)."""
+    return [body for body in link.bodies() if body not in (DEFER, SERVE)]
+
+
+def _exec_meets_a_busy_hold(commands: list[list[bytes]]):
+    """:func:`one_client` on two shards, its transaction of ``commands``
+    sent whole (MULTI ... EXEC): the EXEC's step holds shard 0 (after a
+    refused try), and then shard 1's ``__hold`` is answered ``-BUSY``: a
+    script went past busy-reply-threshold there while the step waited."""
+    acceptor, links, keys, client, transport = one_client(2)
+    send(client, [b"MULTI"], *commands, [b"EXEC"])
+    assert [link.tried for link in links] == [1, 1]
+    links[1].grant()
+    links[0].grant(False)  # held by another acceptor's step: in order now
+    assert _steps(links[0]) == [HOLD] and _steps(links[1]) == [RELEASE]
+    links[0].answer(b"+OK\r\n")
+    while links[1].bodies()[0] != HOLD:  # the release (and EXEC's __defer, __serve)
+        links[1].answer(b"+OK\r\n")
+    links[1].answer(encode_error(errors.BUSY))
+    return acceptor, links, keys, transport
+
+
+def test_an_exec_whose_hold_one_shard_refuses_busy_runs_on_no_shard() -> None:
+    """Redis reads that EXEC at the threshold and answers it EXECABORT with
+    the -BUSY, running none of its commands; a GET on the held shard run
+    and a SET refused inside the array was a torn transaction."""
+    k0, k1 = keys_per_shard(build_k(2)[0], 2)
+    acceptor, links, _, transport = _exec_meets_a_busy_hold([[b"GET", k0], [b"SET", k1, b"v"]])
+    assert _steps(links[0]) == [RELEASE]  # the GET never left
+    assert not links[1].sent
+    links[0].answer(b"+OK\r\n")
+    busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
+    assert replies(acceptor, transport) == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n-" + busy + b"\r\n"
+    stats = acceptor.stats.commands["exec"]
+    assert stats[:4] == [0, 0, 1, 0]  # a rejected call, as Redis counts it (no call)
+
+
+def test_an_mset_whose_hold_one_shard_refuses_busy_prepares_nothing() -> None:
+    """The same for a write across shards: its part on the held shard
+    does not leave (prepared and undone it was not a tear, but Redis runs
+    nothing of it), and the client gets the -BUSY."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    send(client, [b"MSET", k0, b"a", k1, b"b"])
+    links[1].grant()
+    links[0].grant(False)
+    links[0].answer(b"+OK\r\n")
+    links[1].answer(b"+OK\r\n")
+    links[1].answer(encode_error(errors.BUSY))
+    assert links[0].bodies() == [RELEASE] and not links[1].sent
+    links[0].answer(b"+OK\r\n")
+    assert replies(acceptor, transport) == b"-" + errors.BUSY.encode() + b"\r\n"
