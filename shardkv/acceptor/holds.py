@@ -146,6 +146,7 @@ class Request:
         "number",
         "read",
         "refusable",
+        "refused",
     )
 
     def __init__(self, shards: list[int], entries: list, client: Client | None, ops: list) -> None:
@@ -172,6 +173,10 @@ class Request:
         # step, one a busy script refuses (see Holds.refuse_parks): one
         # of its sinks, each an ``_Answer`` of that operation.
         self.refusable = _refusable_of(entries)
+        # Called with the error of a shard that cannot take the step's
+        # entries, which then leave for no shard (see Holds._unsendable):
+        # an EXEC routed command by command makes itself EXECABORT so.
+        self.refused: Callable[[bytes], None] | None = None
 
 
 def _refusable_of(entries: list) -> Any:
@@ -306,6 +311,7 @@ class Holds:
         # being captured.
         self.undecided = [0] * len(self.links)
         self.step_ops: list = []
+        self.step_refused: Callable[[bytes], None] | None = None  # (see Request.refused)
         # The request whose tries wait for those operations' decisions.
         self.deferred: Request | None = None
         # Requests queued so far, and how many of them have left (in queue
@@ -364,6 +370,7 @@ class Holds:
         if self.depth == 1:
             self.captured = []
             self.step_ops = []
+            self.step_refused = None
             self._shadow()
 
     def end(self, client: Client | None = None, replies_from: int = 0) -> None:
@@ -377,6 +384,7 @@ class Holds:
         self._unshadow()
         captured, self.captured = self.captured, None
         ops, self.step_ops = self.step_ops, []
+        refused, self.step_refused = self.step_refused, None
         shards = sorted({entry[0].index for entry in captured})  # type: ignore[union-attr]
         if len(shards) <= 1:
             self._mark(ops)
@@ -384,6 +392,7 @@ class Holds:
                 _send(link, header, command, sink)
             return
         request = Request(shards, captured, client, ops)  # type: ignore[arg-type]
+        request.refused = refused
         self.queued += 1
         request.number = self.queued
         if client is not None:
@@ -395,6 +404,13 @@ class Holds:
         self.queue.append(request)
         if self.current is None:
             self._start_next()
+
+    def refusing(self, refused: Callable[[bytes], None]) -> None:
+        """The step being captured is one command that runs on no shard if
+        one of its shards cannot take its entries: ``refused`` then gets
+        that shard's error before its entries get theirs (see
+        :meth:`_unsendable`)."""
+        self.step_refused = refused
 
     def after_queued(self, then: Callable[[], None]) -> None:
         """Call ``then`` once every request queued so far has left (its
@@ -497,7 +513,7 @@ class Holds:
             shards.update(other.shards)
             request.entries += other.entries
             request.ops += other.ops
-            other.entries = []
+            # (its entries stay named on it too: see _unsendable)
             other.ops = []
             request.joined.append(other)
             n += 1
@@ -567,18 +583,16 @@ class Holds:
 
     def _send(self, request: Request) -> None:
         links = self.links
-        if not request.failed and not self.depth:
+        unsendable = self._unsendable(request)
+        if not unsendable and not self.depth:
             self._take_along_all(request)
-        unavailable = encode_error(errors.SHARD_UNAVAILABLE)
         self._mark(request.ops)  # before the entries: one that fails at once decides its operation
         request.ops = []
-        for link, header, command, sink in request.entries:
-            shard = link.index
-            generation = request.held.get(shard)
-            if generation is not None and generation == link.generation:
+        if unsendable:
+            self._send_whole_steps(request, unsendable)
+        else:
+            for link, header, command, sink in request.entries:
                 _send(link, header, command, sink)
-            else:
-                sink.deliver(request.failed.get(shard, unavailable))
         request.entries = []
         self._left(request)
         self._release(request)
@@ -588,6 +602,57 @@ class Holds:
             client = member.client
             if client is not None and client.state.blocked_token == HOLDING:
                 _free(client, self.server.loop)
+
+    def _unsendable(self, request: Request) -> dict[int, bytes]:
+        """The shards of ``request`` that cannot take its entries now, with
+        the error each would answer them: its hold failed (the worker is
+        down, or a script there is past busy-reply-threshold), its worker
+        was restarted since it granted it, or its link is busy or down now
+        (a script of this acceptor's went busy there under the hold)."""
+        links = self.links
+        failed = request.failed
+        out: dict[int, bytes] = {}
+        for shard in request.shards:
+            link = links[shard]
+            generation = request.held.get(shard)
+            if generation is not None and generation == link.generation and link.up and not link.busy:
+                continue
+            error = failed.get(shard) or link.busy or encode_error(errors.SHARD_UNAVAILABLE)
+            out[shard] = error
+        return out
+
+    def _send_whole_steps(self, request: Request, unsendable: dict[int, bytes]) -> None:
+        """Send the entries of ``request`` where some of its shards cannot
+        take theirs (``unsendable``): each client's step (the request's own,
+        and each one joined to it) goes whole, or not at all.  A step with
+        an entry for such a shard sends none: every entry gets the error
+        (its own shard's, or the first such shard's of its step), as Redis
+        refuses a command it reads at busy-reply-threshold before any of it
+        runs.  Sent where it could, an EXEC routed command by command ran
+        its reads on the held shards and answered ``-BUSY`` inside its array
+        for the busy one (a torn transaction), and a write across shards
+        prepared its free parts before it was undone."""
+        entries = request.entries
+        member_of: dict[int, Request] = {}
+        for member in request.joined:
+            for entry in member.entries:
+                member_of[id(entry)] = member
+            member.entries = []
+        steps: dict[int, tuple[Request, list]] = {}
+        for entry in entries:
+            member = member_of.get(id(entry), request)
+            steps.setdefault(id(member), (member, []))[1].append(entry)
+        for member, own in steps.values():
+            error = next((unsendable[e[0].index] for e in own if e[0].index in unsendable), None)
+            if error is None:
+                for link, header, command, sink in own:
+                    _send(link, header, command, sink)
+                continue
+            refused, member.refused = member.refused, None
+            if refused is not None:
+                refused(error)
+            for link, _header, _command, sink in own:
+                sink.deliver(unsendable.get(link.index, error))
 
     # -- a busy script ----------------------------------------------------------
 

@@ -1307,6 +1307,9 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     reply.log_refusals(client)
     if reply.place is not None:  # its lines are fed as each command is routed
         reply.place.put(b"")
+    holds = client.server.holds
+    if holds is not None:  # its entries leave whole, or not at all (see _refused_at_hold)
+        holds.refusing(_refused_at_hold(client, reply))
     parts: list = []
     in_place = _unblock_shards(client, queued, early)
     if in_place:
@@ -1351,6 +1354,33 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
             links[shard].send_control(_SERVE, served, in_step=True)
             parts.append(served)
     reply.parts = parts
+
+
+def _refused_at_hold(client: Client, reply: Exec) -> Callable[[bytes], None]:
+    """With several acceptors, what an EXEC routed command by command
+    (:func:`_run_in_order`) does when a shard of its step cannot take its
+    entries (``shardkv.acceptor.holds``), none of which then leaves: on a
+    ``-BUSY`` (a script past busy-reply-threshold refused the step's hold
+    there), Redis read the EXEC at the threshold and refused it, running
+    nothing: ``EXECABORT`` with that error, a rejected call of EXEC's and
+    no call (the one dispatch counted as it read it is taken back).  Its
+    array held its reads' replies from the held shards and the ``-BUSY``
+    in the busy shard's place.  Any other error (a worker down) stays in
+    the array, in each entry's place, as before."""
+    row = client.server.stats._row("exec")  # (where dispatch counts this EXEC's call)
+
+    def refused(error: bytes) -> None:
+        if error[:6] != b"-BUSY ":
+            return
+        message = errors.EXECABORT_BECAUSE % error[1:-2].decode("latin-1")
+        stats = client.server.stats
+        stats.take_back("exec", row)
+        stats.rejected("exec", message)
+        reply.parts = None
+        reply.outcome = outcome = Slot(client)
+        outcome.deliver(encode_error(message))
+
+    return refused
 
 
 def _written_shards(client: Client, queued: list) -> list[int]:

@@ -178,27 +178,29 @@ def test_a_single_shard_command_takes_no_hold() -> None:
     assert not links[1].sent and not links[2].sent
 
 
-def test_a_shard_that_cannot_be_held_fails_its_part_as_today_and_the_others_are_released() -> None:
+def test_a_shard_that_cannot_be_held_fails_its_step_on_every_shard_and_the_others_are_released() -> None:
     acceptor, links, transport = mget_on_two_shards()
     links[0].grant()
     links[1].grant(False)  # a link refuses the try of a shard that is down
     links[1].answer(encode_error(errors.SHARD_UNAVAILABLE))  # so does its __hold
-    # Shard 0 gets its part and the release; shard 1 nothing more.
-    assert links[0].bodies()[-1] == RELEASE and len(links[0].bodies()) == 2
+    # The step goes whole or not at all: shard 0 gets the release alone,
+    # shard 1 nothing more.
+    assert links[0].bodies() == [RELEASE]
     assert not links[1].sent
-    links[0].answer(marshal.dumps([b"v"]))
-    assert replies(acceptor, transport) == b""  # until the step has run on shard 0
+    assert replies(acceptor, transport) == b""  # until the release is answered
     links[0].answer(b"+OK\r\n")
     assert replies(acceptor, transport) == b"-" + errors.SHARD_UNAVAILABLE.encode() + b"\r\n"
 
 
 def test_a_shard_restarted_while_held_gets_neither_the_part_nor_the_release() -> None:
-    _, links, _ = mget_on_two_shards()
+    acceptor, links, transport = mget_on_two_shards()
     links[0].grant()
     links[0].generation += 1  # its worker died and came back: the hold is gone
     links[1].grant()
     assert not links[0].sent
-    assert len(links[1].bodies()) == 2 and links[1].bodies()[-1] == RELEASE
+    assert links[1].bodies() == [RELEASE]  # nor does the other shard get its part
+    links[1].answer(b"+OK\r\n")
+    assert replies(acceptor, transport) == b"-" + errors.SHARD_UNAVAILABLE.encode() + b"\r\n"
 
 
 def test_requests_of_one_acceptor_run_one_at_a_time_in_order() -> None:
