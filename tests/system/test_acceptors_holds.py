@@ -13,16 +13,27 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.support.acceptors import K, acceptor_pids, connect_to, raw_on
+from tests.support.acceptors import K, acceptor_pids, client_on, connect_to, raw_on
 from tests.support.placement import on_shards
+from tests.support.resp import ErrorReply, RespClient, encode_command
 from tests.support.servers import ServerProcess, start_shardkv
 
 KEYS = on_shards(0, 1, 2, 3, prefix="hold")
 ROUNDS = 300
+
+
+@pytest.fixture(scope="module")
+def fault_file(tmp_path_factory) -> Path:
+    """The fault file (``shardkv.runtime.faultpoints``) of the module's
+    shardkv: empty but while a test stops an acceptor at a fault point."""
+    path = tmp_path_factory.mktemp("holds") / "faultpoints"
+    path.write_text("")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +47,12 @@ def four_shards() -> Iterator[list[ServerProcess]]:
 
 
 @pytest.fixture
-def server(request, four_shards) -> Iterator[ServerProcess]:
+def server(request, four_shards, fault_file) -> Iterator[ServerProcess]:
     """The module's shardkv of four shards, emptied (the tests set their
     own keys first): stopped after a test that failed."""
     if not four_shards:
-        four_shards.append(start_shardkv(shards=4, acceptors=K))
+        env = dict(os.environ, SHARDKV_FAULT_FILE=str(fault_file))
+        four_shards.append(start_shardkv(shards=4, acceptors=K, env=env))
     server = four_shards[0]
     with connect_to(server.port, 0) as c:
         c.flushall()
@@ -269,3 +281,99 @@ def test_an_mset_is_answered_while_one_shard_transactions_keep_coming():
         for s in loaders:
             s.close()
         server.stop()
+
+
+def _text(reply: object) -> object:
+    """A reply as comparable text (an error's as ``-message``)."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, ErrorReply):
+        return "-" + str(reply)
+    return reply
+
+
+def _ask(client: RespClient, *args: str) -> object:
+    client.send(*args)
+    return client.read_reply()
+
+
+def _exec_at_a_busy_script(
+    connect: Callable[[], RespClient],
+    keys: list[str],
+    between: Callable[[], None] | None = None,
+    after: Callable[[], None] | None = None,
+) -> list:
+    """A transaction (``SET keys[0] new``, ``GET keys[2]``) queued (after
+    ``between``), a script looping on ``keys[2]`` that goes past a 100 ms
+    busy-reply-threshold, then ``after``.  Its EXEC is sent with the
+    queued commands (if ``between``: it waits for its holds), else after
+    the threshold (Redis's reading of such an EXEC, which it refuses).
+    What the client sees: EXEC's reply, the value it would have set (once
+    the script is killed), and a second EXEC's reply (Redis discards the
+    transaction)."""
+    looper, probe, client = connect(), connect(), connect()
+    try:
+        probe.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        probe.command("SET", keys[0], "old")
+        if between is not None:
+            between()
+        queued = (
+            encode_command("MULTI") + encode_command("SET", keys[0], "new") + encode_command("GET", keys[2])
+        )
+        client.sock.sendall(queued + (encode_command("EXEC") if between is not None else b""))
+        assert [client.read_reply() for _ in range(3)] == [b"OK", b"QUEUED", b"QUEUED"]
+        looper.send("EVAL", "while true do end", 1, keys[2])
+        deadline = time.monotonic() + 20
+        while _ask(probe, "PING") == b"PONG":  # until the script is past the threshold
+            assert time.monotonic() < deadline, "the script did not go busy"
+        if after is not None:
+            after()
+        else:
+            client.send("EXEC")
+        outcome = [_text(client.read_reply())]
+        while _ask(probe, "SCRIPT", "KILL") != b"OK":
+            assert time.monotonic() < deadline, "the script was not killed"
+        assert str(looper.read_reply()).startswith("ERR Script killed")
+        return [*outcome, _text(_ask(probe, "GET", keys[0])), _text(_ask(client, "EXEC"))]
+    finally:
+        probe.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        probe.command("DEL", keys[0])
+        for c in (looper, probe, client):
+            c.close()
+
+
+def test_an_exec_whose_hold_a_busy_script_refuses_runs_nothing_as_in_redis(server, fault_file, redis_proc):
+    """An EXEC routed command by command (writes on one shard) waits for its
+    hold on a shard that another acceptor holds (stopped at its fault
+    point ``tried``); meanwhile a script on the EXEC's other shard goes
+    past busy-reply-threshold, so that shard's hold is refused ``-BUSY``.
+    The transaction must run nowhere, as in redis-server 7.0 when the EXEC
+    is read past the threshold (sent then): EXECABORT with the -BUSY,
+    nothing set, the transaction discarded.  Its SET on the held shard ran
+    and its GET got -BUSY inside the array (``[OK, -BUSY]``; found by a
+    randomized stress at three acceptors with two looping scripts)."""
+    keys = on_shards(0, 1, 2, prefix="busytear")  # the SET's, the stopped MGET's other, the script's
+    want = _exec_at_a_busy_script(lambda: RespClient(redis_proc.port, timeout=20), keys)
+    assert str(want[0]).startswith("-EXECABORT Transaction discarded because of: BUSY ")
+    pids = acceptor_pids(server)
+    victim, _ = raw_on(server.port, 1)
+
+    def hold_shards() -> None:  # acceptor 1 stops holding shards 0 and 1
+        fault_file.write_text("tried")
+        victim.sendall(f"MGET {keys[0]} {keys[1]}\r\n".encode())
+        try:
+            assert _stopped(pids[1], 20), "acceptor 1 did not reach the fault point"
+        finally:
+            fault_file.write_text("")
+
+    def go_on() -> None:
+        os.kill(pids[1], signal.SIGCONT)
+
+    try:
+        got = _exec_at_a_busy_script(lambda: client_on(server.port, 0, timeout=20), keys, hold_shards, go_on)
+        victim.settimeout(20)
+        assert victim.recv(100) == b"*2\r\n$3\r\nold\r\n$-1\r\n"
+    finally:
+        os.kill(pids[1], signal.SIGCONT)  # (if the scene failed before)
+        victim.close()
+    assert got == want
