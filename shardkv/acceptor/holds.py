@@ -67,10 +67,13 @@ this acceptor once every try was granted, before the step leaves.
 
 A shard that cannot be held (its worker is down or busy with a script)
 gets no entries: their sinks get the error the link gives today
-(``-ERR shard unavailable``, ``-BUSY``), and the command fails as it
-fails today when a shard is down; the holds taken are released.  A worker
-that is restarted while held has lost the hold, and gets neither the
-entries (they fail the same way) nor the release.  If this acceptor dies,
+(``-ERR shard unavailable``, ``-BUSY``), and so does every other entry of
+the same client's step, on every shard (:meth:`Holds._send_whole_steps`):
+a step goes whole or not at all, as Redis refuses a command it reads at
+busy-reply-threshold before any of it runs (an EXEC so refused ``-BUSY``
+answers ``EXECABORT``); the holds taken are released.  A worker that is
+restarted while held has lost the hold, and gets neither the entries
+(they fail the same way) nor the release.  If this acceptor dies,
 each worker sees its pipe close and ends the hold (the worker's side).
 
 The acceptor's own messages to the workers (``__events``, ``__pause``:
