@@ -57,6 +57,7 @@ from collections.abc import Set as AbstractSet
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
 from shardkv.acceptor.blocking import (
     EAGER_KEYS,
+    POP_KEYS,
     pops_wait_on,
     script_ran_across,
     serve_after_scripts,
@@ -323,7 +324,9 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     # EAGER_KEYS), the shards the EVALSHAs taken inline may go to (None:
     # any, no such wait, the usual case: no test more per script), see
     # _shards_beside_waits.
-    only = _shards_beside_waits(server, args) if eager else None
+    # ``only_writing``: those of them an EVALSHA of a script that may write
+    # may go to (see _shards_beside_waits).
+    only, only_writing = _shards_beside_waits(server, args) if eager else (None, None)
     # The SHA1 and spelling last taken (None: nothing yet, so that no
     # argument, the empty one included, matches a stale one).
     sha_ok: bytes | None = None
@@ -348,7 +351,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
                     sha_ok = sha
                     knowing = {shard for shard, shas in CACHE.known.items() if sha in shas}
                     if only is not None:
-                        knowing &= only
+                        knowing &= only_writing if _may_write(CACHE.bodies.get(sha, b"")) else only
                 else:
                     sha_ok = None
                     knowing = _NOWHERE
@@ -419,10 +422,11 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     return args
 
 
-def _shards_beside_waits(server: object, args: list[bytes]) -> frozenset[int]:
+def _shards_beside_waits(server: object, args: list[bytes]) -> tuple[frozenset[int], frozenset[int]]:
     """The shards that the EVALSHAs pipelined behind ``args`` (one that
     took the shortcut) may go to inline while a cross-shard wait exists
-    (see :func:`behind_shortcuts`).  A script on a shard where such a wait
+    (see :func:`behind_shortcuts`), and those of them that one of a script
+    that may write may go to.  A script on a shard where such a wait
     has a key may make a pop or move ready (its keyless ``__bsettle``
     holds its reply and its client's later commands, see
     blocking.settle_script), whose try writes another shard (a move's
@@ -432,13 +436,33 @@ def _shards_beside_waits(server: object, args: list[bytes]) -> frozenset[int]:
     client's other commands do.  A script on another shard makes nothing
     ready: those behind it go on to any such shard (``EVALSHA`` of a push
     to A, undeclared, on A's shard, ``EVALSHA`` of ``LRANGE B`` pipelined,
-    a client in ``BLMOVE A B``: ``[x]``, it was ``[]``)."""
+    a client in ``BLMOVE A B``: ``[x]``, it was ``[]``).
+
+    Only a pop's shard pops in place, in the script's step: a move's
+    source, or a stream of a cross-shard XREAD or XREADGROUP, is tried
+    from its client's acceptor once the shard notified it, after the
+    scripts sent with the one that made it ready.  So none that may write
+    goes on inline to such a shard, nor anything behind one that may
+    write there: Redis serves the waiter before the next script, which
+    sees what the try took (``EVALSHA`` of ``rpush ARGV[1]; llen
+    ARGV[1]``, 1 key on A's shard, A, three times pipelined, a client in
+    ``BLMOVE A B``: 1, 1, 2, as in Redis; it was 1, 2, 3; issue 22).
+    Such an EVALSHA waits for the replies and the settle, and goes on
+    then, a round trip a script, only beside such a wait."""
     shard_of = server.shard_of  # type: ignore[attr-defined]
     first = shard_of(args[3]) if args[2] == b"1" and len(args) > 3 else _keys_shard(server, args)
     waited = {shard_of(key) for key in EAGER_KEYS}
+    trying = {shard_of(key) for key, n in EAGER_KEYS.items() if n > POP_KEYS.get(key, 0)}
     if first in waited:
-        return frozenset((first,))
-    return frozenset(range(len(server.links))) - waited  # type: ignore[attr-defined]
+        if first not in trying:
+            only = frozenset((first,))
+        elif args[0][-3:].lower() != b"_ro" and _may_write(CACHE.bodies.get(args[1], b"")):
+            only = _NOWHERE
+        else:
+            only = frozenset((first,))
+    else:
+        only = frozenset(range(len(server.links))) - waited  # type: ignore[attr-defined]
+    return only, only - trying
 
 
 def _send_runs(client: Client, links: list, header: bytes, runs: dict[int, list]) -> None:

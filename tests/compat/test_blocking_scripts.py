@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import RespClient, parse_info
+from tests.support.resp import RespClient, encode_command, parse_info
 from tests.support.servers import start_shardkv
 from tests.support.waits import WAIT, read_or_error, reply_or_error, wait_blocked, wait_called
 
@@ -187,3 +187,97 @@ def test_blocked_client_after_script_or_stream_loss(ports, shardkv, case):
         pytest.skip("one shard: the same as the one-shard cases")
     expected = _run(ports["redis"], shards, 1, case)
     assert _run(port, shards, acceptors, case) == expected
+
+
+# Pipelined EVALSHAs beside a blocked client (issue 22): Redis serves the
+# client that a script made ready right after that script, before the
+# next command, so the next script sees what the pop or move took.  The
+# scripts' replies, the blocked command's, and what a command behind
+# them reads, against both servers.  Each script is run once before the
+# client blocks, so that shardkv's acceptor takes the shortcut (and its
+# pipelined run, ``behind_shortcuts``) for it.  "E" is a key of A's
+# shard that no client waits on: a script declaring it writes A
+# undeclared, on A's shard.  With one shard, every wait is that shard's
+# (its pops and moves served in place, after each script).
+PUSH_ARGV = "redis.call('rpush', ARGV[1], ARGV[2]) return redis.call('llen', ARGV[1])"
+LLEN_RO = "return redis.call('llen', ARGV[1])"
+
+
+def _pushes(key: str, *items: str) -> list:
+    return [("EVALSHA", PUSH_ARGV, key, "A", item) for item in items]
+
+
+# name: (the blocked command, the pipelined commands, EVALSHAs as
+# (spelling, script, its key, its arguments...)).
+PIPELINED = {
+    "blpop-one-key": (["BLPOP", "A", 0], _pushes("A", "x1", "x2", "x3")),
+    "blpop-two-shards": (["BLPOP", "A", "B", 0], _pushes("A", "x1", "x2", "x3")),
+    "blpop-two-shards-undeclared": (["BLPOP", "A", "B", 0], _pushes("E", "x1", "x2", "x3")),
+    "blmove-two-shards": (["BLMOVE", "A", "B", "LEFT", "RIGHT", 0], [*_pushes("A", "x1", "x2"), ["LRANGE", "B", 0, -1]]),
+    "blmove-two-shards-undeclared": (
+        ["BLMOVE", "A", "B", "LEFT", "RIGHT", 0],
+        [*_pushes("E", "x1", "x2", "x3"), ["LRANGE", "B", 0, -1]],
+    ),
+    "brpoplpush-after-a-read": (
+        ["BRPOPLPUSH", "A", "B", 0],
+        [("EVALSHA_RO", LLEN_RO, "E", "A"), *_pushes("E", "x1", "x2"), ("EVALSHA_RO", LLEN_RO, "E", "A")],
+    ),
+    "blmove-after-its-destination": (
+        ["BLMOVE", "A", "B", "LEFT", "RIGHT", 0],
+        [("EVALSHA", PUSH_ARGV, "F", "B", "y"), *_pushes("E", "x1", "x2"), ["LRANGE", "B", 0, -1]],
+    ),
+}
+
+
+def _run_pipelined(port: int, shards: int, acceptors: int, case: str) -> str:
+    """The case on the server at ``port``: the pipelined commands'
+    replies, the blocked command's, and A's and B's types, with the keys
+    named A, B, E and F (a key of B's shard)."""
+    blocked, commands = PIPELINED[case]
+    a = key_on(0, "psa", shards) if shards > 1 else "psa"
+    b = key_on(1, "psb", shards) if shards > 1 else "psb"
+    names = {"A": a, "B": b, "E": "{%s}e" % a, "F": "{%s}f" % b}
+    if acceptors > 1:  # (the waiter on the other acceptor)
+        c = client_on(port, 0, k=acceptors)
+        waiter = client_on(port, 1, k=acceptors)
+    else:
+        c, waiter = RespClient(port, timeout=WAIT), RespClient(port, timeout=WAIT)
+    try:
+        c.command("DEL", *names.values())
+        shas = {}
+        for command in commands:  # each script run once (on its key alone)
+            if type(command) is tuple:
+                name, script, key, *rest = command
+                shas[script] = c.command("SCRIPT", "LOAD", script)
+                c.command(name, shas[script], 1, names[key], names[key], *rest[1:])
+        c.command("DEL", *names.values())
+        c.command("CONFIG", "RESETSTAT")
+        waiter.send(*(names.get(x, x) if type(x) is str else x for x in blocked))
+        wait_blocked(c, 1)
+        wait_called(c, str(blocked[0]))
+        pipeline = b""
+        for command in commands:
+            if type(command) is tuple:
+                name, script, key, *rest = command
+                pipeline += encode_command(name, shas[script], 1, names[key], *(names.get(x, x) for x in rest))
+            else:
+                pipeline += encode_command(*(names.get(x, x) if type(x) is str else x for x in command))
+        c.sock.sendall(pipeline)
+        replies = [read_or_error(c) for _ in commands]
+        served = read_or_error(waiter)
+        wait_blocked(c, 0)
+        text = repr((replies, served, c.command("TYPE", a), c.command("TYPE", b)))
+        c.command("DEL", *names.values())
+        for name, key in sorted(names.items(), key=lambda item: -len(item[1])):  # {A}e before A
+            text = text.replace(key, name)
+        return text
+    finally:
+        c.close()
+        waiter.close()
+
+
+@pytest.mark.parametrize("case", list(PIPELINED))
+def test_pipelined_scripts_beside_a_blocked_client(ports, shardkv, case):
+    port, shards, acceptors = shardkv
+    expected = _run_pipelined(ports["redis"], shards, 1, case)
+    assert _run_pipelined(port, shards, acceptors, case) == expected
