@@ -326,7 +326,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     # _shards_beside_waits.
     # ``only_writing``: those of them an EVALSHA of a script that may write
     # may go to (see _shards_beside_waits).
-    only, only_writing = _shards_beside_waits(server, args) if eager else (None, None)
+    only, only_writing = _shards_beside_waits(server, args) if eager else (None, _NOWHERE)
     # The SHA1 and spelling last taken (None: nothing yet, so that no
     # argument, the empty one included, matches a stale one).
     sha_ok: bytes | None = None

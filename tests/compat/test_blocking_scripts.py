@@ -213,7 +213,10 @@ PIPELINED = {
     "blpop-one-key": (["BLPOP", "A", 0], _pushes("A", "x1", "x2", "x3")),
     "blpop-two-shards": (["BLPOP", "A", "B", 0], _pushes("A", "x1", "x2", "x3")),
     "blpop-two-shards-undeclared": (["BLPOP", "A", "B", 0], _pushes("E", "x1", "x2", "x3")),
-    "blmove-two-shards": (["BLMOVE", "A", "B", "LEFT", "RIGHT", 0], [*_pushes("A", "x1", "x2"), ["LRANGE", "B", 0, -1]]),
+    "blmove-two-shards": (
+        ["BLMOVE", "A", "B", "LEFT", "RIGHT", 0],
+        [*_pushes("A", "x1", "x2"), ["LRANGE", "B", 0, -1]],
+    ),
     "blmove-two-shards-undeclared": (
         ["BLMOVE", "A", "B", "LEFT", "RIGHT", 0],
         [*_pushes("E", "x1", "x2", "x3"), ["LRANGE", "B", 0, -1]],
@@ -259,7 +262,9 @@ def _run_pipelined(port: int, shards: int, acceptors: int, case: str) -> str:
         for command in commands:
             if type(command) is tuple:
                 name, script, key, *rest = command
-                pipeline += encode_command(name, shas[script], 1, names[key], *(names.get(x, x) for x in rest))
+                pipeline += encode_command(
+                    name, shas[script], 1, names[key], *(names.get(x, x) for x in rest)
+                )
             else:
                 pipeline += encode_command(*(names.get(x, x) if type(x) is str else x for x in command))
         c.sock.sendall(pipeline)
