@@ -2203,7 +2203,7 @@ def script_ran_across(client: Client, slot: object, keys: list, everything: int,
     _try_written(client, keys, at, False, only_settle, stack=True, shards=shards)
 
 
-def settle_script(client: Client, slot: object, shard: int) -> None:
+def settle_script(client: Client, slot: object, shard: int, alone: bool = False) -> None:
     """A script of ``client`` that may write (not ``_RO``) was just sent to
     ``shard`` alone, its reply ``slot``, while a cross-shard wait exists:
     a keyless ``__bsettle`` goes right behind it, which the shard answers
@@ -2220,7 +2220,10 @@ def settle_script(client: Client, slot: object, shard: int) -> None:
     issue 22).  No wait claims, or the script's writes notified none: it
     answers at once, in the script's batch, with no round trip more.  The
     client waits for its scripts already (``SCRIPTS``; else for something
-    else, which holds its commands: nothing then)."""
+    else, which holds its commands: nothing then).  The shard waits only
+    for the claims the scripts of this pipe since the last one made
+    (shardkv.worker.blocking.bsettle): ``alone``, sent to it alone, not
+    parked: if they noted none, they made none (``__bsettlealone``)."""
     if client.closing or client.state.blocked_token != SCRIPTS:
         return
     link = client.server.links[shard]
@@ -2247,11 +2250,12 @@ def settle_script(client: Client, slot: object, shard: int) -> None:
 
     settle = _Settled(link, answered)
     link.blocked[settle.token] = settle
-    link.send(wire.entry_header(0, settle.token, client.db), _SETTLE_ALL, settle)
+    link.send(wire.entry_header(0, settle.token, client.db), _SETTLE_ALONE if alone else _SETTLE_ALL, settle)
     settle.bound_once_waiting(client.server)
 
 
 _SETTLE_ALL = encode_command([Verb.BSETTLE])
+_SETTLE_ALONE = encode_command([Verb.BSETTLE_ALONE])
 
 
 def _try_written(

@@ -280,7 +280,7 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
     if EAGER_KEYS and args[0][-3:].lower() != b"_ro" and _may_write(CACHE.bodies.get(sha, b"")):
-        settle_script(client, slot, shard)  # (see _run_on_shard; a pop's keys count in EAGER_KEYS)
+        settle_script(client, slot, shard, True)  # (see _run_on_shard; a pop's keys count in EAGER_KEYS)
     # The call counted here, as the ordinary path (Acceptor.run_local)
     # counts a script it sends: its time and latency are the run's, which
     # the shard counts (cmdstats.ScriptTimes).
@@ -479,7 +479,7 @@ def _send_runs(client: Client, links: list, header: bytes, runs: dict[int, list]
     for shard, run in runs.items():
         links[shard].send_run(header, run)
         if settle:  # (an EVALSHA_RO among them or not)
-            settle_script(client, run[1], shard)
+            settle_script(client, run[1], shard, True)
 
 
 def scripts_alike(
@@ -901,7 +901,7 @@ def _run_on_shard(
     client.server.scripts_sent += 1  # the shard times the run (see Acceptor.run_local)
     client.server.links[shard].send(header, encode_command(command), sink)
     if waits and not ro and EAGER_KEYS and _may_write(body):  # (a pop's keys too, see blocking.POP_KEYS)
-        settle_script(client, slot, shard)  # (the keys it writes undeclared, or after a SELECT)
+        settle_script(client, slot, shard, True)  # (the keys it writes undeclared, or after a SELECT)
 
 
 def _may_write(body: bytes) -> bool:

@@ -1252,10 +1252,17 @@ class Verb:
     # acceptor's cross-shard BLMOVE, or of a cross-shard XREADGROUP's
     # stream, waits for it, and so does a transaction or script writing a
     # key of a cross-shard pop (shardkv.acceptor.blocking.try_at_once).
-    # __bsettle (no key) -> 1 once every claim left as it runs has ended:
-    # behind a script, whose undeclared keys (or another database's, after
-    # a SELECT) the acceptor cannot name (blocking.settle_script).
+    # __bsettle (no key) -> 1 once every claim its pipe's scripts made
+    # has ended (shardkv.worker.blocking.bsettle; every claim where they
+    # noted none): behind a script, whose undeclared keys (or another
+    # database's, after a SELECT) the acceptor cannot name
+    # (blocking.settle_script).
     BSETTLE = b"__bsettle"
+    # __bsettlealone -> the same, behind a script sent to one shard alone
+    # (not parked): the claims that the scripts of its pipe since the last
+    # one wrote made, or on keys they wrote; none noted, they made none
+    # (Waiters.script_wrote): at once.
+    BSETTLE_ALONE = b"__bsettlealone"
     # __bdone token -> the same; then that claim is done (its try has run,
     # or there will be none): its key serves its waiters again, the element
     # no longer counted as taken (shardkv.worker.blocking).

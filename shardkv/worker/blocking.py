@@ -1250,7 +1250,8 @@ def bsettle(ks: Keyspace, args: list[bytes]) -> object:
     __bsettle (no key): 1 once every claim left now that the scripts of
     this pipe before it made (their writes', or on a key they wrote: see
     :meth:`Waiters.script_wrote`; every claim where none noted them) has
-    ended, at once if none is: sent right behind a script, which may
+    ended, at once if none is (``__bsettlealone``, behind scripts sent to
+    this shard alone: none noted, at once): sent right behind a script, which may
     write keys it did not declare, of another database too (a SELECT in
     it), that the acceptor cannot name; Redis serves their blocked
     clients right after the script (issue 22), and holds its reply for
@@ -1261,8 +1262,12 @@ def bsettle(ks: Keyspace, args: list[bytes]) -> object:
         waiters.serve_ready()  # type: ignore[union-attr]
     if len(args) < 2:
         # Only the claims its scripts' writes made, or on keys they wrote
-        # (Waiters.script_wrote); all while none of them noted any.
+        # (Waiters.script_wrote); none noted: all, or none behind scripts
+        # sent to this shard alone (they wrote nothing while anyone waited
+        # or claimed here; a parked run notes nothing).
         before = waiters.settle_from.pop(ks.pipe, None)  # type: ignore[union-attr]
+        if before is None and args[0] == Verb.BSETTLE_ALONE:
+            return 1
         claims = {
             claim
             for claim, held in waiters.claims.items()  # type: ignore[union-attr]
@@ -1364,4 +1369,5 @@ BLOCKING: BlockingForms = {
     Verb.BWAIT: Blocking(bwait, None),
     Verb.BPOP: Blocking(bpop, None),
     Verb.BSETTLE: Blocking(bsettle, None),
+    Verb.BSETTLE_ALONE: Blocking(bsettle, None),
 }

@@ -1133,8 +1133,10 @@ def test_unblock_after_the_block_was_read(redis_and_shardkv_k12) -> None:
     assert rounds(ours, k) == rounds(real, 1)
 
 
-# Sets KEYS[1]: a write of a key no blocked client waits on.
+# Sets KEYS[1]: a write of a key no blocked client waits on; reads it (a
+# script that may write, and writes nothing).
 _SET_Z = "return redis.call('set', KEYS[1], 'v')"
+_GET_Z = "return redis.call('get', KEYS[1])"
 
 
 def test_a_script_waits_for_no_claim_it_did_not_make(redis_and_shardkv_k12) -> None:
@@ -1143,11 +1145,12 @@ def test_a_script_waits_for_no_claim_it_did_not_make(redis_and_shardkv_k12) -> N
     A: A's shard notified the pop, whose try is owed by the stopped
     acceptor (a claim on A).  An EVAL, then an EVALSHA, through acceptor
     0 (which waits in a cross-shard pop of its own, so its scripts get a
-    keyless ``__bsettle``) that write a key beside A nobody waits on
-    answer at once, while acceptor 1 is still stopped: they made nothing
-    ready, and Redis never holds a script's reply for an unrelated blocked
-    client.  Their keyless ``__bsettle`` waited for every claim on the
-    shard, so each answered only at its time bound (SETTLE_WAIT_S).  Once
+    keyless ``__bsettle``) that write a key beside A nobody waits on, and
+    an EVAL that reads it (a script that may write), answer at once,
+    while acceptor 1 is still stopped: they made nothing ready, and Redis
+    never holds a script's reply for an unrelated blocked client.  Their
+    keyless ``__bsettle`` waited for every claim on the shard, so each
+    answered only at its time bound (SETTLE_WAIT_S).  Once
     resumed, the blocked client gets the pushed element, and nothing is
     lost; the replies as Redis's."""
     real, ours, k = redis_and_shardkv_k12
@@ -1165,6 +1168,7 @@ def test_a_script_waits_for_no_claim_it_did_not_make(redis_and_shardkv_k12) -> N
                 assert pid != int(w1.command("INFO", "server").split(b"process_id:")[1].split()[0])  # type: ignore[union-attr]
                 assert psutil.Process(pid).ppid() != os.getpid()
             sha = w2.command("SCRIPT", "LOAD", _SET_Z)
+            w2.command("SCRIPT", "LOAD", _GET_Z)  # (a new body waits for the other acceptors)
             own_id = _client_id(own)
             own.send("BLPOP", far, near, 0)
             _wait_shown_blocked(observer, own_id)
@@ -1181,7 +1185,7 @@ def test_a_script_waits_for_no_claim_it_did_not_make(redis_and_shardkv_k12) -> N
             while w2.command("EXISTS", "{%s}s" % B) != 1:  # the EXEC ran
                 assert time.monotonic() < deadline, "the EXEC never ran"
                 time.sleep(0.002)
-            for probe in (("EVAL", _SET_Z, 1, z), ("EVALSHA", sha, 1, z)):
+            for probe in (("EVAL", _SET_Z, 1, z), ("EVALSHA", sha, 1, z), ("EVAL", _GET_Z, 1, z)):
                 w2.sock.settimeout(SETTLE_WAIT_S / 2)  # it answered at SETTLE_WAIT_S
                 start = time.monotonic()
                 out.append(w2.command(*probe))

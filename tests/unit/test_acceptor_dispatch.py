@@ -653,7 +653,7 @@ def test_evalshas_shortcut_is_off_only_for_a_key_a_cross_shard_wait_waits_on(
     (``scripting.evalsha_fast``: sent as it came, not executed), alone or
     behind another (``behind_shortcuts``), a keyless ``__bsettle`` behind
     it, or behind the run (``blocking.settle_script``: the keys it may
-    write undeclared); one declaring ``a``, first or behind, takes the
+    write undeclared; ``__bsettlealone``, sent to one shard alone); one declaring ``a``, first or behind, takes the
     ordinary path (which tries that wait), and what follows it waits for
     the scripts before it."""
     from shardkv.acceptor import scripting
@@ -682,7 +682,7 @@ def test_evalshas_shortcut_is_off_only_for_a_key_a_cross_shard_wait_waits_on(
             if key == b:  # the first two took the shortcut; the third waits for them
                 assert executed == []
                 sent = [body for link in links for body in link.bodies()]
-                settle = encode_command([b"__bsettle"])
+                settle = encode_command([wire.Verb.BSETTLE_ALONE])  # (sent to one shard alone)
                 assert sorted(sent) == sorted(
                     [encode_command(shortcut), settle, encode_command(shortcut[:4] + [b"x"]), settle]
                 )

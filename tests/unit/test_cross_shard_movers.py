@@ -63,6 +63,44 @@ def test_a_keyless_settle_waits_for_the_claims_left_as_it_came() -> None:
     assert not waiters.settles_all
 
 
+def test_a_keyless_settle_waits_only_for_the_claims_its_scripts_made() -> None:
+    """Behind scripts that noted the claims left as the first of them that
+    wrote ended (``Waiters.script_wrote``), a keyless ``__bsettle`` waits
+    only for the claims made since and those on keys they wrote: a claim
+    an earlier write made, whose try another acceptor owes (stopped, or
+    slow), holds up no script that left its key alone.  Where none noted
+    any, ``__bsettle`` waits for every claim, as behind a run parked across
+    shards; ``__bsettlealone`` (behind scripts sent to that shard alone)
+    answers at once: they wrote nothing while anyone waited or claimed."""
+    shard = Shard(0, 1)
+    waiters = shard.waiters
+    shard.keyspace.pipe = 1
+
+    def settle(token: int, verb: bytes = wire.Verb.BSETTLE) -> bytes:
+        return waiters.run(lambda args, handler: bsettle(shard.keyspace, args), token, 2, [verb])  # type: ignore[no-any-return]
+
+    def claim(claim: tuple[int, int], key: tuple[int, bytes]) -> None:
+        waiters.claims[claim] = (key, 1, wire.BWAIT_CLAIMED, ())
+        waiters.claimed[key] = waiters.claimed.get(key, 0) + 1
+
+    claim((0, 5), (0, b"k"))  # another pipe's, from before
+    assert settle(3, wire.Verb.BSETTLE_ALONE) == b":1\r\n"  # (no script noted it)
+    waiters.script_wrote([(0, [b"SET", b"z", b"v"])])
+    waiters.script_wrote([(0, [b"SET", b"y", b"v"])])  # (the first's note stands)
+    assert settle(4, wire.Verb.BSETTLE_ALONE) == b":1\r\n"  # claim (0, 5) is on k, left alone
+    waiters.script_wrote([(0, [b"SET", b"z", b"v"])])
+    claim((0, 6), (0, b"z"))  # one its write made
+    assert settle(5) == b"" and waiters.settles_all == [(1, 5, {(0, 6)})]
+    waiters._unclaim((0, 6))
+    assert waiters.wakes == [(1, wire.encode_wake(5, b":1\r\n"))]
+    waiters.wakes.clear()
+    waiters.script_wrote([(0, [b"RPUSH", b"k", b"x"])])  # k: waited for
+    assert settle(6, wire.Verb.BSETTLE_ALONE) == b"" and waiters.settles_all == [(1, 6, {(0, 5)})]
+    assert settle(7) == b"" and waiters.settles_all[1] == (1, 7, {(0, 5)})  # none noted: every claim
+    waiters.clear(1)
+    assert not waiters.settles_all and not waiters.settle_from
+
+
 def test_other_acceptors_movers_are_counted_by_key_and_forgotten_on_restart() -> None:
     """A write asks for each key it writes whether another acceptor's move
     waits on it (a dict look-up, not a scan of every mover); a -1 for a
