@@ -133,6 +133,9 @@ def publish(server, events: list, origin: object) -> None:
             _heard(server, _slot_of(origin), getattr(origin, "event_places", None))
         return
     before = _slot_of(origin)
+    held = pubsub.HELD_PUBLISHES and before is not None and before.client in pubsub.HELD_PUBLISHES
+    if held:  # (a PUBLISH its client sent after an earlier command: after that one's events)
+        pubsub.release_held(before.client)  # type: ignore[union-attr]
     # An EXEC run as one operation: each command's events go to its own
     # place in the array (the rest, after it; see AtomicOp.event_places).
     places = getattr(origin, "event_places", None)
@@ -182,6 +185,8 @@ def publish(server, events: list, origin: object) -> None:
             publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after, nth=i)
     if awaiting:  # (and after its last)
         _heard(server, before, places)
+    if held:  # (and one sent after this command, before the next one's events)
+        pubsub.release_held(before.client, before)  # type: ignore[union-attr]
 
 
 def _slot_of(origin: object) -> Slot | None:

@@ -376,6 +376,9 @@ def on_disconnect(client: Client) -> None:
         _PUBLISHING.pop(client.id, None)
     if _HAUNTS:
         _HAUNTS.pop(client, None)
+    if HELD_PUBLISHES:  # (Redis ran them as it read them)
+        for slot in list(HELD_PUBLISHES.get(client, ())):
+            _release(slot)
 
 
 # -- publishing --------------------------------------------------------------
@@ -411,7 +414,11 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     server = client.server
     bus = server.bus
     shard = verb == SPUBLISH
+    ahead = _unanswered(client) if client.pending and not client.state.in_exec else None
     if bus is None:
+        if ahead and not client.state.subscribed:
+            _hold(client, ahead, partial(_publish_held, server, args[1], args[2], shard))
+            return
         client.reply(publish_message(server, args[1], args[2], shard=shard))
         return
     # Every acceptor, this one included, delivers when the supervisor passes
@@ -433,7 +440,8 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     # Inside EXEC, whose later commands cannot wait, the publisher's own
     # copies go now, and this acceptor's delivery passes it over.
     own = _to_itself(client, args[1], args[2], shard) if state.in_exec else None
-    slot = Slot(client)
+    held = _HeldPublish(client, ahead) if ahead else None
+    slot = held or Slot(client)
     pending.append(slot)
     _PUBLISHING.setdefault(client.id, deque()).append((slot, own))
     # A subscribed publisher (RESP3) may be one of its receivers: what it
@@ -460,7 +468,103 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
         failed(message)
         go_on()
 
-    bus.ask(verb, [args[1], args[2], client.id], answered, everyone=True, failed=refused)
+    ask = partial(bus.ask, verb, [args[1], args[2], client.id], answered, everyone=True, failed=refused)
+    if held is not None:
+        held.go = lambda _slot: ask()
+        HELD_PUBLISHES.setdefault(client, []).append(held)
+        return
+    ask()
+
+
+# A plain (S)PUBLISH pipelined behind its client's commands whose replies
+# have not come yet, while keyspace notifications are on: the message
+# waits for their events, as Redis writes those as each command runs,
+# before it reads the next (see _HeldPublish).
+HELD_PUBLISHES: dict[Client, list[_HeldPublish]] = {}
+NOTIFY_SETTING = "notify-keyspace-events"
+
+
+class _HeldPublish(Slot):
+    """The reply slot of a plain (S)PUBLISH that waits to go (``go``,
+    given the slot) until every reply ``ahead`` of it came, the events of
+    their commands published just before each: by
+    :func:`release_held` as the next events of its client's commands are
+    handed out, or else as its client's replies are written (its
+    ``data`` read, see Client.flush)."""
+
+    __slots__ = ("ahead", "go", "_data")
+
+    def __init__(self, client: Client, ahead: list) -> None:
+        self.client = client
+        self._data: bytes | None = None
+        self.ahead = ahead
+        self.go: Callable[[_HeldPublish], None] | None = None
+
+    @property
+    def data(self) -> bytes | None:
+        if self.go is not None and self.ready():
+            _release(self)
+        return self._data
+
+    @data.setter
+    def data(self, body: bytes | None) -> None:
+        self._data = body
+
+    def ready(self, done: object = None) -> bool:
+        """Whether every reply ahead came (``done``'s events are all out)."""
+        return all(item is done or item.data is not None for item in self.ahead)
+
+
+def _unanswered(client: Client) -> list | None:
+    """The client's pending replies still to come, if keyspace
+    notifications are on (a PUBLISH behind them waits: see _HeldPublish)."""
+    if not client.server.config.get(NOTIFY_SETTING):
+        return None
+    ahead = [item for item in client.pending if type(item) is not bytes and item.data is None]
+    return ahead or None
+
+
+def _hold(client: Client, ahead: list, go: Callable[[_HeldPublish], None]) -> None:
+    slot = _HeldPublish(client, ahead)
+    slot.go = go
+    client.pending.append(slot)
+    HELD_PUBLISHES.setdefault(client, []).append(slot)
+
+
+def _publish_held(server, channel: bytes, message: bytes, shard: bool, slot: _HeldPublish) -> None:
+    """One acceptor: the held PUBLISH runs now (not to its client, which
+    was not subscribed as it sent it)."""
+    count = publish_message(server, channel, message, shard=shard, publisher=slot.client)
+    slot.deliver(b":%d\r\n" % count)
+
+
+def _release(slot: _HeldPublish) -> None:
+    go, slot.go = slot.go, None
+    held = HELD_PUBLISHES.get(slot.client)
+    if held is not None:
+        try:
+            held.remove(slot)
+        except ValueError:
+            pass
+        if not held:
+            del HELD_PUBLISHES[slot.client]
+    if go is not None:
+        go(slot)
+
+
+def release_held(client: object, done: object = None) -> None:
+    """Events of ``client``'s commands are about to be handed out (all of
+    ``done``'s were): its held PUBLISHes whose replies ahead all came (or
+    are ``done``'s) go first, in order (see _HeldPublish)."""
+    held = HELD_PUBLISHES.get(client)  # type: ignore[call-overload]
+    while held and held[0].ready(done):
+        _release(held[0])
+        held = HELD_PUBLISHES.get(client)  # type: ignore[call-overload]
+
+
+def held_publishes() -> bool:
+    """Whether a PUBLISH waits for its client's earlier events (see _HeldPublish)."""
+    return bool(HELD_PUBLISHES)
 
 
 def _to_itself(client: Client, channel: bytes, message: bytes, shard: bool) -> int:

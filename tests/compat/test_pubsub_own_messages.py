@@ -820,21 +820,23 @@ def test_a_scripts_events_and_messages_in_order_in_exec_across_shards_or_muted(
 _PSUBSCRIBED = b"*3\r\n$10\r\npsubscribe\r\n$16\r\n__keyevent@0__:*\r\n:2\r\n"
 
 
-def _heard_by_a_resp2_subscriber(port: int, session: bytes, on: int = 0) -> bytes:
+def _heard_by_a_resp2_subscriber(port: int, session: bytes, on: int = 0, resp3: bool = False) -> bytes:
     """What a RESP2 client subscribed to channel q and to every key event
     hears while another client, on the first acceptor (of two), runs
     ``session``, through a last message ``end``; the subscriber on
-    acceptor ``on`` (1: the other one)."""
+    acceptor ``on`` (1: the other one), RESP3 (push frames) if ``resp3``."""
     c, _ = raw_on(port, 0)
     sub, _ = raw_on(port, on)
+    kind = b">" if resp3 else b"*"
     with c, sub:
         c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
         assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
-        sub.sendall(b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
-        assert read_through(sub, _PSUBSCRIBED)[0].endswith(_PSUBSCRIBED)
+        sub.sendall((b"HELLO 3\r\n" if resp3 else b"") + b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
+        subscribed = kind + _PSUBSCRIBED[1:]
+        assert read_through(sub, subscribed)[0].endswith(subscribed)
         c.sendall(session + b"PUBLISH q end\r\n" + OFF + b"FLUSHALL\r\nECHO done\r\n")
         assert read_through(c, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
-        out, _ = read_through(sub, b"*3\r\n$7\r\nmessage\r\n$1\r\nq\r\n$3\r\nend\r\n")
+        out, _ = read_through(sub, kind + b"3\r\n$7\r\nmessage\r\n$1\r\nq\r\n$3\r\nend\r\n")
     return out
 
 
@@ -977,3 +979,58 @@ def test_another_acceptors_subscriber_hears_a_scripts_events_and_messages_in_ord
     theirs = _heard_by_a_resp2_subscriber(real, session, on=1)
     assert _heard_by_a_resp2_subscriber(ours, session, on=1) == theirs
     _in_call_order(theirs)
+
+
+# A client's writes and a plain PUBLISH pipelined behind them in one read
+# (the helper's own last ``PUBLISH q end`` behind them too).
+_PIPELINED = [
+    b"SET k v\r\n",
+    b"SET k v\r\nPUBLISH q m\r\nGET k\r\n",
+    b"MSET a 1 b 1\r\nPUBLISH q m\r\n",
+    b"SET k 1\r\nGET k\r\nSET {k}b 1\r\n",
+    _INTERLEAVED % b"{k}k {k}l" + b"SET k v\r\n",
+]
+_PIPELINED_IDS = ["set", "set-publish-get", "mset-cross-shard", "set-get-set", "eval-set"]
+
+
+@pytest.mark.parametrize("on", [0, 1], ids=["same", "other"])
+@pytest.mark.parametrize(
+    "session, resp3",
+    [(session, False) for session in _PIPELINED] + [(_PIPELINED[0], True)],
+    ids=[*_PIPELINED_IDS, "set-resp3"],
+)
+def test_a_publish_behind_writes_reaches_subscribers_after_their_events(
+    redis_and_shardkv_k12, session, resp3, on
+):
+    """A subscriber to channel q and every key event, beside the client
+    (``on`` its acceptor, or the other one of two), RESP2 or RESP3: Redis
+    writes a write's events as it runs, before it reads the next command,
+    so a PUBLISH pipelined after it reaches the subscriber after them.
+    shardkv answered the PUBLISH while the write's events were still on
+    their way back from its shard (pubsub._HeldPublish)."""
+    real, ours, _ = redis_and_shardkv_k12
+    theirs = _heard_by_a_resp2_subscriber(real, session, on, resp3)
+    assert _heard_by_a_resp2_subscriber(ours, session, on, resp3) == theirs
+
+
+@pytest.mark.parametrize(
+    "session",
+    [b"SET k v\r\nPUBLISH q m\r\nDEL k\r\n", b"MSET a 1 b 1\r\nPUBLISH q m\r\nDEL a b\r\n"],
+    ids=["set-publish-del", "mset-publish-del"],
+)
+def test_a_publish_between_writes_reaches_subscribers_between_their_events(redis_and_shardkv_k12, session):
+    """As test_a_publish_behind_writes_reaches_subscribers_after_their_events,
+    a write after the PUBLISH too: at one acceptor the message goes between
+    the two writes' events, as in Redis.  At two (a gap, see README) the
+    later write's events, handed out as its reply comes, overtake the
+    message on its way round the bus, which still follows the earlier
+    write's."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    theirs = _heard_by_a_resp2_subscriber(real, session)
+    heard = _heard_by_a_resp2_subscriber(ours, session)
+    message = b"$7\r\nmessage\r\n$1\r\nq\r\n$1\r\nm\r\n"
+    assert theirs.index(b"__keyevent@0__:set") < theirs.index(message) < theirs.index(b"__keyevent@0__:del")
+    if acceptors == 1:
+        assert heard == theirs
+    else:
+        assert heard.index(b"__keyevent@0__:set") < heard.index(message), heard
