@@ -42,6 +42,7 @@ from shardkv.acceptor.blocking import WAITING, serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import (
+    AFTER_EVENTS,
     Behind,
     ExecPlace,
     InReply,
@@ -414,8 +415,20 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     server = client.server
     bus = server.bus
     shard = verb == SPUBLISH
-    ahead = _unanswered(client) if client.pending and not client.state.in_exec else None
+    state = client.state
+    if not state.in_exec:
+        ahead = _unanswered(client, client.pending) if client.pending else None
+    else:  # (an EXEC's commands routed one by one: those before it in its array)
+        ahead = _unanswered(client, state.exec_parts) if state.exec_parts else None
     if bus is None:
+        if AFTER_EVENTS and client.state.in_exec:  # (see transactions._events_before)
+            place, noted = AFTER_EVENTS[-1]
+            copies = _to_itself(client, args[1], args[2], shard)
+            others = publish_message(
+                server, args[1], args[2], place, shard=shard, publisher=client, noted=noted
+            )
+            client.reply(copies + others)
+            return
         if ahead and not client.state.subscribed:
             _hold(client, ahead, partial(_publish_held, server, args[1], args[2], shard))
             return
@@ -436,7 +449,6 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
             failed=client.reply_error,
         )
         return
-    state = client.state
     # Inside EXEC, whose later commands cannot wait, the publisher's own
     # copies go now, and this acceptor's delivery passes it over.
     own = _to_itself(client, args[1], args[2], shard) if state.in_exec else None
@@ -446,8 +458,10 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     _PUBLISHING.setdefault(client.id, deque()).append((slot, own))
     # A subscribed publisher (RESP3) may be one of its receivers: what it
     # sent next (an unsubscribe, RESET, QUIT) waits until this acceptor has
-    # delivered, as Redis delivers before it reads the next command.
-    waits = state.subscribed and not state.blocked_token and not state.in_exec
+    # delivered, as Redis delivers before it reads the next command.  So
+    # does a held one's (see _HeldPublish): the events of its next writes
+    # come after the message, here and on the other acceptors.
+    waits = (state.subscribed or held is not None) and not state.blocked_token and not state.in_exec
     if waits:
         state.block(PUBLISHING, shown=False)
 
@@ -515,12 +529,18 @@ class _HeldPublish(Slot):
         return all(item is done or item.data is not None for item in self.ahead)
 
 
-def _unanswered(client: Client) -> list | None:
-    """The client's pending replies still to come, if keyspace
-    notifications are on (a PUBLISH behind them waits: see _HeldPublish)."""
+def _unanswered(client: Client, replies: deque | list) -> list | None:
+    """Of the client's ``replies`` (pending, or those in EXEC's array
+    before the command), those still to come, if keyspace notifications
+    are on (a PUBLISH behind them waits: see _HeldPublish); not an atomic
+    EXEC's places (their events: see transactions._events_before)."""
     if not client.server.config.get(NOTIFY_SETTING):
         return None
-    ahead = [item for item in client.pending if type(item) is not bytes and item.data is None]
+    ahead = [
+        item
+        for item in replies
+        if type(item) is not bytes and type(item) is not ExecPlace and item.data is None
+    ]
     return ahead or None
 
 

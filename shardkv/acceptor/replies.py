@@ -303,6 +303,14 @@ def in_call_order(place: Any, at: int, body: bytes, slot: Slot, noted: int, nth:
     place.insert(at, body)
 
 
+# An EXEC run as one operation runs a plain (S)PUBLISH after its shard
+# commands, before their events are handed out: while it runs, the place
+# of the last of the commands before it that has events, and how many
+# events end there (transactions._events_before), whose hand-out its
+# message to other clients waits for (pubsub._publish).
+AFTER_EVENTS: list[tuple[Slot, int]] = []
+
+
 class Trailing:
     """A message put among a client's pending replies right after its
     command's reply (see :class:`Behind`), ready: what comes after that

@@ -61,7 +61,7 @@ from shardkv.acceptor.blocking import (
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
-from shardkv.acceptor.replies import ExecPlace, InReply, Pushed, Slot, split_within
+from shardkv.acceptor.replies import AFTER_EVENTS, ExecPlace, InReply, Pushed, Slot, split_within
 from shardkv.acceptor.shardlink import BUSY_LINKS, RUNNING_LINKS, at_threshold
 from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
@@ -1383,6 +1383,24 @@ def _refused_at_hold(client: Client, reply: Exec) -> Callable[[bytes], None]:
     return refused
 
 
+_PUBLISHES = frozenset(("publish", "spublish"))
+
+
+def _events_before(op: AtomicOp, places: list[ExecPlace], taken: int) -> tuple[ExecPlace, int] | None:
+    """A plain (S)PUBLISH of an EXEC run as one operation, which runs once
+    the executor's first ``taken`` commands ran: the place of the last of
+    them that has events (their ends in ``op.event_ends``), and how many
+    events end there, which Redis writes before the message (see
+    pubsub._publish); None if none."""
+    ends = op.event_ends
+    if not taken or ends is None or len(ends) != len(places):
+        return None
+    for k in range(taken - 1, -1, -1):
+        if ends[k] > (ends[k - 1] if k else 0):
+            return places[k], ends[k]
+    return None
+
+
 def _written_shards(client: Client, queued: list) -> list[int]:
     """The shards a transaction routed one by one may write: each serves
     nobody between its commands (``__defer`` before them, ``__serve``
@@ -1551,6 +1569,7 @@ def _run_atomic(
         replies = (x for pair in zip(places, bodies, strict=True) for x in pair)
         client.state.build_exec(parts)
         scheduled: list[bytes] = []  # BGSAVE's, BGREWRITEAOF's (see _schedule_elsewhere)
+        taken = 0  # the executor's replies taken so far
         try:
             for i, (cmd, args) in enumerate(queued):
                 start = len(parts)
@@ -1563,21 +1582,29 @@ def _run_atomic(
                     body = next(replies)
                     scripts[i].answered(client, body)
                     parts.append(body)
+                    taken += 1
                 elif i in swaps:  # (the acceptor's command: counted here, as run_local does)
                     client.server.stats.record("swapdb", 0, None)
                     parts += (next(replies), next(replies))
+                    taken += 1
                 elif cmd.route == "local":
                     # In the database a SELECT before it chose (a script, behind
                     # a FUNCTION or SCRIPT change: see _scripts_on_executor).
                     back = client.db
                     if dbs[i] != back:
                         client.select(dbs[i])
+                    after = _events_before(made[-1], places, taken) if cmd.name in _PUBLISHES else None
+                    if after is not None:
+                        AFTER_EVENTS.append(after)
                     try:
                         parts.extend(run_local_captured(client, cmd, args))
                     finally:
+                        if after is not None:
+                            AFTER_EVENTS.pop()
                         if client.db != back:
                             client.select(back)
                 else:
+                    taken += 1
                     place, body = next(replies), next(replies)
                     parts += (place, body)
                     if cmd.name in _SCHEDULES and type(body) is bytes and body[:1] == b"+":
