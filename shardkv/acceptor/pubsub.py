@@ -536,11 +536,12 @@ def _unanswered(client: Client, replies: deque | list) -> list | None:
     EXEC's places (their events: see transactions._events_before)."""
     if not client.server.config.get(NOTIFY_SETTING):
         return None
-    ahead = [
-        item
-        for item in replies
-        if type(item) is not bytes and type(item) is not ExecPlace and item.data is None
-    ]
+    ahead = []
+    for item in reversed(replies):
+        if type(item) is not bytes and type(item) is not ExecPlace and item.data is None:
+            ahead.append(item)
+            if type(item) is _HeldPublish:  # (it waits for those before it: back to there)
+                break
     return ahead or None
 
 
