@@ -506,18 +506,27 @@ class _HeldPublish(Slot):
     handed out, or else as its client's replies are written (its
     ``data`` read, see Client.flush)."""
 
-    __slots__ = ("ahead", "go", "_data")
+    __slots__ = ("ahead", "go", "soon", "_data")
 
     def __init__(self, client: Client, ahead: list) -> None:
         self.client = client
         self._data: bytes | None = None
         self.ahead = ahead
         self.go: Callable[[_HeldPublish], None] | None = None
+        self.soon = False  # (its release is scheduled)
 
     @property
     def data(self) -> bytes | None:
-        if self.go is not None and self.ready():
-            _release(self)
+        if self.go is not None and not self.soon and self.ready():
+            # (read by Client.flush, or EXEC's array: it goes right after, as
+            # its delivery, or its answer where no supervisor passes it on,
+            # may write to this client, which must not happen inside a flush)
+            self.soon = True
+            loop = self.client.server.loop
+            if loop is None:  # (no event loop: a unit test's server)
+                _release(self)
+            else:
+                loop.call_soon(_release, self)
         return self._data
 
     @data.setter
