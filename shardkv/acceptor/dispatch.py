@@ -28,7 +28,7 @@ from shardkv.acceptor import blocking, monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_mget, split_by_shard
 from shardkv.acceptor.replies import MUTED, MutedSlot, Pushed, Slot, Trailing, is_plain_slot
 from shardkv.acceptor.scriptcache import declares_denyoom, declares_flags, declares_no_writes, script_body
-from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
+from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS, RUNNING_LINKS
 from shardkv.acceptor.state import (
     AFTER_SCRIPTS,
     REPLY_ON,
@@ -104,6 +104,29 @@ def db_headers(db: int, no_touch: bool = False) -> tuple[tuple[bytes, bytes], tu
 
 
 _lookup = commands.lookup
+
+# The acceptor's own commands that answer from its state alone, which Redis
+# reads only once a script ends, or at busy-reply-threshold answers -BUSY
+# (no allow-busy flag): while a worker says a script runs (RUNNING_LINKS)
+# they wait for the shards' scripts (Dispatch._read_after_scripts).  The
+# CLIENT subcommands that wait by themselves (KILL, PAUSE, UNPAUSE,
+# UNBLOCK) are left to their handler.
+_READ_AFTER_SCRIPTS = frozenset(
+    {
+        "client",
+        "echo",
+        "ping",
+        "time",
+        "command",
+        "lolwut",
+        "select",
+        "role",
+        "readonly",
+        "readwrite",
+        "asking",
+    }
+)
+_CLIENT_WAITS = frozenset({b"kill", b"pause", b"unpause", b"unblock"})
 
 
 # The commands a RESP2 client may send while subscribed (Redis 7.0's
@@ -420,9 +443,24 @@ class Dispatch:
             else:
                 self.send_keyed(cmd, args, raw)
         elif route == "local":
+            if RUNNING_LINKS and cmd.name in _READ_AFTER_SCRIPTS and self._read_after_scripts(cmd, args):
+                return
             self.server.run_local(cast("Client", self), cmd, args)
         else:
             self.send_all(cmd, args)
+
+    def _read_after_scripts(self, cmd: commands.Command, args: list[bytes]) -> bool:
+        """While a worker says a script runs, the acceptor's own command
+        ``args`` (see :data:`_READ_AFTER_SCRIPTS`) waits for the shards'
+        scripts, as Redis reads nothing then: run after them, or ``-BUSY``
+        if one passes busy-reply-threshold meanwhile
+        (blocking.serve_after_scripts).  Whether it waits (or ran)."""
+        if self.state.in_exec or (
+            cmd.name == "client" and len(args) > 1 and args[1].lower() in _CLIENT_WAITS
+        ):
+            return False
+        blocking.serve_after_scripts(cast("Client", self), self.server.local[cmd.name], args)
+        return True
 
     def send(self, shard: int, args: list[bytes], raw: bytes | None) -> None:
         """Send a command to one shard; its reply takes the next slot."""

@@ -448,6 +448,23 @@ def test_acceptor_commands_sent_before_the_threshold_get_busy(servers):
     _differential(servers, scenario)
 
 
+def _answered_here(victim: int) -> list[tuple]:
+    return [("CLIENT", "ID"), ("CLIENT", "GETNAME"), ("ECHO", "x"), ("PING",), ("TIME",), ("SELECT", 1)]
+
+
+def test_commands_the_acceptor_answers_sent_before_the_threshold_get_busy(servers):
+    """Another client's CLIENT ID, CLIENT GETNAME, ECHO, PING, TIME and
+    SELECT, sent before the threshold: Redis reads them at the threshold
+    and answers each -BUSY, a rejected call.  shardkv answered them at
+    once; now, while a worker says a script runs, they wait for it
+    (dispatch._READ_AFTER_SCRIPTS)."""
+
+    # (Not CLIENT ID's row: at two acceptors client_on's connections call it.)
+    scenario = _refused_at_the_threshold(_answered_here, ["client|getname", "echo", "ping", "time", "select"])
+
+    _differential(servers, scenario)
+
+
 def test_acceptor_commands_sent_during_a_short_script_run_after_it(servers):
     """The same commands sent while a script runs that ends before the
     threshold run after it, as Redis reads them then: the script's client
