@@ -2053,6 +2053,13 @@ _BLOCKED: dict[str, tuple[list[str], list[str], str, str | None, list[list[str]]
         None,
         [["RPUSH {t}l1 foo"]],
     ),
+    "redirect-served": (
+        [],
+        ["CLIENT TRACKING on REDIRECT $x", "LRANGE {t}l1 0 -1"],
+        "BLPOP {t}l1 0",
+        None,
+        [["RPUSH {t}l1 foo"]],
+    ),
     "served-then-write": (["CLIENT TRACKING on", "GET t"], [], "BLPOP k 0", None, [["RPUSH k a", "SET t v"]]),
     # (a write before it, on its shard, that serves nobody: x hears at once)
     "write-behind-unrelated": (
@@ -2120,10 +2127,12 @@ def _wait_blocked(w: socket.socket, n: int) -> None:
         assert time.monotonic() < deadline, info
 
 
-def _blocked_hears(port: int, case: str, apart: int = 0) -> bytes:
+def _blocked_hears(port: int, case: str, apart: int = 0, tracker: int = 0, beside: bool = False) -> bytes:
     """What x of ``_BLOCKED[case]`` got once it blocked, until an ``ECHO
     end`` it sends after the writes; ``apart``: the writer on another
-    acceptor than x, of that many."""
+    acceptor than x, of that many; ``tracker``: the client that redirects
+    to x on another acceptor than x, of that many, and the writer there
+    too if ``beside``, else on x's."""
     mine, redirecting, wait, other, writes = _BLOCKED[case]
     redis.Redis(port=port).flushall()
     with (
@@ -2141,6 +2150,11 @@ def _blocked_hears(port: int, case: str, apart: int = 0) -> bytes:
         elif apart:
             w.close()
             w = _beside(port, int(xid), apart, same=False)
+        if tracker:
+            t.close()
+            t = _beside(port, int(xid), tracker, same=False)
+            w.close()
+            w = _beside(port, int(xid), tracker, same=not beside)
         t.sendall(_cmds(redirecting, xid) + b"ECHO ok\r\n")
         read_through(t, b"$2\r\nok\r\n")
         x.sendall(_cmds(mine) + b"ECHO start\r\n" + _cmds([wait]))
@@ -2220,6 +2234,22 @@ def test_a_blocked_client_hears_a_change_from_another_acceptor(two_acceptors, ca
     theirs = _blocked_hears(two_acceptors["redis"], case)
     assert b"invalidate" in theirs
     assert _blocked_hears(two_acceptors["shardkv"], case, apart=2) == theirs
+
+
+@pytest.mark.parametrize("beside", [False, True], ids=["writer-with-x", "writer-with-tracker"])
+@pytest.mark.parametrize("case", ["blmove-redirect", "redirect-served"])
+def test_a_served_blocked_client_hears_of_its_change_from_another_acceptor_before_its_reply(
+    two_acceptors, case, beside
+):
+    """A client blocked in BLMOVE (or BLPOP) that a client on another
+    acceptor redirects its tracking to: the change its served command made
+    (BLMOVE's push into a key that client tracks, BLPOP's pop), and the
+    push that served it, reach it before its reply, as Redis writes them
+    while it serves it (shardkv: in either order; the served command's
+    reply, a ``W`` frame, waited for nothing)."""
+    theirs = _blocked_hears(two_acceptors["redis"], case)
+    assert b"invalidate" in theirs
+    assert _blocked_hears(two_acceptors["shardkv"], case, tracker=2, beside=beside) == theirs
 
 
 def _writer_hears(port: int, wait: str, write: str, k: int = 1, same: bool = True) -> bytes:
