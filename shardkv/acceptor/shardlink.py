@@ -1028,6 +1028,8 @@ class ShardLink:
                 # served it, a timeout): the shard that popped for it waits
                 # in place for a verdict, so it still gets one, a give-back.
                 self.send_frame(wire.encode_verdict(token, False))
+        elif kind == wire.GATED_WAKE:
+            self._gated_wake(*wire.decode_gated_wake(payload))
         elif kind == wire.CONTROL:
             self._control(payload)
         elif kind == wire.EVENTS:
@@ -1150,6 +1152,22 @@ class ShardLink:
             self._others_events(payload)
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
+
+    def _gated_wake(self, wake: bytes, waits: list[tuple[int, int]]) -> None:
+        """A ``J`` frame: the served blocked command's reply in ``wake``
+        goes once the other acceptors of ``waits`` handed out the events
+        its shard's batch sent them (and what that asked of this one: an
+        invalidation for its client, a REDIRECT target, goes before it)."""
+        token, body = wire.decode_wake(wake)
+        sink = self.blocked.pop(token, None)
+        if sink is None:
+            return
+        if self.ask_seen is None:
+            deliver(sink, body, "delivering a blocking command's reply")
+            return
+        gate = causal.Gate()
+        self.ask_seen(self.index, waits, gate)
+        gate.hold(sink, body)
 
     def _others_events(self, payload: bytes) -> None:
         """Events of another acceptor's command (or of the sweeper): hand

@@ -129,6 +129,14 @@ Worker -> acceptor
     command that blocked, served or timed out, on the pipe that command
     came on (whichever pipe brought the write that served it).  It always
     follows the ``R`` frame that carried the command's empty body.
+``J`` *gated wake* (several acceptors only): ``J`` + marshal ``(W frame,
+    waits)``: the ``W`` frame of a blocked command that a write served,
+    whose batch's events also went to other pipes as ``O`` frames; its
+    reply must not reach its client before each acceptor ``pipe`` of
+    ``waits``, a list of ``(pipe, seq)``, has handed out this shard's
+    ``O`` frame number ``seq``, as the ``G`` frame's gated replies (Redis
+    writes the invalidations for the served client while it serves it:
+    before its reply).
 ``C`` *control*: ``C`` + one control message: a parked worker's answer,
     or ``InDoubt``, the first frame a worker sends on every new pipe: on
     acceptor ``i``'s pipe it lists the operations in doubt whose
@@ -322,6 +330,7 @@ CANCEL = 88  # b"X"
 CONTROL = 67  # b"C"
 REPLIES = 82  # b"R"
 WAKE = 87  # b"W"
+GATED_WAKE = 74  # b"J"
 SCRIPT = 83  # b"S"
 MONITOR = 77  # b"M"
 ACL_LOG = 76  # b"L"
@@ -540,6 +549,15 @@ def encode_wake(token: int, body: bytes) -> bytes:
 
 def decode_wake(payload: bytes) -> tuple[int, bytes]:
     return _U64.unpack_from(payload, 1)[0], payload[9:]
+
+
+def encode_gated_wake(wake: bytes, waits: list[tuple[int, int]]) -> bytes:
+    return b"J" + marshal.dumps((wake, waits))
+
+
+def decode_gated_wake(payload: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+    wake, waits = marshal.loads(payload[1:])
+    return wake, waits
 
 
 def encode_verdict(token: int, take: bool) -> bytes:

@@ -310,6 +310,10 @@ class Waiters:
         self.ready: dict[tuple[int, bytes], None] = {}  # (db, key)s to serve, in the order they became ready
         # (pipe, W frame) to send after the current R frame
         self.wakes: list[tuple[int, bytes]] = []
+        # Those of ``wakes`` that answer a waiter a write served here: with
+        # several acceptors each waits for the O frames of the events noted
+        # before it (see Shard.send_wakes).
+        self.served: list[tuple[int, bytes]] = []
         # CLIENT UNBLOCK while a script is busy: Redis answers -BUSY (the
         # command has no allow-busy flag), at busy-reply-threshold, to one
         # that waited behind the script.  The scripts that went busy so far,
@@ -533,10 +537,12 @@ class Waiters:
             # The other pipes' wakes stay: the __bsettles the claims
             # dropped above have ended (see _unclaim).
             self.wakes = [(p, frame) for p, frame in self.wakes if pipe is not None and p != pipe]
+            self.served = [wake for wake in self.served if pipe is not None and wake[0] != pipe]
             return
         for waiter in [w for (p, _), w in self.by_token.items() if p == pipe]:
             self._forget(waiter)
         self.wakes = [(p, frame) for p, frame in self.wakes if p != pipe]
+        self.served = [wake for wake in self.served if wake[0] != pipe]
         for key in freed:
             if key in self.by_key:
                 self.ready[key] = None
@@ -856,7 +862,10 @@ class Waiters:
             # shardkv.acceptor.blocking), which ends it.
             self.claims[waiter.pipe, waiter.token] = ((waiter.db, key), 0, value[0], order)
             value = [*value, *order]
-        self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
+        wake = (waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
+        self.wakes.append(wake)
+        if not claims and ks.event_masks:
+            self.served.append(wake)
         stats = ks.stats
         # Counted as called when it blocked (Waiters.run); now its time and
         # latency, and slow-logged, as Redis's updateStatsOnUnblock: the

@@ -307,6 +307,14 @@ class Shard:
         # (None: none), while someone listens: the events of serving it come
         # after the batch's replies (see _share_events).
         self.ready_at: int | None = None
+        # The ``O`` frames, as (pipe, seq), that the events last taken went
+        # out in: the wakes of the waiters served before them wait for them
+        # (see send_wakes).
+        self.wake_waits: list[tuple[int, int]] = []
+        # Whether the current pipe got some of them: a wake on another pipe
+        # waits for its acceptor too (an empty ``O`` frame after the batch's
+        # ``R`` frame marks them handed out, see send_wakes).
+        self.events_here = False
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -1285,6 +1293,8 @@ class Shard:
         self.event_bounds = None
         spans, self.part_spans = self.part_spans, []
         ready_at, self.ready_at = self.ready_at, None
+        self.wake_waits = []
+        self.events_here = False
         if not noted:
             if noted is not None and not ks.event_mask:
                 ks.events = None
@@ -1292,7 +1302,10 @@ class Shard:
         ks.events = [] if ks.event_mask else None
         masks = ks.event_masks
         if len(masks) > 1 or (masks and ks.pipe not in masks):
-            return self._share_events(noted, bounds, spans, ready_at, ends)  # other acceptors listen too
+            frame = self._share_events(noted, bounds, spans, ready_at, ends)  # other acceptors listen too
+            self.events_here = frame is not None
+            return frame
+        self.events_here = True
         if ends is not None:
             self.events_counted = [end - len(noted) for end in ends]
         return wire.encode_events(bounds, noted)
@@ -1362,6 +1375,7 @@ class Shard:
                 writer = (here, of) if replies is not None else None
                 self.send_to(pipe, wire.encode_others_events(seq, now, writer))
                 waits.append((pipe, seq))
+        self.wake_waits = waits
         mine = ks.event_masks.get(here, 0)
         kept = [bool(e[2] & (mine | others if r else mine)) for e, r in zip(noted, relayed, strict=True)]
         gated: list[int] = []
@@ -1406,13 +1420,34 @@ class Shard:
 
     def send_wakes(self) -> None:
         """Send the late replies of the blocked commands served or timed out
-        (after the replies that said they blocked), each on its command's pipe."""
+        (after the replies that said they blocked), each on its command's pipe.
+
+        With several acceptors, the reply of one that a write served waits
+        (``J``) for the ``O`` frames its batch's events went out in, on the
+        other acceptors than its own: as Redis writes the invalidations for
+        the served client (a REDIRECT target of a tracking client there)
+        while it serves it, before its reply."""
         waiters = self.waiters
         if waiters.wakes:
             wakes, waiters.wakes = waiters.wakes, []
+            served, waiters.served = waiters.served, []
             here = self.keyspace.pipe
+            gated = (
+                {id(frame) for pipe, frame in served}
+                if served and (self.wake_waits or self.events_here)
+                else ()
+            )
+            marked: list[tuple[int, int]] = []
             failed: BaseException | None = None
             for pipe, frame in wakes:
+                if gated and id(frame) in gated:
+                    waits = [wait for wait in self.wake_waits if wait[0] != pipe]
+                    if self.events_here and pipe != here:
+                        if not marked:
+                            marked.append(self._mark_handed_out(here))
+                        waits += marked
+                    if waits:
+                        frame = wire.encode_gated_wake(frame, waits)
                 try:
                     if pipe == here:
                         self.send(frame)
@@ -1422,6 +1457,14 @@ class Shard:
                     failed = e
             if failed is not None:
                 raise failed
+
+    def _mark_handed_out(self, pipe: int) -> tuple[int, int]:
+        """An empty ``O`` frame on ``pipe``, the current one, after the
+        batch's ``R`` frame: its acceptor answers ``seen`` for it once it
+        has handed out the batch's events (and what that asked in turn)."""
+        seq = self.others_sent[pipe] = self.others_sent.get(pipe, 0) + 1
+        self.send(wire.encode_others_events(seq, [], None))
+        return (pipe, seq)
 
     def _free_to_pop(self, pipe: int) -> bool:
         """Whether a ``__bpop`` of ``pipe`` may be served in place now: the

@@ -2209,12 +2209,7 @@ def test_a_blocked_client_hears_invalidations_at_once(ports, case):
     served command's (shardkv told it, K=1 and 2)."""
     theirs = _blocked_hears(ports["redis"], case)
     assert (b"invalidate" in theirs) is (case not in _NOTHING_HEARD)
-    ours = _blocked_hears(ports["shardkv"], case)
-    if case == "blmove-redirect" and int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) > 1:
-        # From another acceptor, in either order (see the README).
-        assert sorted(_messages(ours)) == sorted(_messages(theirs))
-    else:
-        assert ours == theirs
+    assert _blocked_hears(ports["shardkv"], case) == theirs
 
 
 @pytest.mark.parametrize(
@@ -2295,13 +2290,3 @@ def test_a_bcast_noloop_writer_hears_the_change_of_the_command_it_served(two_acc
     assert (b"invalidate" in theirs) is (not wait.startswith("BLPOP"))
     assert _writer_hears(two_acceptors["shardkv"], wait, write, 2, same=False) == theirs
     assert _writer_hears(two_acceptors["shardkv"], wait, write, 2) == theirs
-
-
-def _messages(data: bytes) -> list[bytes]:
-    out = []
-    pos = 0
-    while (end := reply_end(data, pos)) >= 0:
-        out.append(data[pos:end])
-        pos = end
-    assert pos == len(data), data
-    return out
