@@ -32,7 +32,9 @@ so to the supervisor yet): at both, the acceptors answer -LOADING;
 ``verdict`` (a shard that popped for a client blocked across shards has
 its taking verdict, and has logged nothing of the pop yet); ``shutdown``
 (a worker has taken a stop's ``__shutdown`` and done nothing of it yet:
-a frozen worker that holds a stop, at any number of acceptors).
+a frozen worker that holds a stop, at any number of acceptors);
+``shared`` (with several acceptors: a worker has sent a batch's events
+to the other acceptors, ``O`` frames, and not its replies yet).
 """
 
 from __future__ import annotations

@@ -1376,6 +1376,8 @@ class Shard:
                 self.send_to(pipe, wire.encode_others_events(seq, now, writer))
                 waits.append((pipe, seq))
         self.wake_waits = waits
+        if waits and faultpoints.ACTIVE:
+            faultpoints.hold("shared", self.index)  # the fault-injection tests only
         mine = ks.event_masks.get(here, 0)
         kept = [bool(e[2] & (mine | others if r else mine)) for e, r in zip(noted, relayed, strict=True)]
         gated: list[int] = []
