@@ -911,6 +911,16 @@ class ShardLink:
             _busy_changed()
             if MISCONF_LINKS.pop(self, None) is not None and self.on_disk is not None:
                 self.on_disk()  # a new worker says again if it cannot write
+            # No frame comes now: what waited for a batch's R frame goes
+            # (an invalidation for its writer, a REDIRECT target: that
+            # write is not acknowledged, it gets -ERR shard unavailable, but
+            # the shard may have applied it), and the seen questions for O
+            # frames are answered (this pipe handed out all it got), not
+            # once a restarted worker's pipe comes.
+            if self.unbatched:
+                self._batches_in(None)
+            if self.others_waiting:
+                causal.answer_all(self)
             self.fail_all()
             if self.others_gone is not None:
                 self.others_gone()
