@@ -864,7 +864,7 @@ class Waiters:
             value = [*value, *order]
         wake = (waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
         self.wakes.append(wake)
-        if not claims and ks.event_masks:
+        if not claims and ks.event_masks and args[0][0] != 95:  # (not a __bwait's notification)
             self.served.append(wake)
         stats = ks.stats
         # Counted as called when it blocked (Waiters.run); now its time and
