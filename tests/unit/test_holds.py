@@ -579,3 +579,34 @@ def test_an_mset_whose_hold_one_shard_refuses_busy_prepares_nothing() -> None:
     assert links[0].bodies() == [RELEASE] and not links[1].sent
     links[0].answer(b"+OK\r\n")
     assert replies(acceptor, transport) == b"-" + errors.BUSY.encode() + b"\r\n"
+
+
+def test_an_exec_refused_at_a_busy_hold_leaves_its_local_commands_unrun() -> None:
+    """Its SELECT and CLIENT SETNAME (commands of this acceptor's) must not
+    run either: Redis runs nothing of an EXEC it refuses, and the client
+    stays in its database, unnamed.  Routed command by command, they ran
+    as the EXEC was routed, before its hold was refused: the client's next
+    commands went to database 1."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    send(
+        client,
+        [b"MULTI"],
+        [b"SELECT", b"1"],
+        [b"CLIENT", b"SETNAME", b"torn"],
+        [b"GET", k0],
+        [b"SET", k1, b"v"],
+        [b"EXEC"],
+    )
+    links[1].grant()
+    links[0].grant(False)  # held by another acceptor's step: in order now
+    links[0].answer(b"+OK\r\n")
+    while links[1].bodies()[0] != HOLD:  # the release (and any message of the acceptor's own)
+        links[1].answer(b"+OK\r\n")
+    links[1].answer(encode_error(errors.BUSY))
+    assert _steps(links[0]) == [RELEASE] and not links[1].sent  # nothing of it left
+    links[0].answer(b"+OK\r\n")
+    busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
+    assert replies(acceptor, transport) == b"+OK\r\n" + b"+QUEUED\r\n" * 4 + b"-" + busy + b"\r\n"
+    assert (client.db, client.name) == (0, b"")
+    stats = acceptor.stats.commands
+    assert [stats.get(name, [0])[0] for name in ("select", "client|setname")] == [0, 0]  # no call
