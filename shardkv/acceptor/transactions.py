@@ -926,7 +926,11 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     # A script runs in its place among the commands, atomically with them,
     # on the executor of one operation (see _run_atomic).
     scripted = _scripts_on_executor(queued, bool(reply.watched))
-    atomic = reply.watched or scripted or (not flushes and _needs_atomic(client, queued))
+    atomic = (
+        reply.watched
+        or scripted
+        or (not flushes and (_needs_atomic(client, queued) or _acts_before_holds(client, queued, reply)))
+    )
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
         tracked = None
@@ -1294,6 +1298,35 @@ def _needs_atomic(client: Client, queued: list) -> bool:
             if len(written) > 1:  # (the rest cannot change the answer)
                 return True
     return False
+
+
+def _acts_before_holds(client: Client, queued: list, reply: Exec) -> bool:
+    """Several acceptors: would the transaction, routed command by command,
+    act on this acceptor as it is routed (a local command runs: SELECT,
+    CLIENT SETNAME, PING's call counted...; MONITOR lines are fed, ACL
+    refusals logged) while its commands span shards?  Its step then waits
+    for holds, and a hold refused ``-BUSY`` refuses the whole EXEC
+    (:func:`_refused_at_hold`), running none of it, as Redis: those acts
+    stayed (the client's next commands went to the database its SELECT
+    chose).  As one :class:`AtomicOp` its local commands run, and its lines
+    are fed, only once it is decided.  Not one with a command over every
+    shard (KEYS, DBSIZE, FLUSHDB...), which an operation would have to park
+    every key for; nor a tracking client's reads, noted as routed (a
+    refused one's keys are tracked: at worst a spare invalidation)."""
+    server = client.server
+    if server.holds is None:
+        return False
+    acts = bool(reply.refusals or reply.notes or server.monitors)
+    shard_of = server.shard_of
+    shards: set[int] = set()
+    for cmd, args in queued:
+        if cmd.route == "local":
+            acts = True
+        elif cmd.route == "all" or (cmd.pattern_keys is not None and cmd.pattern_keys(args) != []):
+            return False
+        else:  # (a keyless one goes to shard 0 with its error)
+            shards.update([shard_of(key) for key in cmd.keys(args)] or [0])
+    return acts and len(shards) > 1
 
 
 def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
