@@ -610,3 +610,32 @@ def test_an_exec_refused_at_a_busy_hold_leaves_its_local_commands_unrun() -> Non
     assert (client.db, client.name) == (0, b"")
     stats = acceptor.stats.commands
     assert [stats.get(name, [0])[0] for name in ("select", "client|setname")] == [0, 0]  # no call
+
+
+def test_an_exec_refused_at_a_busy_hold_still_unwatches_its_keys() -> None:
+    """A WATCHed EXEC's ``__unwatch``es ride in its step, behind its
+    ``__park``s: refused whole, the step must still tell each shard that
+    nobody watches the keys (the EXEC is discarded, its WATCH with it), or
+    the shards count those watchers for ever.  The held shard gets it
+    before its release; the busy one, behind its script (never refused)."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    send(client, [b"WATCH", k0, k1])
+    for link in links:
+        link.grant()
+    for link, version in zip(links, (3, 4), strict=True):
+        link.answer(marshal.dumps([version]))
+        link.answer(b"+OK\r\n")
+    send(client, [b"MULTI"], [b"GET", k0], [b"SET", k1, b"v"], [b"EXEC"])
+    links[1].grant()
+    links[0].grant(False)
+    links[0].answer(b"+OK\r\n")
+    while links[1].bodies()[0] != HOLD:
+        links[1].answer(b"+OK\r\n")
+    links[1].answer(encode_error(errors.BUSY))
+    unwatch = [encode_command([Verb.UNWATCH, k]) for k in (k0, k1)]
+    assert _steps(links[0]) == [unwatch[0], RELEASE] and _steps(links[1]) == [unwatch[1]]
+    for link in links:
+        while link.sent:
+            link.answer(b"+OK\r\n")
+    busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
+    assert replies(acceptor, transport) == b"+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n-" + busy + b"\r\n"
