@@ -631,7 +631,9 @@ class Holds:
         an entry for such a shard sends none: every entry gets the error
         (its own shard's, or the first such shard's of its step), as Redis
         refuses a command it reads at busy-reply-threshold before any of it
-        runs.  Sent where it could, an EXEC routed command by command ran
+        runs; but an entry whose sink ``arrives`` (an ``__unwatch``) goes
+        all the same, as the acceptor's own message (behind a busy script,
+        never refused).  Sent where it could, an EXEC routed command by command ran
         its reads on the held shards and answered ``-BUSY`` inside its array
         for the busy one (a torn transaction), and a write across shards
         prepared its free parts before it was undone."""
@@ -654,8 +656,11 @@ class Holds:
             refused, member.refused = member.refused, None
             if refused is not None:
                 refused(error)
-            for link, _header, _command, sink in own:
-                sink.deliver(unsendable.get(link.index, error))
+            for link, header, command, sink in own:
+                if getattr(sink, "arrives", False):  # (an __unwatch: the shard must hear it)
+                    type(link).send(link, header, command, sink, control=True)
+                else:
+                    sink.deliver(unsendable.get(link.index, error))
 
     # -- a busy script ----------------------------------------------------------
 

@@ -206,6 +206,19 @@ class _Ignore:
 _IGNORE = _Ignore()
 
 
+class _Unwatched(_Ignore):
+    """The sink of an ``__unwatch``: sent even when its step is refused
+    whole (``arrives``: see ``holds.Holds._send_whole_steps``), as the
+    acceptor's own message, or the shard would count the watcher for ever
+    (a refused EXEC is discarded, its WATCH with it)."""
+
+    __slots__ = ()
+    arrives = True
+
+
+_UNWATCHED = _Unwatched()
+
+
 class _Served(Slot):
     """The answer to the ``__serve`` that ends a transaction's commands on a
     shard they wrote, among EXEC's parts after their replies, adding
@@ -314,7 +327,7 @@ def _unwatch(client: Client, watching: dict[tuple[int, bytes], Any] | None) -> N
         # Not refused -BUSY (the shard would count the watchers still):
         # queued behind the busy script instead.
         link.send(
-            db_headers(db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE, control=bool(link.busy)
+            db_headers(db)[0][0], encode_command([Verb.UNWATCH, *keys]), _UNWATCHED, control=bool(link.busy)
         )
 
 
