@@ -66,6 +66,13 @@ _LONG_BULK_HEAD = re.compile(rb"\$\d{5}")  # a bulk of 10,000 bytes or more, may
 # The canonical headers of the usual sizes, ``$<len>`` (its ``\r\n`` comes
 # from the join) and ``*<n>\r\n``: see RequestParser._feed_canonical.
 _BULK_HEADS = [b"$%d" % i for i in range(1024)]
+# Where a key shorter than 1024 bytes starts in its bulk, ``$<len>\r\n<key>\r\n``,
+# by the bulk's length (its digits and the key's make each length one
+# key's): None where no key's bulk has that length.
+_KEY_AT: list[int | None] = [None] * (1023 + 4 + 5 + 1)
+for _n in range(1024):
+    _KEY_AT[_n + len(str(_n)) + 5] = len(str(_n)) + 3
+del _n
 _ARRAY_HEADS = [b"*%d\r\n" % i for i in range(64)]
 _FILLER = b":0\r\n"  # an element that completes an array: see RequestParser._fewer_commands
 # A command's first two headers in one, for 2 to 5 arguments (``*3\r\n$3``):
@@ -498,6 +505,8 @@ class RequestParser:
         "authenticated",
         "big_bulk",
         "_reader",
+        "_script_head",
+        "_script_args",
     )
 
     def __init__(
@@ -528,6 +537,12 @@ class RequestParser:
         # bulk can be, off the path of small commands.
         self.big_bulk = 0
         self._reader = _HiredisReader() if _HiredisReader is not None else None
+        # The first three arguments of the last read of one script's
+        # EVALSHAs of one key (its name, SHA1 and key count; see
+        # _encode_scripts), and their encoding with the array's header:
+        # the next read that starts with them is read by _feed_scripts.
+        self._script_head = b""
+        self._script_args: tuple[bytes, bytes, bytes] | None = None
 
     def buffered(self) -> int:
         """How many bytes are held, waiting for the rest of a command."""
@@ -563,7 +578,7 @@ class RequestParser:
         # earlier read, hands the rest of this one to the fast path: a bulk
         # load's reads end, and so begin, inside commands.
         handoff = False
-        if (
+        whole = (
             data[:1] == b"*"
             and not self._buf
             and not self._remaining
@@ -573,8 +588,13 @@ class RequestParser:
             and self._reader is not None
             and len(data) <= self.max_bulk_len
             and len(data) <= self.max_query_buffer
-            and not _may_allocate_big(data)
-        ):
+        )
+        if whole and self._script_head and data.startswith(self._script_head):
+            scripts = self._feed_scripts(data)
+            if scripts is not None:
+                found, raws = scripts
+                return len(found), found[0], zip(found, raws)  # noqa: B905
+        if whole and not _may_allocate_big(data):
             canonical = self._feed_canonical(data)
             if canonical is not None:
                 found, raws, named = canonical
@@ -851,6 +871,9 @@ class RequestParser:
                         if same is not None and b"".join(same) == data:
                             if len(data) > _READER_KEEP:
                                 self._read_big(data, found)
+                            first = found[0]
+                            if len(first) == 4:  # the next such read: _feed_scripts
+                                self._note_scripts(first, same[0])
                             return found, same, found[0]
             else:
                 reader.feed(data, 0, end)  # type: ignore[union-attr]
@@ -930,6 +953,51 @@ class RequestParser:
         if len(data) > _READER_KEEP:
             self._read_big(data, found)
         return found, raws, None
+
+    def _note_scripts(self, first: list[bytes], raw: bytes) -> None:
+        """A read of EVALSHAs of one key alike (4 arguments, the first three
+        alike) was ``first``'s, encoded ``raw``: the next read that starts
+        with those three (``_script_head``, their encoding) goes to
+        :meth:`_feed_scripts`, unless they hold ``*``, which it splits at."""
+        key = first[3]
+        head = raw[: len(raw) - len(_BULK_HEADS[len(key)]) - len(key) - 4]
+        if 42 not in head[1:]:
+            self._script_head = head
+            self._script_args = (first[0], first[1], first[2])
+
+    def _feed_scripts(self, data: bytes) -> tuple[list[list[bytes]], list[bytes]] | None:
+        """The commands of ``data`` and their encodings, as
+        :meth:`_feed_canonical` gives them, if it is a read of two or more
+        EVALSHAs of one key that all have the first three arguments of the
+        last such read (``_script_head``, their encoding: a pipeline of one
+        script sends read after read of them), each key shorter than 1024
+        bytes; else None, and the usual way reads it.  Without hiredis: the
+        read is split at each ``*``, each part's length tells where its
+        key starts (:data:`_KEY_AT`), and the read is proved to be these
+        commands as :func:`_encode_named`'s are, by their canonical
+        encodings joining to it (a key that holds ``*`` makes more parts,
+        and these, or any other form, fail that check or raise).  No
+        hiredis, so no array to allocate: no :func:`_may_allocate_big`
+        scan of the read, nor a count of its commands."""
+        parts = data.split(b"*")  # (one byte: a plain scan, no search)
+        if len(parts) < 3:  # (one command: the usual way, as a pipeline of one)
+            return None
+        del parts[0]  # (empty: the read starts with "*")
+        name, sha, numkeys = self._script_args  # type: ignore[misc]
+        head = self._script_head
+        named = head[:-2]
+        skip = len(head) - 1  # each part: the head less its "*", then the key's bulk
+        at = _KEY_AT
+        heads = _BULK_HEADS
+        join = b"\r\n".join
+        try:
+            keys = [part[skip + at[len(part) - skip] : -2] for part in parts]  # type: ignore[operator]
+            raws = [join((named, heads[len(key)], key, b"")) for key in keys]
+        except (TypeError, IndexError):  # a part too short or too long for a key's bulk
+            return None
+        if b"".join(raws) != data:
+            return None
+        return [[name, sha, numkeys, key] for key in keys], raws
 
     def _read_big(self, data: bytes, found: list[Any]) -> None:
         """hiredis read ``data``, longer than :data:`_READER_KEEP`, and

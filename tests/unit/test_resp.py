@@ -678,6 +678,57 @@ def test_a_read_of_one_name_is_told_with_its_commands(read, named):
     assert RequestParser().feed_lazily(data + TRAILING)[1] is None
 
 
+def test_a_read_like_the_last_scripts_is_read_without_hiredis(monkeypatch):
+    """After a read of one script's EVALSHAs of one key, a read that starts
+    with the same first three arguments goes to ``_feed_scripts`` (split
+    at each ``*``, no hiredis): it gives what the long way gives, and the
+    reads it cannot prove (a key that holds ``*`` or the head, a long key,
+    another script or shape among them, a read that ends inside a command)
+    are read the usual way, the same."""
+    taken: list = []
+    feed_scripts = RequestParser._feed_scripts
+
+    def counted(self: RequestParser, data: bytes):
+        found = feed_scripts(self, data)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(RequestParser, "_feed_scripts", counted)
+
+    def evalshas(*keys: bytes, sha: bytes = _SHA) -> list[list[bytes]]:
+        return [[b"EVALSHA", sha, b"1", key] for key in keys]
+
+    first = evalshas(b"a", b"b")
+    reads = [
+        (evalshas(*(b"key:%d" % i for i in range(16))), True),
+        (evalshas(b"", b"k" * 9, b"k" * 10, b"k" * 99, b"k" * 100, b"k" * 1023), True),
+        (evalshas(b"x", b"y"), True),
+        (evalshas(b"x"), False),  # one command: the usual way
+        (evalshas(b"a*b", b"c"), False),
+        (evalshas(b"c", b"*4\r\n$1\r\n"), False),
+        (evalshas(b"c", encode_command(first[0])), False),
+        (evalshas(b"c", b"k" * 1024), False),
+        (evalshas(b"a", b"b") + evalshas(b"c", sha=_SHA2), False),
+        (evalshas(b"a") + [[b"EVALSHA", _SHA, b"1", b"b", b"t"]], False),
+        (evalshas(b"a") + [[b"GET", b"b"]], False),
+    ]
+    parser = RequestParser()
+    assert parser.feed_lazily(b"".join(encode_command(args) for args in first))[1] == first[0]
+    for read, fast in reads:
+        taken.clear()
+        data = b"".join(encode_command(args) for args in read)
+        count, told, commands = parser.feed_lazily(data)
+        assert taken == [fast]
+        assert count == len(read) and list(commands) == [(args, encode_command(args)) for args in read]
+        assert told == (read[0] if fast else RequestParser().feed_lazily(data)[1])
+        assert _outcome(RequestParser(), [data]) == _outcome(_python_only(), [data])
+        # Cut inside a command, at the end or before it: the usual way's leftovers.
+        for cut in (len(data) - 3, len(data) - len(encode_command(read[-1])) + 5):
+            assert _outcome(parser, [data[:cut], data[cut:]]) == _outcome(
+                _python_only(), [data[:cut], data[cut:]]
+            )
+
+
 @pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 63, 64, 65, 300])
 def test_fast_path_raw_bytes_past_its_header_tables(size, count):
