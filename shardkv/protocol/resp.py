@@ -73,6 +73,23 @@ _KEY_AT: list[int | None] = [None] * (1023 + 4 + 5 + 1)
 for _n in range(1024):
     _KEY_AT[_n + len(str(_n)) + 5] = len(str(_n)) + 3
 del _n
+_KEY_STARTS: dict[int, list[int | None]] = {}  # a few, by the length before the bulk
+
+
+def _key_starts(skip: int) -> list[int | None]:
+    """Where a key shorter than 1024 bytes starts in ``skip`` bytes and
+    its bulk, by their length (:data:`_KEY_AT` shifted by ``skip``):
+    RequestParser._feed_scripts's table for the head it reads behind."""
+    starts = _KEY_STARTS.get(skip)
+    if starts is None:
+        if len(_KEY_STARTS) >= 8:  # (heads of many lengths: no table grows without end)
+            _KEY_STARTS.clear()
+        starts = [None] * skip
+        starts += [None if at is None else skip + at for at in _KEY_AT]
+        _KEY_STARTS[skip] = starts
+    return starts
+
+
 _ARRAY_HEADS = [b"*%d\r\n" % i for i in range(64)]
 _FILLER = b":0\r\n"  # an element that completes an array: see RequestParser._fewer_commands
 # A command's first two headers in one, for 2 to 5 arguments (``*3\r\n$3``):
@@ -507,6 +524,7 @@ class RequestParser:
         "_reader",
         "_script_head",
         "_script_args",
+        "_script_starts",
     )
 
     def __init__(
@@ -543,6 +561,7 @@ class RequestParser:
         # the next read that starts with them is read by _feed_scripts.
         self._script_head = b""
         self._script_args: tuple[bytes, bytes, bytes] | None = None
+        self._script_starts: list[int | None] = []  # where each part's key starts, by its length
 
     def buffered(self) -> int:
         """How many bytes are held, waiting for the rest of a command."""
@@ -964,6 +983,7 @@ class RequestParser:
         if 42 not in head[1:]:
             self._script_head = head
             self._script_args = (first[0], first[1], first[2])
+            self._script_starts = _key_starts(len(head) - 1)
 
     def _feed_scripts(self, data: bytes) -> tuple[list[list[bytes]], list[bytes]] | None:
         """The commands of ``data`` and their encodings, as
@@ -973,7 +993,7 @@ class RequestParser:
         script sends read after read of them), each key shorter than 1024
         bytes; else None, and the usual way reads it.  Without hiredis: the
         read is split at each ``*``, each part's length tells where its
-        key starts (:data:`_KEY_AT`), and the read is proved to be these
+        key starts (``_script_starts``, see :func:`_key_starts`), and the read is proved to be these
         commands as :func:`_encode_named`'s are, by their canonical
         encodings joining to it (a key that holds ``*`` makes more parts,
         and these, or any other form, fail that check or raise).  No
@@ -986,14 +1006,13 @@ class RequestParser:
         name, sha, numkeys = self._script_args  # type: ignore[misc]
         head = self._script_head
         named = head[:-2]
-        skip = len(head) - 1  # each part: the head less its "*", then the key's bulk
-        at = _KEY_AT
+        starts = self._script_starts
         heads = _BULK_HEADS
         join = b"\r\n".join
         try:
-            keys = [part[skip + at[len(part) - skip] : -2] for part in parts]  # type: ignore[operator]
+            keys = [part[starts[len(part)] : -2] for part in parts]
             raws = [join((named, heads[len(key)], key, b"")) for key in keys]
-        except (TypeError, IndexError):  # a part too short or too long for a key's bulk
+        except IndexError:  # a part too long for a key's bulk (one too short: the check below)
             return None
         if b"".join(raws) != data:
             return None
