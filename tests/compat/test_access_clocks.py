@@ -9,6 +9,8 @@ small integers, which Redis shares between keys (with their clock).
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.support.placement import on_shards
@@ -342,3 +344,42 @@ def test_no_touch_leaves_the_lfu_counters(lfu):
     pipe.touch("k").object("FREQ", "k")
     replies = pipe.execute(raise_on_error=False)
     assert replies[-5:] == [5, 5, 5, 1, 6]
+
+
+def _blocked(ours, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while ours.info("clients")["blocked_clients"] != n:
+        assert time.monotonic() < deadline, f"never {n} blocked clients"
+        time.sleep(0.01)
+
+
+def test_a_served_blocked_command_touches_as_its_own_client(compare):
+    """A blocked BLMOVE served by another client's push runs as its own
+    client, as Redis 7.2 runs it again with ``current_client`` that client:
+    a touching one's stamps the destination though a NO-TOUCH client
+    pushed; a NO-TOUCH one's leaves it though a touching client pushed.
+    (Both took the pushing entry's mode.)"""
+    ours = compare.ours
+    ours.rpush("{t}d", "x")
+    payload = ours.dump("{t}d")
+    idle = []
+    for blocked_no_touch in (False, True):
+        ours.restore("{t}d", 0, payload, idletime=1000, replace=True)
+        waiter = ours.connection_pool.get_connection("BLMOVE")
+        pusher = ours.connection_pool.get_connection("RPUSH")
+        try:
+            for conn, on in ((waiter, blocked_no_touch), (pusher, not blocked_no_touch)):
+                conn.send_command("CLIENT", "NO-TOUCH", "ON" if on else "OFF")
+                assert conn.read_response() == b"OK"
+            waiter.send_command("BLMOVE", "{t}s", "{t}d", "LEFT", "LEFT", "10")
+            _blocked(ours, 1)
+            pusher.send_command("RPUSH", "{t}s", "y")
+            assert pusher.read_response() == 1
+            assert waiter.read_response() == b"y"
+        finally:
+            for conn in (waiter, pusher):
+                conn.send_command("CLIENT", "NO-TOUCH", "OFF")
+                conn.read_response()
+                ours.connection_pool.release(conn)
+        idle.append(ours.object("IDLETIME", "{t}d"))
+    assert idle[0] <= 1 and idle[1] >= 1000, idle
