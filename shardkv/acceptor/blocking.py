@@ -1395,6 +1395,8 @@ class _CrossShard:
             if link.up:
                 link.blocked[notify.token] = notify
             flags = wire.FLAG_STAMP
+            if self.client.no_touch:  # (its shards' pops for it: as its client)
+                flags |= wire.FLAG_NOTOUCH
             if self.stream:
                 pairs = [x for key in keys for x in (key, ids[key])]
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs]

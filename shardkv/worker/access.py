@@ -212,6 +212,39 @@ def touch_again(ks: Keyspace, saved: tuple) -> None:
     ks.no_touch = False
 
 
+def serving(ks: Keyspace, no_touch_on: bool) -> tuple | None:
+    """A blocked command served now, in whatever entry made its key ready,
+    runs as its own client: with CLIENT NO-TOUCH on or not as it was when
+    it blocked (Redis 7.2 runs it again with ``current_client`` that
+    client, whose flag lookupKey reads).  What :func:`served` takes back;
+    None when the mode in force is already its own."""
+    if no_touch_on == ks.no_touch:
+        return None
+    if no_touch_on:
+        return no_touch(ks)
+    # Inside a NO-TOUCH client's entry: the keyspace's own accesses (LFU's
+    # wrappers maybe) for a moment.
+    saved = tuple(ks.__dict__.get(name) for name in _WRAPPED)
+    uninstall_lfu(ks)
+    if ks.lfu:
+        install_lfu(ks)
+    ks.no_touch = False
+    return saved
+
+
+def served(ks: Keyspace, saved: tuple | None) -> None:
+    """The end of a blocked command's serving (see :func:`serving`)."""
+    if saved is None:
+        return
+    on = not ks.no_touch  # (the mode of the entry it was served in)
+    for name, method in zip(_WRAPPED, saved, strict=True):
+        if method is None:
+            ks.__dict__.pop(name, None)
+        else:
+            ks.__dict__[name] = method
+    ks.no_touch = on
+
+
 def touched(ks: Keyspace, key: bytes) -> bool:
     """TOUCH's lookup of ``key`` for a NO-TOUCH client: an access all the
     same.  Whether the key is there."""

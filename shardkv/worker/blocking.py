@@ -162,7 +162,7 @@ from shardkv.protocol.resp import NULL_ARRAY, OK, Error, encode
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
 from shardkv.runtime.cmdstats import stat_name
-from shardkv.worker import events
+from shardkv.worker import access, events
 from shardkv.worker.handlers import (
     KINDS,
     READY,
@@ -253,7 +253,7 @@ class Wait:
 class Waiter:
     """One blocked command: who waits, for what, until when."""
 
-    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe", "stamp", "ns")
+    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe", "stamp", "ns", "no_touch")
 
     def __init__(
         self,
@@ -266,8 +266,12 @@ class Waiter:
         pipe: int = 0,
         stamp: int = 0,
         ns: int = 0,
+        no_touch: bool = False,
     ) -> None:
         self.ns = ns  # how long its run took, before it blocked (Redis's c->duration)
+        # Its client's CLIENT NO-TOUCH (wire.FLAG_NOTOUCH), which its
+        # serving keeps, whoever's entry serves it (access.serving).
+        self.no_touch = no_touch
         self.db = db  # the database of its keys
         self.pipe = pipe  # the acceptor pipe it came on, where its reply goes
         # When its acceptor ran the command (time.monotonic_ns()): its place
@@ -409,7 +413,9 @@ class Waiters:
         deadline = time.monotonic() + wait.timeout / 1000 if wait.timeout else math.inf
         db = self.ks.db
         pipe = self.ks.pipe
-        waiter = Waiter(token, args, wait, resp3, deadline, db, pipe, stamp or time.monotonic_ns(), ns)
+        waiter = Waiter(
+            token, args, wait, resp3, deadline, db, pipe, stamp or time.monotonic_ns(), ns, self.ks.no_touch
+        )
         self.cancel(token, pipe)  # a token is never reused; this is only a safeguard
         self._register(waiter)
         return b""
@@ -816,6 +822,7 @@ class Waiters:
         ks = self.ks
         args = waiter.args
         start = perf_counter_ns()
+        mode = access.serving(ks, waiter.no_touch)  # (as its client, see access.serving)
         try:
             if not ks.noting:
                 value = waiter.wait.serve(ks, args, key)
@@ -831,6 +838,8 @@ class Waiters:
         except Exception:  # a bug must not take the shard down
             log.exception("serving a blocked %r failed", args[0])
             value = Error(errors.INTERNAL % commands.error_name(args))
+        finally:
+            access.served(ks, mode)
         # A handler that found nothing to pop says so (ks.unchanged) for the
         # shard's execute, which is not on this path: cleared here, or the
         # next write would go unlogged.
@@ -936,6 +945,7 @@ class Waiters:
         command = [*command]
         command[at] = key
         handler = find(command[0])
+        mode = access.serving(ks, waiter.no_touch)  # (as its client, see access.serving)
         try:
             if not ks.noting:
                 value = handler(ks, command)  # type: ignore[misc]  # a blocking command's
@@ -950,6 +960,8 @@ class Waiters:
         except Exception:  # a bug must not take the shard down
             log.exception("popping for a blocked %r failed", command[0])
             value = Error(errors.INTERNAL % commands.error_name(command))
+        finally:
+            access.served(ks, mode)
         ks.unchanged = False  # (as in _serve: no execute here to clear it)
         if type(value) is Error:
             ks.changes = None  # (nor the count it set: nothing is recorded)
