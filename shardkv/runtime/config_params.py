@@ -263,7 +263,9 @@ _TABLE = [
         used=True,
         help="How SIGTERM stops the server: default, save, nosave, now, force.",
     ),
-    _int("databases", 16, 1, INT_MAX, flags="immutable", used=True, help=_DATABASES_HELP),
+    # (at most 65536: an entry header holds the database in 16 bits, see
+    # shardkv.protocol.wire.DB_MASK; one past it would run in database 0)
+    _int("databases", 16, 1, 65536, flags="immutable", used=True, help=_DATABASES_HELP),
     _int("port", 6379, 0, 65535, used=True, help="TCP port to listen on."),
     _int("io-threads", 1, 1, 128, flags="immutable"),
     _int(
