@@ -90,7 +90,7 @@ def test_a_keyless_settle_waits_only_for_the_claims_its_scripts_made() -> None:
     assert settle(4, wire.Verb.BSETTLE_ALONE) == b":1\r\n"  # claim (0, 5) is on k, left alone
     waiters.script_wrote([(0, [b"SET", b"z", b"v"])])
     claim((0, 6), (0, b"z"))  # one its write made
-    assert settle(5) == b"" and waiters.settles_all == [(1, 5, {(0, 6)})]
+    assert settle(5, wire.Verb.BSETTLE_ALONE) == b"" and waiters.settles_all == [(1, 5, {(0, 6)})]
     waiters._unclaim((0, 6))
     assert waiters.wakes == [(1, wire.encode_wake(5, b":1\r\n"))]
     waiters.wakes.clear()
@@ -99,6 +99,34 @@ def test_a_keyless_settle_waits_only_for_the_claims_its_scripts_made() -> None:
     assert settle(7) == b"" and waiters.settles_all[1] == (1, 7, {(0, 5)})  # none noted: every claim
     waiters.clear(1)
     assert not waiters.settles_all and not waiters.settle_from
+
+
+def test_a_settle_behind_a_parked_run_waits_for_every_claim_whatever_was_noted() -> None:
+    """A keyless ``__bsettle`` comes behind a run parked across shards or
+    an EXEC, whose writes note nothing (``Waiters.script_wrote`` runs for a
+    script sent to its shard alone): a note its pipe holds then is an
+    earlier script's, one with no settle behind it (its acceptor knew of
+    no cross-shard wait, or its client waited for something else).  It
+    used to wait only for the claims that note did not name, so a claim
+    from before on a key the parked run wrote (undeclared, or after a
+    SELECT), whose try was still on its way, did not hold its reply: a
+    read pipelined behind it saw the element the try was to pop.  It
+    waits for every claim, as the README says, and the note is gone."""
+    shard = Shard(0, 1)
+    waiters = shard.waiters
+    shard.keyspace.pipe = 1
+
+    def settle(token: int, verb: bytes = wire.Verb.BSETTLE) -> bytes:
+        return waiters.run(lambda args, handler: bsettle(shard.keyspace, args), token, 2, [verb])  # type: ignore[no-any-return]
+
+    waiters.claims[0, 5] = ((0, b"k"), 1, wire.BWAIT_CLAIMED, ())  # a try owed for k
+    waiters.claimed[0, b"k"] = 1
+    waiters.script_wrote([(0, [b"SET", b"z", b"v"])])  # no settle behind it: its note stays
+    assert waiters.settle_from == {1: {(0, 5)}}
+    assert settle(3) == b"" and waiters.settles_all == [(1, 3, {(0, 5)})]  # (a parked run wrote k)
+    assert not waiters.settle_from
+    waiters._unclaim((0, 5))
+    assert waiters.wakes == [(1, wire.encode_wake(3, b":1\r\n"))]
 
 
 def test_other_acceptors_movers_are_counted_by_key_and_forgotten_on_restart() -> None:
