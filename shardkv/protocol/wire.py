@@ -1270,11 +1270,11 @@ class Verb:
     # acceptor's cross-shard BLMOVE, or of a cross-shard XREADGROUP's
     # stream, waits for it, and so does a transaction or script writing a
     # key of a cross-shard pop (shardkv.acceptor.blocking.try_at_once).
-    # __bsettle (no key) -> 1 once every claim its pipe's scripts made
-    # has ended (shardkv.worker.blocking.bsettle; every claim where they
-    # noted none): behind a script, whose undeclared keys (or another
-    # database's, after a SELECT) the acceptor cannot name
-    # (blocking.settle_script).
+    # __bsettle (no key) -> 1 once every claim left has ended
+    # (shardkv.worker.blocking.bsettle; a note of its pipe is dropped):
+    # behind a run parked across shards or an EXEC's, whose undeclared
+    # keys (or another database's, after a SELECT) the acceptor cannot
+    # name (blocking.settle_script).
     BSETTLE = b"__bsettle"
     # __bsettlealone -> the same, behind a script sent to one shard alone
     # (not parked): the claims that the scripts of its pipe since the last

@@ -1268,11 +1268,13 @@ def bsettle(ks: Keyspace, args: list[bytes]) -> object:
     try comes after theirs, as Redis serves a key's clients in the order
     they blocked.
 
-    __bsettle (no key): 1 once every claim left now that the scripts of
-    this pipe before it made (their writes', or on a key they wrote: see
-    :meth:`Waiters.script_wrote`; every claim where none noted them) has
-    ended, at once if none is (``__bsettlealone``, behind scripts sent to
-    this shard alone: none noted, at once): sent right behind a script, which may
+    __bsettle (no key): 1 once every claim left now has ended, at once if
+    none is: behind a run parked across shards or an EXEC, which note
+    nothing (a note left is an earlier script's, dropped).
+    ``__bsettlealone``, behind scripts sent to this shard alone: only those
+    the scripts of this pipe before it made (their writes', or on a key
+    they wrote: see :meth:`Waiters.script_wrote`), none when none noted
+    any.  Either is sent right behind a script, which may
     write keys it did not declare, of another database too (a SELECT in
     it), that the acceptor cannot name; Redis serves their blocked
     clients right after the script (issue 22), and holds its reply for
@@ -1282,12 +1284,16 @@ def bsettle(ks: Keyspace, args: list[bytes]) -> object:
     if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
         waiters.serve_ready()  # type: ignore[union-attr]
     if len(args) < 2:
-        # Only the claims its scripts' writes made, or on keys they wrote
-        # (Waiters.script_wrote); none noted: all, or none behind scripts
-        # sent to this shard alone (they wrote nothing while anyone waited
-        # or claimed here; a parked run notes nothing).
+        # Alone: only the claims its scripts' writes made, or on keys they
+        # wrote (Waiters.script_wrote); none noted: none (they wrote
+        # nothing while anyone waited or claimed here).
         before = waiters.settle_from.pop(ks.pipe, None)  # type: ignore[union-attr]
-        if before is None and args[0] == Verb.BSETTLE_ALONE:
+        if args[0] != Verb.BSETTLE_ALONE:
+            # Behind a run parked across shards or an EXEC, which note
+            # nothing: a note left is an earlier script's (none settled
+            # it), not theirs; a claim it names may be on a key they wrote.
+            before = None
+        elif before is None:
             return 1
         claims = {
             claim
