@@ -443,6 +443,7 @@ _new_run = object.__new__
 _ABSENT: object = object()
 NO_ARGS: list[bytes] = []  # never changed: FUNCTION STATS reads it
 _NO_KEYS: frozenset = frozenset()
+_NO_CALLED: dict = {}  # never filled: Engine._fast_called while redis.call has no fast read
 
 # A script's reply goes through Redis's Lua stack (luaReplyToRedisReply):
 # each value, as it is written, sits in the slot after its table's (an
@@ -614,16 +615,19 @@ class Engine:
         self.flushes = 0
         self.cjson_stamps: dict[bytes, tuple[int, int]] = {b"eval": (0, 0), b"function": (0, 0)}
         self.cjson_later: tuple[int, tuple[int, int], list[int]] | None = None
-        # The ACL user of the client whose script runs, when it may not run
-        # everything (wire.FLAG_ACL): redis.call checks each call against it.
-        self.user: acl.User | None = None
+        # redis.call's commands, by name as called (_call fills it), and
+        # the same dict where redis.call may take its fast read
+        # (_call_raise), an empty one while MONITOR is on or an ACL user
+        # is to be checked: one lookup tells both (see monitor, user).
+        self._called: dict[bytes, _Called] = {}
+        self._fast_called: dict[bytes, _Called] = self._called
+        self._user: acl.User | None = None
+        self._monitor: list | None = None
         # Who called the script, as the acceptor named it with the user
         # (wire.script_user), and the calls the user was refused: ACL LOG's
         # entries, which the acceptor keeps (an ``L`` frame: take_acl_log).
         self.caller = b""
         self.acl_log: list[tuple[int, bytes]] = []
-        self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
-        self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
         self._subcalled: dict[tuple[str, str], _Called] = {}  # containers' subcommands (see _subcommand)
         self._stats_apart = Stats()  # a script's counts until it ends (see _invoke)
         self._nested_errors: list[str | None] | None = None  # errors in the reply's arrays
@@ -635,6 +639,27 @@ class Engine:
         self._eval_vm: _VM | None = self._new_vm(eval_mode=True)
         self._func_vm: _VM | None = self._new_vm()
         self._cjson_defaults = self._eval_vm.cjson.options()
+
+    @property
+    def user(self) -> acl.User | None:
+        """The ACL user of the client whose script runs, when it may not run
+        everything (wire.FLAG_ACL): redis.call checks each call against it."""
+        return self._user
+
+    @user.setter
+    def user(self, user: acl.User | None) -> None:
+        self._user = user
+        self._fast_called = self._called if user is None and self._monitor is None else _NO_CALLED
+
+    @property
+    def monitor(self) -> list | None:
+        """With MONITOR on: (database, args) of each call."""
+        return self._monitor
+
+    @monitor.setter
+    def monitor(self, calls: list | None) -> None:
+        self._monitor = calls
+        self._fast_called = self._called if calls is None and self._user is None else _NO_CALLED
 
     def set_user(self, argument: bytes) -> None:
         """The ACL user of the client whose script runs next (its entry's
@@ -1757,12 +1782,11 @@ class Engine:
         their own (``_ABSENT`` where the call has fewer), so that a call of
         two or three makes no tuple of them."""
         if type(name) is bytes and type(key) is bytes and not rest:
-            called = self._called.get(name)
-            if (
-                called is not None
-                and called.fast_arity == (2 if third is _ABSENT else 3 if type(third) is bytes else -1)
-                and self.monitor is None
-                and self.user is None  # an ACL user that may not run everything: _call checks it
+            # (none while MONITOR is on or an ACL user may not run
+            # everything: _call checks it; see _fast_called)
+            called = self._fast_called.get(name)
+            if called is not None and called.fast_arity == (
+                2 if third is _ABSENT else 3 if type(third) is bytes else -1
             ):
                 run = self.run
                 ks = self.ks
@@ -1808,14 +1832,20 @@ class Engine:
                                     ns = perf_counter_ns() - start
                                     stats = shard.stats
                                     journal = run.journal
-                                    tally: Stats = stats if journal is None else stats.leader
-                                    row = tally.by_bytes.get(name) or tally.row_of([name, key])
-                                    if journal is not None:
+                                    if journal is None:
+                                        row = stats.by_bytes.get(name) or stats.row_of([name, key])
+                                        times = row[5]
+                                        times.append(ns)
+                                        if len(times) >= 256:
+                                            stats.fold(row)
+                                    else:
+                                        tally: Stats = stats.leader
+                                        row = tally.by_bytes.get(name) or tally.row_of([name, key])
                                         journal.append((row, ns))
-                                    times = row[5]
-                                    times.append(ns)
-                                    if len(times) >= 256:
-                                        tally.fold(row)
+                                        times = row[5]
+                                        times.append(ns)
+                                        if len(times) >= 256:
+                                            tally.fold(row)
                                     if ns >= stats.slow_threshold_ns >= 0:
                                         stats.slow([name, key], ns // 1000, LUA_CLIENT_ADDR)
                                 if value is None:
