@@ -201,6 +201,7 @@ def test_blocked_client_after_script_or_stream_loss(ports, shardkv, case):
 # (its pops and moves served in place, after each script).
 PUSH_ARGV = "redis.call('rpush', ARGV[1], ARGV[2]) return redis.call('llen', ARGV[1])"
 LLEN_RO = "return redis.call('llen', ARGV[1])"
+XADD_ARGV = "return redis.call('xadd', ARGV[1], ARGV[2], 'f', 'v')"
 
 
 def _pushes(key: str, *items: str) -> list:
@@ -208,8 +209,8 @@ def _pushes(key: str, *items: str) -> list:
 
 
 # name: (the blocked command, the pipelined commands, EVALSHAs as
-# (spelling, script, its key, its arguments...)).
-PIPELINED = {
+# (spelling, script, its key, its arguments...)[, set-up]).
+PIPELINED: dict[str, tuple] = {
     "blpop-one-key": (["BLPOP", "A", 0], _pushes("A", "x1", "x2", "x3")),
     "blpop-two-shards": (["BLPOP", "A", "B", 0], _pushes("A", "x1", "x2", "x3")),
     "blpop-two-shards-undeclared": (["BLPOP", "A", "B", 0], _pushes("E", "x1", "x2", "x3")),
@@ -229,6 +230,13 @@ PIPELINED = {
         ["BLMOVE", "A", "B", "LEFT", "RIGHT", 0],
         [("EVALSHA", PUSH_ARGV, "F", "B", "y"), *_pushes("E", "x1", "x2"), ["LRANGE", "B", 0, -1]],
     ),
+    # An EXEC of a script that adds to A serves the XREADGROUP that entry
+    # alone: the script behind the EXEC adds its own after the read.
+    "xreadgroup-after-exec-of-a-script": (
+        ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "A", "B", ">", ">"],
+        [["MULTI"], ("EVALSHA", XADD_ARGV, "E", "A", "5-1"), ["EXEC"], ("EVALSHA", XADD_ARGV, "E", "A", "5-2")],
+        _group("A", "B"),
+    ),
 }
 
 
@@ -236,7 +244,7 @@ def _run_pipelined(port: int, shards: int, acceptors: int, case: str) -> str:
     """The case on the server at ``port``: the pipelined commands'
     replies, the blocked command's, and A's and B's types, with the keys
     named A, B, E and F (a key of B's shard)."""
-    blocked, commands = PIPELINED[case]
+    blocked, commands, *setup = PIPELINED[case]
     a = key_on(0, "psa", shards) if shards > 1 else "psa"
     b = key_on(1, "psb", shards) if shards > 1 else "psb"
     names = {"A": a, "B": b, "E": "{%s}e" % a, "F": "{%s}f" % b}
@@ -254,6 +262,8 @@ def _run_pipelined(port: int, shards: int, acceptors: int, case: str) -> str:
                 shas[script] = c.command("SCRIPT", "LOAD", script)
                 c.command(name, shas[script], 1, names[key], names[key], *rest[1:])
         c.command("DEL", *names.values())
+        for made in setup:
+            made(c, a, b)
         c.command("CONFIG", "RESETSTAT")
         waiter.send(*(names.get(x, x) if type(x) is str else x for x in blocked))
         wait_blocked(c, 1)
