@@ -1438,7 +1438,15 @@ class _CrossShard:
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
         if order and len(self.notifies) > 1:
-            if self.stream:  # its claim (of no element) ends now
+            # An XREAD's claim (of no element) ends now; an XREADGROUP's
+            # (one entry) ends behind its try, in its step, as a move's
+            # (``done``): ended here, the keyless ``__bsettle`` behind an
+            # EXEC of a script that made it ready found no claim, and the
+            # writer's next XADD came before the try, which read that entry
+            # too (``MULTI``, ``EVAL`` of ``XADD A``, ``EXEC``, ``EVAL`` of
+            # ``XADD A`` pipelined, a client in ``XREADGROUP ... STREAMS A
+            # B``: Redis serves it the first entry alone).
+            if self.read_only:
                 notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
             self._ask_others(notify, (notify, body, key, order))
             return
