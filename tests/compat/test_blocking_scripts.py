@@ -234,7 +234,12 @@ PIPELINED: dict[str, tuple] = {
     # alone: the script behind the EXEC adds its own after the read.
     "xreadgroup-after-exec-of-a-script": (
         ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "A", "B", ">", ">"],
-        [["MULTI"], ("EVALSHA", XADD_ARGV, "E", "A", "5-1"), ["EXEC"], ("EVALSHA", XADD_ARGV, "E", "A", "5-2")],
+        [
+            ["MULTI"],
+            ("EVALSHA", XADD_ARGV, "E", "A", "5-1"),
+            ["EXEC"],
+            ("EVALSHA", XADD_ARGV, "E", "A", "5-2"),
+        ],
         _group("A", "B"),
     ),
 }
