@@ -520,7 +520,10 @@ def _system_memory() -> int:
 
 def scripts_eval_memory() -> int:
     """used_memory_scripts_eval (MEMORY STATS' lua.caches): the script
-    cache's bodies and their entries."""
+    cache's bodies and their entries (with those other acceptors cached
+    that this one was not told of yet: see ScriptCache.find)."""
+    if CACHE.log is not None:
+        CACHE.catch_up()
     return sum(len(body) + 40 for body in CACHE.bodies.values())
 
 

@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from shardkv.acceptor import crossshard, wiring
+from shardkv.acceptor.scriptcache import CACHE
 from shardkv.acceptor.server import Acceptor
 from shardkv.protocol import bus
 from shardkv.runtime import faultpoints, gctuning, serverlog
@@ -79,6 +80,8 @@ def serve(
         acceptor.client_counts = client_counts
     if script_flushes is not None:
         acceptor.script_flushes = script_flushes
+        if nacceptors > 1:  # the script cache's log (see shardkv.runtime.scriptflushes)
+            CACHE.log = script_flushes
     if slow_log is not None:
         acceptor.stats.shared = slow_log
     acceptor.load_progress = load_progress

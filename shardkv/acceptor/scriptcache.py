@@ -8,9 +8,13 @@ size) read it too.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from shardkv.protocol.errors import CommandError
 from shardkv.runtime.scriptsource import FLAG_ALLOW_OOM, FLAG_COMPAT, FLAG_NO_WRITES, parse_shebang
+
+if TYPE_CHECKING:
+    from shardkv.runtime.scriptflushes import ScriptFlushes
 
 # An argument names a key when its value, this long at least, is a part of
 # the key's name with no letter or digit on either side (``default`` in
@@ -162,6 +166,40 @@ class ScriptCache:
         # SCRIPT LOAD (or EVAL) and SCRIPT FLUSH reach it in (see add).
         self.numbers: dict[bytes, int] = {}
         self.last_flush = 0
+        # The log every acceptor writes the scripts it cached to (K > 1,
+        # see shardkv.runtime.scriptflushes), and how far this one read it.
+        self.log: ScriptFlushes | None = None
+        self.log_emptied = 0
+        self.log_at = 0
+
+    def find(self, sha: bytes) -> bytes | None:
+        """The body of the script ``sha``; one not cached here yet is
+        looked for in what other acceptors cached (their EVAL or SCRIPT
+        LOAD answered before this acceptor was told: see :meth:`logged`)."""
+        body = self.bodies.get(sha)
+        if body is None and self.log is not None:
+            self.catch_up()
+            body = self.bodies.get(sha)
+        return body
+
+    def catch_up(self) -> None:
+        """Cache (or forget) what every acceptor logged since this one last
+        read the log (its own scripts too: caching one again changes nothing)."""
+        assert self.log is not None
+        records, self.log_emptied, self.log_at = self.log.read(self.log_emptied, self.log_at)
+        for sha, body, number in records:
+            if body is None:
+                self.forget(sha, number)
+            else:
+                self.add(sha, body, number)
+
+    def logged(self, sha: bytes, body: bytes | None, number: int) -> None:
+        """Log that this acceptor cached ``sha`` (``body`` None: forgot
+        it) at ``number``, before its client's reply: another acceptor
+        finds it there at once (:meth:`find`), where the bus's message may
+        come later, and none waits for the others."""
+        if self.log is not None:
+            self.log.append(sha, body, number)
 
     def knows(self, shard: int) -> set[bytes]:
         known = self.known.get(shard)
@@ -232,7 +270,7 @@ def script_body(name: str, args: list[bytes]) -> bytes | None:
     """The body of an EVAL's script, or of an EVALSHA's if cached."""
     if name not in _SCRIPT_BODIES:
         return None
-    return args[1] if name.startswith("eval_") or name == "eval" else CACHE.bodies.get(args[1].lower())
+    return args[1] if name.startswith("eval_") or name == "eval" else CACHE.find(args[1].lower())
 
 
 def declares_flags(body: bytes) -> bool:

@@ -184,7 +184,7 @@ def _eval_problem(args: list[bytes]) -> str | None:
         return errors.NUMKEYS_TOO_BIG
     if n < 0:
         return errors.NUMKEYS_NEGATIVE
-    if args[0][:7].lower() == b"evalsha" and args[1].lower() not in CACHE.bodies:
+    if args[0][:7].lower() == b"evalsha" and CACHE.find(args[1].lower()) is None:
         return errors.NOSCRIPT
     return None
 
@@ -213,29 +213,23 @@ def _eval(client: Client, args: list[bytes]) -> None:
         if sha not in CACHE.bodies and compiles(body):  # (one that does not is never cached)
             number = scriptcalls.flush_number(client.server)
             CACHE.add(sha, body, number)
-            if client.server.bus is not None:
-                _cached_everywhere(client, [b"load", sha, body, b"%d" % number])
+            _cached_everywhere(client, sha, body, number)
     keys = args[3 : 3 + n]
     rest = args[3 + n :]
     run_script(client, sha, body, ro, keys, rest, name=name.decode("latin-1"), called=args)
 
 
-def _cached_everywhere(client: Client, load: list[bytes]) -> None:
-    """EVAL cached a script new here: every other acceptor caches it before
-    the EVAL's reply (a placeholder holds it, and the client's later
-    replies, until they answered), so an EVALSHA read after that reply,
-    through any acceptor, finds it, as in Redis.  One bus round trip per
-    body new to the cache, run alongside the script.  Inside EXEC, whose
-    replies are one array, the others are only told (a gap: an EVALSHA
-    through another acceptor right after that EXEC's reply may find none)."""
+def _cached_everywhere(client: Client, sha: bytes, body: bytes, number: int) -> None:
+    """EVAL, SCRIPT LOAD (or EVAL inside EXEC) cached a script new here:
+    it goes to the shared log before the reply, so an EVALSHA read after
+    that reply, through any acceptor, finds it (``ScriptCache.find``), as
+    in Redis; the other acceptors are told too, and the reply never waits
+    for them (a stopped or slow acceptor delays no other's clients)."""
     server_bus = client.server.bus
-    assert server_bus is not None
-    if client.state.in_exec:
-        server_bus.tell(bus.SCRIPT, load)
+    if server_bus is None:
         return
-    barrier = Slot(client)
-    client.pending.append(barrier)
-    server_bus.ask(bus.SCRIPT, load, lambda _: barrier.deliver(b""))
+    CACHE.logged(sha, body, number)
+    server_bus.tell(bus.SCRIPT, [b"load", sha, body, b"%d" % number])
 
 
 def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:
@@ -1598,6 +1592,7 @@ def _refused(server, sha: bytes, number: int) -> None:
     SCRIPT FLUSH and a SCRIPT LOAD of it while the call was on its way
     cached it again at a later number, and it stays."""
     if CACHE.forget(sha, number) and server.bus is not None:
+        CACHE.logged(sha, None, number)  # (an acceptor reading the log after it does not cache it)
         server.bus.tell(bus.SCRIPT, [b"forget", sha, b"%d" % number])
 
 
@@ -1666,7 +1661,7 @@ class ExecScript:
             return ExecScript(client, b"f:" + args[1], b"", args[1], name.decode("latin-1"), args)
         if name.startswith(b"evalsha"):
             sha = args[1].lower()
-            body = CACHE.bodies.get(sha)
+            body = CACHE.find(sha)
             if body is None:
                 return None
         else:
@@ -1675,8 +1670,7 @@ class ExecScript:
             if sha not in CACHE.bodies and compiles(body):  # (as eval_command caches it)
                 number = scriptcalls.flush_number(client.server)
                 CACHE.add(sha, body, number)
-                if client.server.bus is not None:  # EVALSHA through another acceptor finds it
-                    client.server.bus.tell(bus.SCRIPT, [b"load", sha, body, b"%d" % number])
+                _cached_everywhere(client, sha, body, number)  # EVALSHA through another acceptor finds it
         return ExecScript(client, sha, body, b"", name.decode("latin-1"), args)
 
     def command(self) -> list[bytes]:
@@ -1768,7 +1762,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
     if sub == b"load":
         _script_load(client, args[2])
     elif sub == b"exists":
-        client.reply([1 if sha.lower() in CACHE.bodies else 0 for sha in args[2:]])
+        client.reply([0 if CACHE.find(sha.lower()) is None else 1 for sha in args[2:]])
     elif sub == b"flush":
         if n > 3 or (n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC")):
             client.reply_error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
@@ -1842,17 +1836,8 @@ class _Loaded:
             self.slot.deliver(body)
             return
         CACHE.learned(self.shard, self.sha, self.flushes)
-        server_bus = self.slot.client.server.bus
-        if server_bus is None:
-            self.slot.deliver(body)
-            return
-        slot = self.slot  # every acceptor's cache has it before the reply
-        server_bus.ask(
-            bus.SCRIPT,
-            [b"load", self.sha, self.body, b"%d" % self.number],
-            lambda _: slot.deliver(body),
-            failed=fail_slot(slot),
-        )
+        _cached_everywhere(self.slot.client, self.sha, self.body, self.number)  # before the reply
+        self.slot.deliver(body)
 
 
 def bus_script(server, origin: int, args: list) -> int | list[bytes]:

@@ -39,3 +39,51 @@ def test_started_processes_share_one_sequence(numbers) -> None:
         assert proc.exitcode == 0
     assert numbers.current() == 600
     assert mine == sorted(set(mine))
+
+
+# -- The script cache's log -----------------------------------------------------
+
+SHA_A, SHA_B = b"a" * 40, b"b" * 40
+
+
+def _attached(numbers: ScriptFlushes) -> ScriptFlushes:
+    """The same file as another process attaches it (by a duplicate of its descriptor)."""
+    import os
+
+    return ScriptFlushes(os.dup(numbers.fd))
+
+
+def test_a_script_logged_by_one_acceptor_is_found_by_another(numbers) -> None:
+    """An acceptor that does not have a script reads the log first
+    (ScriptCache.find): what another logged before its reply is there,
+    read once; one forgotten after is forgotten as the log is read on."""
+    from shardkv.acceptor.scriptcache import ScriptCache
+
+    other = _attached(numbers)
+    try:
+        mine, theirs = ScriptCache(), ScriptCache()
+        mine.log, theirs.log = numbers, other
+        mine.add(SHA_A, b"return 1", 0)
+        mine.logged(SHA_A, b"return 1", 0)
+        mine.logged(SHA_B, b"return 2", 0)
+        assert theirs.find(SHA_A) == b"return 1"
+        assert theirs.bodies == {SHA_A: b"return 1", SHA_B: b"return 2"}
+        mine.logged(SHA_B, None, 0)  # a shard refused to compile it: forgotten
+        theirs.catch_up()
+        assert list(theirs.bodies) == [SHA_A]
+        assert numbers.read(theirs.log_emptied, theirs.log_at)[0] == []  # nothing new past what it read
+    finally:
+        other.close()
+
+
+def test_a_flush_empties_the_log_and_a_reader_starts_again(numbers) -> None:
+    """SCRIPT FLUSH's number empties the log (every script in it was
+    cached before the flush); a reader past its old end reads the new
+    records from the start."""
+    numbers.append(SHA_A, b"return 1", 0)
+    records, emptied, at = numbers.read(0, 0)
+    assert records == [(SHA_A, b"return 1", 0)]
+    assert numbers.next() == 1
+    numbers.append(SHA_B, b"return 2", 1)
+    assert numbers.read(emptied, at)[0] == [(SHA_B, b"return 2", 1)]
+    assert numbers.current() == 1

@@ -1,0 +1,79 @@
+"""A stopped acceptor delays no other acceptor's scripts (shardkv only).
+
+Redis has one script cache: after an EVAL (or SCRIPT LOAD) answers, an
+EVALSHA of its script through any connection runs it.  shardkv's
+acceptors each keep one; a new script goes to a log they share before the
+reply (``ScriptFlushes.append``), and the others are told of it, but the
+reply does not wait for them: an EVAL, a SCRIPT LOAD and a FUNCTION LOAD
+on acceptor 0 answer while acceptor 1 is stopped (SIGSTOP), and once it
+runs again it has each of them.  The server's bus waits a minute for an
+acceptor's answer here (a test-own ``main.py`` sets ``ANSWER_WITHIN``, as
+tests/system/test_config_port.py does), so a reply that waited for the
+stopped acceptor would miss the test's deadline, which is no timing
+assertion: any machine answers well within it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from tests.support.acceptors import acceptor_pids, client_on
+from tests.support.processes import until
+from tests.support.servers import ROOT, ServerProcess, start_shardkv
+
+DEADLINE = 20.0  # seconds a reply may take (a loaded machine is slow); the bus waits longer
+LONG_ANSWER_MAIN = """
+import sys
+
+if __name__ == "__main__":
+    import shardkv.protocol.bus
+    import shardkv.supervisor
+
+    shardkv.protocol.bus.ANSWER_WITHIN = 60.0
+    sys.exit(shardkv.supervisor.main())
+"""
+
+BODY = "return 'evaled ' .. ARGV[1]"  # never loaded before this test (a fresh server)
+LOADED = "return 'loaded'"
+LIBRARY = "#!lua name=stoppedlib\nredis.register_function('stoppedfn', function() return 'called' end)"
+
+
+@pytest.fixture
+def two_acceptors(tmp_path) -> Iterator[ServerProcess]:
+    (tmp_path / "main.py").write_text(LONG_ANSWER_MAIN)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    proc = start_shardkv(shards=2, acceptors=2, root=tmp_path, env=env)
+    yield proc
+    proc.stop()
+
+
+def test_new_scripts_answer_while_another_acceptor_is_stopped(two_acceptors) -> None:
+    server = two_acceptors
+    first = client_on(server.port, 0, k=2, timeout=DEADLINE)
+    second = client_on(server.port, 1, k=2, timeout=DEADLINE)
+    stopped = psutil.Process(acceptor_pids(server)[1])
+    sha = hashlib.sha1(BODY.encode()).hexdigest()
+    loaded = hashlib.sha1(LOADED.encode()).hexdigest()
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        assert until(lambda: stopped.status() == psutil.STATUS_STOPPED)
+        assert first.command("EVAL", BODY, "0", "x") == b"evaled x"
+        assert first.command("SCRIPT", "LOAD", LOADED) == loaded.encode()
+        assert first.command("FUNCTION", "LOAD", LIBRARY) == b"stoppedlib"
+        assert first.command("EVALSHA", sha, "0", "y") == b"evaled y"
+        assert stopped.status() == psutil.STATUS_STOPPED  # they answered while it was
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    assert second.command("EVALSHA", sha, "0", "z") == b"evaled z"
+    assert second.command("EVALSHA", loaded, "0") == b"loaded"
+    assert second.command("SCRIPT", "EXISTS", sha, loaded, "0" * 40) == [1, 1, 0]
+    assert second.command("FCALL", "stoppedfn", "0") == b"called"
+    first.close()
+    second.close()
