@@ -1815,11 +1815,17 @@ def _script_flush(client: Client) -> None:
 class _Loaded:
     """SCRIPT LOAD's reply from the shard that compiled the script."""
 
-    __slots__ = ("slot", "sha", "body", "shard", "flushes", "number", "added")
+    __slots__ = ("slot", "sha", "body", "shard", "flushes", "number", "added", "news")
 
-    def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int, number: int, added: bool) -> None:
+    def __init__(
+        self, slot: Slot, sha: bytes, body: bytes, shard: int, number: int, added: bool, news: bool
+    ) -> None:
         self.slot = slot
         self.added = added  # this SCRIPT LOAD cached it (it was not)
+        # It cached it, or at a later flush's number than it had: news to
+        # the other acceptors (a script loaded again and again is logged
+        # once, see _cached_everywhere).
+        self.news = news
         self.sha = sha
         self.body = body
         self.shard = shard
@@ -1836,7 +1842,8 @@ class _Loaded:
             self.slot.deliver(body)
             return
         CACHE.learned(self.shard, self.sha, self.flushes)
-        _cached_everywhere(self.slot.client, self.sha, self.body, self.number)  # before the reply
+        if self.news:
+            _cached_everywhere(self.slot.client, self.sha, self.body, self.number)  # before the reply
         self.slot.deliver(body)
 
 
@@ -1885,6 +1892,7 @@ def _script_load(client: Client, body: bytes) -> None:
     sha = sha1hex(body)
     number = scriptcalls.flush_number(client.server)
     added = sha not in CACHE.bodies
+    news = added or CACHE.numbers.get(sha, 0) < number
     if not added or compiles(body):
         CACHE.add(sha, body, number)
     slot = Slot(client)
@@ -1892,7 +1900,7 @@ def _script_load(client: Client, body: bytes) -> None:
     client.server.links[0].send(
         HEADERS[client.resp3],
         encode_command([Verb.SCRIPT, b"load", body]),
-        _Loaded(slot, sha, body, 0, number, added),
+        _Loaded(slot, sha, body, 0, number, added, news),
     )
 
 
