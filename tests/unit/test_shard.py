@@ -1307,3 +1307,36 @@ def test_evalsha_in_a_batch_reads_the_clock_once(monkeypatch):
     # The GET after them (after a group whose replies all went at once:
     # Engine.run_group) starts from the last one's read, not the first's.
     assert list(shard.stats.by_bytes[b"GET"][5])[-1] == 1_000_000
+
+
+def test_a_served_wake_on_another_pipe_goes_when_the_writers_pipe_is_lost(shard):
+    """With several acceptors, a push on pipe 0, whose acceptor wants the
+    events, serves a client blocked on pipe 1: its wake (a ``J`` frame)
+    would wait for an empty ``O`` frame on pipe 0.  If that send fails (the
+    writer's acceptor has gone), the wake still goes on pipe 1, as the
+    other wakes do: cleared from the list, it would never go, and the
+    client, its element popped, would wait forever."""
+    from shardkv.worker import events
+
+    ks = shard.keyspace
+    ks.pipe = 1
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
+    ks.pipe = 0
+    mask = b"%d" % (events.GENERIC | events.LIST)
+    shard.run_batch(_batch((0, [wire.Verb.EVENTS, mask])))
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"k", b"a"])))) == [b":1\r\n"]
+    assert shard.take_events(bounded=True) is not None  # (the batch's E frame, on pipe 0)
+    sent: list = []
+
+    def lost(frame: bytes, logged: object = None) -> None:
+        raise BrokenPipeError("acceptor 0 has gone")
+
+    shard.send = lost
+    shard.send_to = lambda pipe, frame: sent.append((pipe, frame))
+    with pytest.raises(OSError):
+        shard.send_wakes()
+    assert len(sent) == 1 and sent[0][0] == 1
+    frame = sent[0][1]
+    if frame[0] == wire.GATED_WAKE:
+        frame = wire.decode_gated_wake(frame)[0]
+    assert wire.decode_wake(frame) == (7, b"*2\r\n$1\r\nk\r\n$1\r\na\r\n")
