@@ -1439,14 +1439,18 @@ class Shard:
                 if served and (self.wake_waits or self.events_here)
                 else ()
             )
-            marked: list[tuple[int, int]] = []
+            marked: list[tuple[int, int]] | None = None  # the empty O frame on the current pipe, once sent
             failed: BaseException | None = None
             for pipe, frame in wakes:
                 if gated and id(frame) in gated:
                     waits = [wait for wait in self.wake_waits if wait[0] != pipe]
                     if self.events_here and pipe != here:
-                        if not marked:
-                            marked.append(self._mark_handed_out(here))
+                        if marked is None:
+                            marked = []
+                            try:
+                                marked.append(self._mark_handed_out(here))
+                            except (EOFError, OSError) as e:  # the writer's acceptor has gone
+                                failed = e  # (none to wait for there)
                         waits += marked
                     if waits:
                         frame = wire.encode_gated_wake(frame, waits)
