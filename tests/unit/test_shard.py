@@ -1340,3 +1340,30 @@ def test_a_served_wake_on_another_pipe_goes_when_the_writers_pipe_is_lost(shard)
     if frame[0] == wire.GATED_WAKE:
         frame = wire.decode_gated_wake(frame)[0]
     assert wire.decode_wake(frame) == (7, b"*2\r\n$1\r\nk\r\n$1\r\na\r\n")
+
+
+def test_a_served_wake_waits_for_no_acceptor_that_got_none_of_the_events(shard):
+    """With several acceptors, a push on pipe 0, whose acceptor wants no
+    events, serves a client blocked on pipe 1, whose acceptor wants them
+    (they go there in an ``O`` frame, before the wake): the writer's reply
+    waits for that ``O`` frame (a ``G`` frame with no events), but the
+    wake has nothing to wait for on pipe 0, which hands out nothing: a
+    plain ``W`` frame, and no empty ``O`` frame on pipe 0 (a bus round
+    trip for nothing, on every such serve)."""
+    from shardkv.worker import events
+
+    ks = shard.keyspace
+    ks.pipe = 1
+    shard.run_batch(_batch((0, [wire.Verb.EVENTS, b"%d" % (events.GENERIC | events.LIST)])))
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
+    ks.pipe = 0
+    here: list = []
+    elsewhere: list = []
+    shard.send = lambda frame, logged=None: here.append(frame)
+    shard.send_to = lambda pipe, frame: elsewhere.append((pipe, frame))
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"k", b"a"])))) == [b":1\r\n"]
+    gated = shard.take_events(bounded=True)
+    assert gated is not None and gated[0] == wire.GATED_EVENTS  # the writer's reply waits
+    shard.send_wakes()
+    assert here == []
+    assert [(pipe, frame[0]) for pipe, frame in elsewhere] == [(1, wire.OTHERS_EVENTS), (1, wire.WAKE)]
