@@ -1302,9 +1302,7 @@ class Shard:
         ks.events = [] if ks.event_mask else None
         masks = ks.event_masks
         if len(masks) > 1 or (masks and ks.pipe not in masks):
-            frame = self._share_events(noted, bounds, spans, ready_at, ends)  # other acceptors listen too
-            self.events_here = frame is not None
-            return frame
+            return self._share_events(noted, bounds, spans, ready_at, ends)  # other acceptors listen too
         self.events_here = True
         if ends is not None:
             self.events_counted = [end - len(noted) for end in ends]
@@ -1380,6 +1378,8 @@ class Shard:
             faultpoints.hold("shared", self.index)  # the fault-injection tests only
         mine = ks.event_masks.get(here, 0)
         kept = [bool(e[2] & (mine | others if r else mine)) for e, r in zip(noted, relayed, strict=True)]
+        # (A G frame with none of them, for the replies it gates, hands out nothing here.)
+        self.events_here = any(kept)
         gated: list[int] = []
         if waits and bounds:
             # The replies whose commands' events went elsewhere wait (on the
