@@ -247,7 +247,9 @@ Worker -> acceptor
     ``(seq, events)``: events of a command that came on another pipe (or
     of the sweeper) that this pipe's ``__events`` mask selects, to hand
     out at once; ``seq`` counts the ``O`` frames this worker sent on this
-    pipe (1, 2, ...).
+    pipe (1, 2, ...).  An empty one on the writer's own pipe, after the
+    batch's ``R`` frame, marks the batch's events handed out there, for a
+    ``J`` frame on another pipe that waits for it (``Shard.send_wakes``).
 
 Control messages
 ----------------
