@@ -1039,3 +1039,49 @@ def test_a_publish_inside_exec_reaches_subscribers_between_the_events(redis_and_
         assert heard == theirs
     else:
         assert heard.index(b"__keyevent@0__:set") < heard.index(message), heard
+
+
+def _publisher_and_subscriber(port: int, session: bytes, on: int) -> tuple[bytes, bytes]:
+    """What a client on the first acceptor gets back from ``session`` (its
+    keyspace notifications set first, by the session if it names them),
+    then ``PUBLISH q end`` and ``ECHO done``, answered by the acceptor
+    alone, and what a RESP2 subscriber to channel q and to every key event
+    (on acceptor ``on``) hears through the message ``end``."""
+    c, _ = raw_on(port, 0)
+    sub, _ = raw_on(port, on)
+    with c, sub:
+        c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
+        assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
+        sub.sendall(b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
+        assert read_through(sub, _PSUBSCRIBED)[0].endswith(_PSUBSCRIBED)
+        c.sendall(session + b"PUBLISH q end\r\nECHO done\r\n")
+        out, _ = read_through(c, b"$4\r\ndone\r\n")
+        heard, _ = read_through(sub, b"*3\r\n$7\r\nmessage\r\n$1\r\nq\r\n$3\r\nend\r\n")
+        c.sendall(OFF + b"ECHO off\r\n")
+        assert read_through(c, b"$3\r\noff\r\n")[0].endswith(b"$3\r\noff\r\n")
+    return out, heard
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        # (released as GET's reply is written: nothing else came to write it)
+        b"SET k v\r\nPUBLISH q m\r\nGET k\r\n",
+        b"CONFIG SET notify-keyspace-events Kl\r\nSET k v\r\n",
+        # (the held PUBLISH's reply, or the one ahead of it, dropped)
+        b"CLIENT REPLY OFF\r\nSET k v\r\nPUBLISH q m\r\nCLIENT REPLY ON\r\n",
+        b"SET k v\r\nCLIENT REPLY SKIP\r\nPUBLISH q m\r\n",
+        b"CONFIG SET notify-keyspace-events Kl\r\nSET k v\r\nCLIENT REPLY SKIP\r\nPUBLISH q m\r\n",
+    ],
+    ids=["get", "no-set-events", "reply-off", "reply-skip", "reply-skip-no-events"],
+)
+def test_a_held_publish_is_answered_and_delivered(redis_and_shardkv_k12, session):
+    """A PUBLISH held behind its client's unanswered commands
+    (pubsub._HeldPublish), the client's last reply the acceptor's own:
+    Redis answers it and delivers its message.  shardkv, where it was
+    released as its client's replies were written, left its answer unsent
+    until some shard's reply came; under CLIENT REPLY OFF or SKIP the
+    message never went (K=1) or the client waited for ever (K=2)."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    theirs = _publisher_and_subscriber(real, session, 0)
+    assert _publisher_and_subscriber(ours, session, acceptors - 1) == theirs
