@@ -508,6 +508,10 @@ class _HeldPublish(Slot):
 
     __slots__ = ("ahead", "go", "soon", "_data")
 
+    # Under CLIENT REPLY OFF or SKIP it keeps its place (a MutedSlot), read
+    # as its client's replies are written, which may release it.
+    muted_in_place = True
+
     def __init__(self, client: Client, ahead: list) -> None:
         self.client = client
         self._data: bytes | None = None
@@ -526,7 +530,7 @@ class _HeldPublish(Slot):
             if loop is None:  # (no event loop: a unit test's server)
                 _release(self)
             else:
-                loop.call_soon(_release, self)
+                loop.call_soon(_release_and_write, self)
         return self._data
 
     @data.setter
@@ -548,6 +552,8 @@ def _unanswered(client: Client, replies: deque | list) -> list | None:
     ahead = []
     for item in reversed(replies):
         if type(item) is not bytes and type(item) is not ExecPlace and item.data is None:
+            if type(item) is MutedSlot:  # (CLIENT REPLY OFF or SKIP: the slot its events name)
+                item = item.slot
             ahead.append(item)
             if type(item) is _HeldPublish:  # (it waits for those before it: back to there)
                 break
@@ -580,6 +586,13 @@ def _release(slot: _HeldPublish) -> None:
             del HELD_PUBLISHES[slot.client]
     if go is not None:
         go(slot)
+
+
+def _release_and_write(slot: _HeldPublish) -> None:
+    """Release ``slot`` on a turn of the loop of its own, and write what
+    that made ready (at K=1 its answer: no shard's reply may come to)."""
+    _release(slot)
+    slot.client.server.flush_dirty_clients()
 
 
 def release_held(client: object, done: object = None) -> None:
