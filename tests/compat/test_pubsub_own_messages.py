@@ -1085,3 +1085,61 @@ def test_a_held_publish_is_answered_and_delivered(redis_and_shardkv_k12, session
     real, ours, acceptors = redis_and_shardkv_k12
     theirs = _publisher_and_subscriber(real, session, 0)
     assert _publisher_and_subscriber(ours, session, acceptors - 1) == theirs
+
+
+# A script that sets k after 0.1 s.
+_SLOW_SET = encode_command(
+    [
+        b"EVAL",
+        b"local t = redis.call('time') local e = t[1] * 1000000 + t[2] + 100000 "
+        b"repeat t = redis.call('time') until t[1] * 1000000 + t[2] >= e "
+        b"return redis.call('set', KEYS[1], 'v')",
+        b"1",
+        b"k",
+    ]
+)
+
+
+def _heard_as_the_publisher_leaves(port: int, on: int) -> bytes:
+    """What a RESP2 subscriber to channel q and every key event (on
+    acceptor ``on``) hears, through the message, after a client on the
+    first acceptor sent ``SET k v`` and ``PUBLISH q m`` while another's
+    slow script sets k, and closed its connection at once (once that
+    client is no longer listed: it ran what it sent)."""
+    c, cid = raw_on(port, 0)
+    sub, _ = raw_on(port, on)
+    with c, sub:
+        c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
+        assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
+        sub.sendall(b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
+        assert read_through(sub, _PSUBSCRIBED)[0].endswith(_PSUBSCRIBED)
+        last, _ = raw_on(port, 0)
+        with last:
+            last.sendall(_SLOW_SET)  # (k's shard busy: SET k answers after its client left)
+            c.sendall(b"SET k v\r\nPUBLISH q m\r\n")
+            c.shutdown(socket.SHUT_RDWR)
+            assert read_through(last, b"+OK\r\n")[0] == b"+OK\r\n"
+            deadline = time.monotonic() + REPLY_WAIT
+            while True:
+                last.sendall(b"CLIENT LIST ID %d\r\n" % cid)
+                listed = read_through(last, b"$0\r\n\r\n", 1.0)[0]
+                if listed == b"$0\r\n\r\n" or time.monotonic() > deadline:
+                    break
+            assert listed == b"$0\r\n\r\n", listed
+            heard, _ = read_through(sub, b"*3\r\n$7\r\nmessage\r\n$1\r\nq\r\n$1\r\nm\r\n")
+            last.sendall(OFF + b"ECHO off\r\n")
+            assert read_through(last, b"$3\r\noff\r\n")[0].endswith(b"$3\r\noff\r\n")
+    return heard
+
+
+def test_a_held_publish_goes_after_its_events_when_its_client_leaves(redis_and_shardkv_k12):
+    """A client pipelines a write and a PUBLISH, then closes: Redis ran
+    both as it read them, the write's events before the message.  shardkv
+    published the held PUBLISH as the client was forgotten, before the
+    write's events (K=1); at K=2 the client, waiting for the PUBLISH's
+    answer, was never forgotten, and the message, held behind a reply
+    whose events no subscriber here wanted, never went."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    theirs = _heard_as_the_publisher_leaves(real, 0)
+    for on in range(acceptors):
+        assert _heard_as_the_publisher_leaves(ours, on) == theirs
