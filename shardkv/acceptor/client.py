@@ -149,7 +149,7 @@ class Client(Dispatch, asyncio.Protocol):
         failed = self.closed  # Client.failed closed it: nothing more of it runs
         self.closed = True
         lost_unwritten(self)
-        self.pending.clear()
+        _drop_unwritten(self.pending)
         # Commands it sent that wait behind one of shardkv's own waits (an
         # EXEC or a CLIENT UNBLOCK that waits for the shards, a MIGRATE, a
         # step held for the other acceptors...) still run, in order, their
@@ -587,7 +587,8 @@ class Client(Dispatch, asyncio.Protocol):
         self.dirty = False
         pending = self.pending
         if self.closed:
-            pending.clear()
+            if pending:
+                _drop_unwritten(pending)
             return
         # The ready prefix, taken off below.  Most items are slots, whose
         # ``data`` is read with no test of their type, all of them in one
@@ -741,3 +742,19 @@ def _ready(pending: deque) -> list[bytes]:
                 break
         out.append(item)
     return out
+
+
+def _drop_unwritten(pending: deque) -> None:
+    """The replies of a client whose connection is gone go nowhere: all
+    dropped, but for those that stay until they come (``stays_when_gone``:
+    a held PUBLISH, which goes once the replies ahead of it came, the read
+    of its ``data`` here, as they come, releasing it; see
+    pubsub._HeldPublish)."""
+    stays = [
+        item
+        for item in pending
+        if type(item) is not bytes and getattr(item, "stays_when_gone", False) and item.data is None
+    ]
+    pending.clear()
+    if stays:
+        pending.extend(stays)

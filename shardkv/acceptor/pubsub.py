@@ -379,7 +379,9 @@ def on_disconnect(client: Client) -> None:
         _HAUNTS.pop(client, None)
     if HELD_PUBLISHES:  # (Redis ran them as it read them)
         for slot in list(HELD_PUBLISHES.get(client, ())):
-            _release(slot)
+            # (once the replies ahead came: its place, kept, releases it then)
+            if slot.ready() or all(item is not slot for item in client.pending):
+                _release(slot)
 
 
 # -- publishing --------------------------------------------------------------
@@ -511,6 +513,9 @@ class _HeldPublish(Slot):
     # Under CLIENT REPLY OFF or SKIP it keeps its place (a MutedSlot), read
     # as its client's replies are written, which may release it.
     muted_in_place = True
+    # Its client's connection gone, it still waits there for the replies
+    # ahead (Client.flush), as Redis ran it as it read it.
+    stays_when_gone = True
 
     def __init__(self, client: Client, ahead: list) -> None:
         self.client = client
