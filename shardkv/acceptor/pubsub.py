@@ -594,9 +594,12 @@ def _release(slot: _HeldPublish) -> None:
 
 
 def _release_and_write(slot: _HeldPublish) -> None:
-    """Release ``slot`` on a turn of the loop of its own, and write what
-    that made ready (at K=1 its answer: no shard's reply may come to)."""
+    """Release ``slot`` on a turn of the loop of its own, with those held
+    behind it that this made ready (at K=1 each is answered at once: not
+    one loop turn each), and write what that made ready (at K=1 their
+    answers: no shard's reply may come to)."""
     _release(slot)
+    release_held(slot.client)
     slot.client.server.flush_dirty_clients()
 
 
