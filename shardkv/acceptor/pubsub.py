@@ -431,8 +431,9 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
             )
             client.reply(copies + others)
             return
-        if ahead and not client.state.subscribed:
-            _hold(client, ahead, partial(_publish_held, server, args[1], args[2], shard))
+        if ahead:  # (a subscribed publisher's own copies go now, before its reply, as in Redis)
+            own = _to_itself(client, args[1], args[2], shard) if state.subscribed else 0
+            _hold(client, ahead, partial(_publish_held, server, args[1], args[2], shard, own))
             return
         client.reply(publish_message(server, args[1], args[2], shard=shard))
         return
@@ -572,11 +573,13 @@ def _hold(client: Client, ahead: list, go: Callable[[_HeldPublish], None]) -> No
     HELD_PUBLISHES.setdefault(client, []).append(slot)
 
 
-def _publish_held(server, channel: bytes, message: bytes, shard: bool, slot: _HeldPublish) -> None:
-    """One acceptor: the held PUBLISH runs now (not to its client, which
-    was not subscribed as it sent it)."""
+def _publish_held(
+    server, channel: bytes, message: bytes, shard: bool, own: int, slot: _HeldPublish
+) -> None:
+    """One acceptor: the held PUBLISH runs now, for others than its
+    client, which got its ``own`` copies as it sent it (see _to_itself)."""
     count = publish_message(server, channel, message, shard=shard, publisher=slot.client)
-    slot.deliver(b":%d\r\n" % count)
+    slot.deliver(b":%d\r\n" % (own + count))
 
 
 def _release(slot: _HeldPublish) -> None:

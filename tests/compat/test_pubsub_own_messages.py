@@ -989,8 +989,17 @@ _PIPELINED = [
     b"SET k v\r\nPUBLISH q m\r\nDEL k\r\n",
     b"MSET a 1 b 1\r\nPUBLISH q m\r\nDEL a b\r\n",
     _INTERLEAVED % b"{k}k {k}l" + b"SET k v\r\n",
+    # (the publisher subscribed itself: K=1 published at once)
+    b"HELLO 3\r\nSUBSCRIBE q\r\nSET k v\r\nPUBLISH q m\r\nDEL k\r\nUNSUBSCRIBE q\r\nHELLO 2\r\n",
 ]
-_PIPELINED_IDS = ["set", "set-publish-get-publish", "set-publish-del", "mset-cross-shard", "eval-set"]
+_PIPELINED_IDS = [
+    "set",
+    "set-publish-get-publish",
+    "set-publish-del",
+    "mset-cross-shard",
+    "eval-set",
+    "subscribed-publisher",
+]
 
 
 @pytest.mark.parametrize("on", [0, 1], ids=["same", "other"])
