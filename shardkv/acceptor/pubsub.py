@@ -432,8 +432,8 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
             client.reply(copies + others)
             return
         if ahead:  # (a subscribed publisher's own copies go now, before its reply, as in Redis)
-            own = _to_itself(client, args[1], args[2], shard) if state.subscribed else 0
-            _hold(client, ahead, partial(_publish_held, server, args[1], args[2], shard, own))
+            copies = _to_itself(client, args[1], args[2], shard) if state.subscribed else 0
+            _hold(client, ahead, partial(_publish_held, server, args[1], args[2], shard, copies))
             return
         client.reply(publish_message(server, args[1], args[2], shard=shard))
         return
@@ -573,9 +573,7 @@ def _hold(client: Client, ahead: list, go: Callable[[_HeldPublish], None]) -> No
     HELD_PUBLISHES.setdefault(client, []).append(slot)
 
 
-def _publish_held(
-    server, channel: bytes, message: bytes, shard: bool, own: int, slot: _HeldPublish
-) -> None:
+def _publish_held(server, channel: bytes, message: bytes, shard: bool, own: int, slot: _HeldPublish) -> None:
     """One acceptor: the held PUBLISH runs now, for others than its
     client, which got its ``own`` copies as it sent it (see _to_itself)."""
     count = publish_message(server, channel, message, shard=shard, publisher=slot.client)
