@@ -729,6 +729,59 @@ def test_a_read_like_the_last_scripts_is_read_without_hiredis(monkeypatch):
             )
 
 
+def test_a_read_of_stars_behind_the_scripts_head_costs_what_the_read_does():
+    """``_feed_scripts`` splits a read at each ``*``: a read that starts
+    with the last script's head and then holds ``*`` after ``*`` (hostile
+    bytes, or keys of stars) made a part, a key and an encoding per byte,
+    about 280 bytes held per byte read (73 MB for one 256 KB read, 25 to
+    80 times the time of the usual way).  It is split into no more parts
+    than the read can hold commands: it is read the usual way, as a
+    parser that never saw the head reads it, holding a few bytes per byte."""
+    import tracemalloc
+
+    head = [b"EVALSHA", _SHA, b"1"]
+    starred = b"".join(encode_command([*head, b"*" * 1000]) for _ in range(16))
+    for data in (encode_command([*head, b"k"]) + b"*" * 65536, starred, starred + b"$-1\r\n"):
+        parser = RequestParser()
+        parser.feed(encode_command([*head, b"a"]) + encode_command([*head, b"b"]))
+        tracemalloc.start()
+        try:
+            found = _outcome(parser, [data])
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert found == _outcome(RequestParser(), [data]) == _outcome(_python_only(), [data])
+        assert peak < 8 * len(data)
+
+
+def test_the_scripts_tables_are_made_once_for_short_heads_alone():
+    """The table ``_feed_scripts`` reads a key's start in is made per head
+    length.  Kept 8 at most, all dropped at the 9th, a client that sent
+    heads of 9 lengths in turn made one (over 1,000 entries) per read, 10
+    times the parse of a short read; and a parser kept its own for good
+    (up to 4,000 entries for a head of three 1,023-byte arguments: 64 MB
+    for 1,000 clients).  Now a head longer than 128 bytes is read the
+    usual way, unnoted, and a table, once made, serves every parser."""
+    from shardkv.protocol import resp
+
+    def noted(args: list[bytes]) -> RequestParser:
+        parser = RequestParser()
+        read = encode_command([*args, b"a"]) + encode_command([*args, b"b"])
+        assert args_of(parser.feed(read)) == [[*args, b"a"], [*args, b"b"]]
+        return parser
+
+    first = noted([b"HSET", b"h", b"f"])
+    table = first._script_starts
+    for n in range(2, 40):  # heads of 38 more lengths
+        assert noted([b"HSET", b"h" * n, b"f"])._script_head
+    assert noted([b"HSET", b"h", b"f"])._script_starts is table
+    long = noted([b"HSET", b"h" * 100, b"f" * 20])
+    assert not long._script_head and not long._script_starts
+    data = encode_command([b"HSET", b"h" * 100, b"f" * 20, b"c"]) * 2
+    assert _outcome(long, [data]) == _outcome(_python_only(), [data])
+    assert len(resp._KEY_STARTS) <= 128
+
+
 @pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 63, 64, 65, 300])
 def test_fast_path_raw_bytes_past_its_header_tables(size, count):
