@@ -73,7 +73,13 @@ _KEY_AT: list[int | None] = [None] * (1023 + 4 + 5 + 1)
 for _n in range(1024):
     _KEY_AT[_n + len(str(_n)) + 5] = len(str(_n)) + 3
 del _n
-_KEY_STARTS: dict[int, list[int | None]] = {}  # a few, by the length before the bulk
+# RequestParser._feed_scripts reads behind a head of at most this many
+# bytes (an EVALSHA's is 71, an EVALSHA_RO's 74): its tables, one per
+# head length, are then 128 at most (about 1 MB), each made once and
+# shared by every parser, and a client that sends heads of many lengths
+# in turn has none made again nor any kept for it alone.
+_SCRIPT_HEAD_MAX = 128
+_KEY_STARTS: dict[int, list[int | None]] = {}  # by the length before the bulk
 
 
 def _key_starts(skip: int) -> list[int | None]:
@@ -82,8 +88,6 @@ def _key_starts(skip: int) -> list[int | None]:
     RequestParser._feed_scripts's table for the head it reads behind."""
     starts = _KEY_STARTS.get(skip)
     if starts is None:
-        if len(_KEY_STARTS) >= 8:  # (heads of many lengths: no table grows without end)
-            _KEY_STARTS.clear()
         starts = [None] * skip
         starts += [None if at is None else skip + at for at in _KEY_AT]
         _KEY_STARTS[skip] = starts
@@ -980,7 +984,7 @@ class RequestParser:
         :meth:`_feed_scripts`, unless they hold ``*``, which it splits at."""
         key = first[3]
         head = raw[: len(raw) - len(_BULK_HEADS[len(key)]) - len(key) - 4]
-        if 42 not in head[1:]:
+        if len(head) <= _SCRIPT_HEAD_MAX and 42 not in head[1:]:
             self._script_head = head
             self._script_args = (first[0], first[1], first[2])
             self._script_starts = _key_starts(len(head) - 1)
@@ -996,15 +1000,24 @@ class RequestParser:
         key starts (``_script_starts``, see :func:`_key_starts`), and the read is proved to be these
         commands as :func:`_encode_named`'s are, by their canonical
         encodings joining to it (a key that holds ``*`` makes more parts,
-        and these, or any other form, fail that check or raise).  No
+        but in the last part, past the splits below, and these, or any other
+        form, fail that check or raise).  No
         hiredis, so no array to allocate: no :func:`_may_allocate_big`
-        scan of the read, nor a count of its commands."""
-        parts = data.split(b"*")  # (one byte: a plain scan, no search)
+        scan of the read, nor a count of its commands.
+
+        It is split at most as many times as the read can hold commands
+        (each is the head and at least ``$0\r\n\r\n``): a read of ``*``
+        after ``*`` (keys of stars, or hostile bytes) would make a part,
+        a key and an encoding per byte, some 280 bytes held per byte
+        read and 25 to 80 times the time of the usual way; its last part
+        then holds the rest, too long for a key (an IndexError) or not
+        one (the check), and the usual way reads it."""
+        head = self._script_head
+        parts = data.split(b"*", len(data) // (len(head) + 6))  # (one byte: a plain scan, no search)
         if len(parts) < 3:  # (one command: the usual way, as a pipeline of one)
             return None
         del parts[0]  # (empty: the read starts with "*")
         name, sha, numkeys = self._script_args  # type: ignore[misc]
-        head = self._script_head
         named = head[:-2]
         starts = self._script_starts
         heads = _BULK_HEADS
