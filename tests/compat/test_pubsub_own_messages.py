@@ -991,6 +991,7 @@ _PIPELINED = [
     _INTERLEAVED % b"{k}k {k}l" + b"SET k v\r\n",
     # (the publisher subscribed itself: K=1 published at once)
     b"HELLO 3\r\nSUBSCRIBE q\r\nSET k v\r\nPUBLISH q m\r\nDEL k\r\nUNSUBSCRIBE q\r\nHELLO 2\r\n",
+    b"SET k v\r\nMULTI\r\nPUBLISH q m\r\nEXEC\r\n",
 ]
 _PIPELINED_IDS = [
     "set",
@@ -999,6 +1000,7 @@ _PIPELINED_IDS = [
     "mset-cross-shard",
     "eval-set",
     "subscribed-publisher",
+    "set-exec",
 ]
 
 
