@@ -422,6 +422,10 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
         ahead = _unanswered(client, client.pending) if client.pending else None
     else:  # (an EXEC's commands routed one by one: those before it in its array)
         ahead = _unanswered(client, state.exec_parts) if state.exec_parts else None
+        if state.exec_before and not (ahead and type(ahead[-1]) is _HeldPublish):
+            # and its client's replies queued ahead of the EXEC
+            ahead = (ahead or []) + (_unanswered(client, state.exec_before) or [])
+            ahead = ahead or None
     if bus is None:
         if AFTER_EVENTS and client.state.in_exec:  # (see transactions._events_before)
             place, noted = AFTER_EVENTS[-1]

@@ -82,6 +82,7 @@ class ClientState:
         "monitoring",
         "in_exec",
         "exec_parts",
+        "exec_before",
         "exec_size",
         "unblock_after",
         "located",
@@ -128,6 +129,7 @@ class ClientState:
         # While EXEC builds its array: its parts so far (replies, slots, see
         # transactions.Exec), for an UNSUBSCRIBE inside (pubsub._haunt).
         self.exec_parts: list | None = None
+        self.exec_before: list | None = None
         # How many commands the last EXEC had queued (Redis's mstate.count,
         # which ACL LOG's client info of a script's refused call shows).
         self.exec_size = 0
@@ -359,6 +361,12 @@ class ClientState:
         """EXEC builds its array in ``parts`` (None: done), which an
         UNSUBSCRIBE inside it looks at (pubsub._haunt)."""
         self.exec_parts = parts
+
+    def run_exec_behind(self, before: list | None) -> None:
+        """EXEC, routed command by command, runs behind ``before``: its
+        client's replies queued ahead of it (None: done), which a PUBLISH
+        inside it waits for (see pubsub._HeldPublish)."""
+        self.exec_before = before
 
     def unblock_in_place(self, after: int) -> None:
         """The CLIENT UNBLOCKs this client runs now are an EXEC's, in its

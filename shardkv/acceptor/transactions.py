@@ -40,6 +40,7 @@ answer to a later EXEC's ``__park``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -1367,6 +1368,8 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     saved = client.pending
     client.state.enter_exec()
     client.state.build_exec(parts)
+    # (the replies queued ahead of it: a PUBLISH inside it waits for their events)
+    client.state.run_exec_behind(list(itertools.takewhile(lambda item: item is not reply, saved)))
     client.state.unblock_in_place(0)  # its shard serves after the whole batch
     try:
         for i, (cmd, args) in enumerate(queued):
@@ -1394,6 +1397,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
         client.pending = saved
         client.state.leave_exec()
         client.state.build_exec(None)
+        client.state.run_exec_behind(None)
         client.state.unblock_in_place(-1)
         for shard in deferred:
             served = _Served(client)
