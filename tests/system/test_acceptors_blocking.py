@@ -21,12 +21,16 @@ while a cross-shard MSET or an EXEC waits for its holds or its database.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from shardkv.protocol.router import Router
+from tests.support.processes import wait_spinning, worker_pid
 from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_shardkv
 
@@ -76,7 +80,9 @@ def wait_shown_blocked(observer: RespClient, client_id: int) -> None:
 def wait_sent(observer: RespClient, client_id: int, name: bytes) -> None:
     """Wait until the acceptor has run (sent on to its shard) the command
     ``name`` that the client sent last: CLIENT LIST shows it as its cmd.
-    A command the same acceptor reads after it reaches that shard after it."""
+    A command the same acceptor reads after it reaches that shard after it.
+    Not while a script runs: CLIENT LIST then waits for it, as Redis reads
+    nothing meanwhile (see :func:`script_running`, :func:`worker_stopped`)."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         for line in observer.command("CLIENT", "LIST").splitlines():  # type: ignore[union-attr]
@@ -84,6 +90,27 @@ def wait_sent(observer: RespClient, client_id: int, name: bytes) -> None:
                 return
         time.sleep(0.002)
     pytest.fail(f"the acceptor never ran the {name.decode()}")
+
+
+def script_running(server: ServerProcess, shard: int) -> None:
+    """Return once ``shard``'s worker is seen running a script just sent:
+    its acceptor sent it on, so a command that acceptor reads after it
+    reaches that shard after it.  Seen from outside, as no client can see
+    it: Redis (and shardkv) answer nothing meanwhile, CLIENT LIST included."""
+    wait_spinning(worker_pid(server, shard))
+
+
+@contextmanager
+def worker_stopped(server: ServerProcess, shard: int) -> Iterator[None]:
+    """Stop ``shard``'s worker (SIGSTOP) meanwhile: what the acceptors send
+    it waits in its pipes, no script runs, so CLIENT LIST (:func:`wait_sent`)
+    shows what each acceptor has sent on."""
+    pid = worker_pid(server, shard)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 @pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
@@ -147,20 +174,20 @@ def test_blocking_command_not_yet_run_is_not_unblocked(server, cross_shard) -> N
     with it saw it blocked in Redis, see
     ``test_blocking_fifo_acceptors.test_unblock_after_the_block_was_read``),
     and answers 1, the BLPOP a null, as Redis, which reads both once its
-    script ends, the BLPOP, read first, blocked by then."""
+    script ends, the BLPOP, read first, blocked by then.  (Whether the
+    BLPOP shows blocked meanwhile is not asked: Redis answers no CLIENT
+    LIST while a script runs, nor does shardkv.)"""
     k0, k1 = key_on(0, "u"), key_on(1, "u")
     reader = client_on(server, 0)
     busy = client_on(server, 0)
     observer = client_on(server, 1)
     try:
         observer.command("DEL", k0, k1)
-        busy_id = int(busy.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        busy.send("EVAL", BUSY_LONG, 1, k0)
-        wait_sent(observer, busy_id, b"eval")  # the EVAL reaches shard 0 before the BLPOP
         reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        busy.send("EVAL", BUSY_LONG, 1, k0)
+        script_running(server, 0)  # the EVAL reaches shard 0 before the BLPOP
         reader.send("BLPOP", *((k0, k1) if cross_shard else (k0,)), 0)
         time.sleep(0.05)
-        assert flags_of(observer, reader_id) == b"N"
         if cross_shard:
             assert observer.command("CLIENT", "UNBLOCK", reader_id) == 1
             assert busy.read_reply() == 1
@@ -444,11 +471,10 @@ def test_client_unblocked_across_shards_in_exec_then_sees_its_writes(server3, wa
     try:
         writer.command("DEL", k0, k1, k2)
         reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        scripter_id = int(scripter.command("CLIENT", "ID"))  # type: ignore[arg-type]
         reader.sock.sendall(encode_command("BLPOP", k0, k1, 0) + encode_command("GET", k2))
         wait_shown_blocked(writer, reader_id)
         scripter.send("EVAL", BUSY_LONG, 1, k2)
-        wait_sent(writer, scripter_id, b"eval")
+        script_running(server3, 2)
         commands = [("MULTI",), ("SET", k2, "v"), ("CLIENT", "UNBLOCK", reader_id), ("EXEC",)]
         if watch:
             commands.insert(0, ("WATCH", key_on(0, "untouched", shards=3)))
@@ -469,17 +495,15 @@ BUSY_SCRIPT = (
 )
 
 
-def _block_behind_threshold(reader, scripter, writer, k0: str) -> tuple[int, int]:
+def _block_behind_threshold(reader, writer, k0: str) -> int:
     """Set busy-reply-threshold to 1000 ms (through ``writer``) and block
-    ``reader`` in ``BLPOP k0 0``; return the reader's and the scripter's
-    client ids."""
+    ``reader`` in ``BLPOP k0 0``; return the reader's client id."""
     writer.command("DEL", k0)
     writer.command("CONFIG", "SET", "busy-reply-threshold", "1000")
     reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
-    scripter_id = int(scripter.command("CLIENT", "ID"))  # type: ignore[arg-type]
     reader.send("BLPOP", k0, 0)
     wait_shown_blocked(writer, reader_id)
-    return reader_id, scripter_id
+    return reader_id
 
 
 @pytest.mark.parametrize("script_shard", [0, 1], ids=["same-shard", "other-shard"])
@@ -498,9 +522,9 @@ def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor, script_sh
     scripter = client_on(server, 0)
     writer = client_on(server, 0 if same_acceptor else 1)
     try:
-        reader_id, scripter_id = _block_behind_threshold(reader, scripter, writer, k0)
+        reader_id = _block_behind_threshold(reader, writer, k0)
         scripter.send("EVAL", BUSY_SCRIPT, 1, script_key)
-        wait_sent(writer, scripter_id, b"eval")  # the UNBLOCK reaches the script's shard after it
+        script_running(server, script_shard)  # the UNBLOCK reaches the script's shard after it
         writer.send("CLIENT", "UNBLOCK", reader_id)
         got = writer.read_reply()
         assert str(got).startswith("BUSY ")
@@ -527,10 +551,10 @@ def test_script_kill_after_an_unblock_got_busy_through_the_other_acceptor(server
     scripter = client_on(server, 0)
     writer = client_on(server, 1)
     try:
-        reader_id, scripter_id = _block_behind_threshold(reader, scripter, writer, k0)
+        reader_id = _block_behind_threshold(reader, writer, k0)
         for _ in range(6):
             scripter.send("EVAL", BUSY_SCRIPT, 1, key_on(0, "t"))
-            wait_sent(writer, scripter_id, b"eval")
+            script_running(server, 0)
             writer.send("CLIENT", "UNBLOCK", reader_id)
             assert str(writer.read_reply()).startswith("BUSY ")
             writer.send("SCRIPT", "KILL")
@@ -549,8 +573,10 @@ def test_clients_blocked_through_two_acceptors_are_served_in_the_order_they_bloc
     clients": rd1 then rd2 send ``BRPOPLPUSH blist target<i> 0`` (target1
     holds a string), then LPUSH; Redis serves rd1 first (WRONGTYPE, the
     element stays), then rd2, which gets it.  Here rd1 is on acceptor 0 and
-    rd2 on acceptor 1, and shard 0 is kept busy by a script sent through
-    acceptor 0 while both acceptors run their command: when it ends, the
+    rd2 on acceptor 1, and shard 0's worker is stopped (SIGSTOP) while a
+    script sent through acceptor 0, then both acceptors' commands, are
+    sent on to it (CLIENT LIST shows each sent: Redis, and shardkv, answer
+    none while a script runs): once resumed and past the script, the
     worker takes the next frame from pipe 1 (the pipes take turns), so
     rd2's reaches the shard first.  Each waiter's place is when its
     acceptor ran it (``wire.FLAG_STAMP``), so rd1 still comes first; the
@@ -571,12 +597,13 @@ def test_clients_blocked_through_two_acceptors_are_served_in_the_order_they_bloc
         ids = [int(c.command("CLIENT", "ID")) for c in (busy, *clients)]  # type: ignore[arg-type]
         for c in clients:
             c.sock.settimeout(WAIT)  # a client left blocked fails the test, not hangs it
-        busy.send("EVAL", BUSY_LONG, 1, tag)
-        wait_sent(observer, ids[0], b"eval")
-        rd1.send("BRPOPLPUSH", blist, target1, 0)
-        wait_sent(observer, ids[1], b"brpoplpush")
-        rd2.send("BRPOPLPUSH", blist, target2, 0)
-        wait_sent(observer, ids[2], b"brpoplpush")
+        with worker_stopped(server, 0):
+            busy.send("EVAL", BUSY_LONG, 1, tag)
+            wait_sent(observer, ids[0], b"eval")
+            rd1.send("BRPOPLPUSH", blist, target1, 0)
+            wait_sent(observer, ids[1], b"brpoplpush")
+            rd2.send("BRPOPLPUSH", blist, target2, 0)
+            wait_sent(observer, ids[2], b"brpoplpush")
         assert busy.read_reply() == 1
         for client_id in ids[1:3]:
             wait_shown_blocked(observer, client_id)
@@ -585,11 +612,12 @@ def test_clients_blocked_through_two_acceptors_are_served_in_the_order_they_bloc
         assert rd2.read_reply() == b"foo"
         assert observer.command("LRANGE", target2, 0, -1) == [b"foo"]
         assert observer.command("LLEN", blist) == 0
-        busy.send("EVAL", BUSY_LONG, 1, tag)
-        wait_sent(observer, ids[0], b"eval")
-        for client_id, c in zip(ids[1:], clients, strict=True):
-            c.send("BLPOP", queue, 0)
-            wait_sent(observer, client_id, b"blpop")
+        with worker_stopped(server, 0):
+            busy.send("EVAL", BUSY_LONG, 1, tag)
+            wait_sent(observer, ids[0], b"eval")
+            for client_id, c in zip(ids[1:], clients, strict=True):
+                c.send("BLPOP", queue, 0)
+                wait_sent(observer, client_id, b"blpop")
         assert busy.read_reply() == 1
         for client_id in ids[1:]:
             wait_shown_blocked(observer, client_id)
