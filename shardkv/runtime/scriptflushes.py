@@ -87,6 +87,12 @@ class ScriptFlushes:
             record += body
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
         try:
+            if number < self._number[0]:
+                # A SCRIPT FLUSH took its number since: it forgets this
+                # script everywhere, and the log it emptied must not bring
+                # it back (to an acceptor started after that flush, whose
+                # cache applied none: see ScriptCache.add).
+                return
             end = self._number[1]
             os.pwrite(self.fd, record, _SIZE + end)
             self._number[1] = end + len(record)
@@ -97,6 +103,12 @@ class ScriptFlushes:
         """The records logged past ``at`` (the log emptied ``emptied``
         times then; all of them if it was emptied since): ``(sha, body or
         None, number)`` each, then the emptied count and place to read on from."""
+        if self._number[2] == emptied and self._number[1] == at:
+            # Nothing logged since (an EVALSHA of an unknown script, which
+            # clients send first on purpose, looks here): no lock taken.  A
+            # record or flush whose length or count is not stored yet is
+            # one whose reply was not sent yet either.
+            return [], emptied, at
         fcntl.lockf(self.fd, fcntl.LOCK_SH)
         try:
             if self._number[2] != emptied:

@@ -87,3 +87,54 @@ def test_a_flush_empties_the_log_and_a_reader_starts_again(numbers) -> None:
     numbers.append(SHA_B, b"return 2", 1)
     assert numbers.read(emptied, at)[0] == [(SHA_B, b"return 2", 1)]
     assert numbers.current() == 1
+
+
+def test_a_script_logged_after_a_flush_it_was_cached_before_is_not(numbers) -> None:
+    """An EVAL that read flush number 0 logs its script just after another
+    acceptor's SCRIPT FLUSH took number 1 and emptied the log: the script
+    was cached before the flush, which forgets it everywhere, so it does
+    not go to the log, where an acceptor started after the flush (its
+    cache applied no flush) would find it again (Redis: NOSCRIPT)."""
+    from shardkv.acceptor.scriptcache import ScriptCache
+
+    assert numbers.next() == 1
+    numbers.append(SHA_A, b"return 1", 0)
+    numbers.append(SHA_B, None, 0)
+    assert numbers.read(0, 0)[0] == []
+    restarted = ScriptCache()
+    restarted.log = numbers
+    assert restarted.find(SHA_A) is None
+
+
+def _hold_lock(numbers: ScriptFlushes, held, release) -> None:
+    import fcntl
+
+    fcntl.lockf(numbers.fd, fcntl.LOCK_EX)
+    held.set()
+    release.wait(30)
+
+
+def test_reading_nothing_new_takes_no_lock(numbers) -> None:
+    """An EVALSHA of an unknown script (clients send EVALSHA first on
+    purpose) reads the log: with nothing logged since the last read it
+    takes no lock, so it neither costs one per command nor waits for an
+    acceptor stopped while it held it (SIGSTOP)."""
+    import threading
+
+    numbers.append(SHA_A, b"return 1", 0)
+    _records, emptied, at = numbers.read(0, 0)
+    ctx = mp.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(numbers, held, release))
+    holder.start()
+    try:
+        assert held.wait(30)
+        answers: list = []
+        reader = threading.Thread(target=lambda: answers.append(numbers.read(emptied, at)), daemon=True)
+        reader.start()
+        reader.join(10)
+        assert answers == [([], emptied, at)]
+    finally:
+        release.set()
+        holder.join(30)
+    assert holder.exitcode == 0
