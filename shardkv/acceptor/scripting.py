@@ -1815,17 +1815,11 @@ def _script_flush(client: Client) -> None:
 class _Loaded:
     """SCRIPT LOAD's reply from the shard that compiled the script."""
 
-    __slots__ = ("slot", "sha", "body", "shard", "flushes", "number", "added", "news")
+    __slots__ = ("slot", "sha", "body", "shard", "flushes", "number", "added")
 
-    def __init__(
-        self, slot: Slot, sha: bytes, body: bytes, shard: int, number: int, added: bool, news: bool
-    ) -> None:
+    def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int, number: int, added: bool) -> None:
         self.slot = slot
         self.added = added  # this SCRIPT LOAD cached it (it was not)
-        # It cached it, or at a later flush's number than it had: news to
-        # the other acceptors (a script loaded again and again is logged
-        # once, see _cached_everywhere).
-        self.news = news
         self.sha = sha
         self.body = body
         self.shard = shard
@@ -1836,14 +1830,13 @@ class _Loaded:
         if body[:1] == b"-":
             # Refused though it compiled here (the shard was busy, or its
             # Lua ran out of memory): Redis would have cached nothing.
-            if self.added and self.sha in CACHE.bodies and CACHE.numbers.get(self.sha) == self.number:
-                del CACHE.bodies[self.sha]
-                del CACHE.numbers[self.sha]
+            # The other acceptors were told of it (see _script_load): they
+            # forget it too.
+            if self.added and CACHE.numbers.get(self.sha) == self.number:
+                _refused(self.slot.client.server, self.sha, self.number)
             self.slot.deliver(body)
             return
         CACHE.learned(self.shard, self.sha, self.flushes)
-        if self.news:
-            _cached_everywhere(self.slot.client, self.sha, self.body, self.number)  # before the reply
         self.slot.deliver(body)
 
 
@@ -1895,12 +1888,20 @@ def _script_load(client: Client, body: bytes) -> None:
     news = added or CACHE.numbers.get(sha, 0) < number
     if not added or compiles(body):
         CACHE.add(sha, body, number)
+        if news:
+            # Logged now, not at shard 0's answer: an EVAL of it behind
+            # this load finds it cached and logs nothing, and may answer
+            # first (its keys on another shard); an EVALSHA after that
+            # reply, through any acceptor, finds it.  Logged only when news
+            # to the others: cached here now, or at a later flush's number
+            # than it had (a script loaded at each connection is logged once).
+            _cached_everywhere(client, sha, body, number)
     slot = Slot(client)
     client.pending.append(slot)
     client.server.links[0].send(
         HEADERS[client.resp3],
         encode_command([Verb.SCRIPT, b"load", body]),
-        _Loaded(slot, sha, body, 0, number, added, news),
+        _Loaded(slot, sha, body, 0, number, added),
     )
 
 

@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from tests.support.acceptors import acceptor_pids, client_on
+from tests.support.placement import key_on
 from tests.support.processes import until
 from tests.support.servers import ROOT, ServerProcess, start_shardkv
 
@@ -45,8 +46,9 @@ LOADED = "return 'loaded'"
 LIBRARY = "#!lua name=stoppedlib\nredis.register_function('stoppedfn', function() return 'called' end)"
 
 
-@pytest.fixture
-def two_acceptors(tmp_path) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module")
+def two_acceptors(tmp_path_factory) -> Iterator[ServerProcess]:
+    tmp_path = tmp_path_factory.mktemp("stopped")
     (tmp_path / "main.py").write_text(LONG_ANSWER_MAIN)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
     proc = start_shardkv(shards=2, acceptors=2, root=tmp_path, env=env)
@@ -77,3 +79,39 @@ def test_new_scripts_answer_while_another_acceptor_is_stopped(two_acceptors) -> 
     assert second.command("FCALL", "stoppedfn", "0") == b"called"
     first.close()
     second.close()
+
+
+SPIN = "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + n[2] - s[2] > 1500000"
+PENDING = "return 'pending load'"
+
+
+def _last_command(c, name: bytes) -> bytes:
+    """The command the acceptor last read from the client named ``name``."""
+    for line in c.command("CLIENT", "LIST").split(b"\n"):
+        if b" name=%s " % name in line:
+            return line.split(b" cmd=")[1].split(b" ")[0]
+    return b""
+
+
+def test_an_eval_of_a_script_whose_load_waits_is_found_through_another_acceptor(two_acceptors) -> None:
+    """A SCRIPT LOAD through acceptor 0 waits behind a script running on
+    shard 0, which compiles it; meanwhile an EVAL of that body through
+    acceptor 0 runs on shard 1 and answers.  As in Redis, an EVALSHA read
+    after that reply, through acceptor 1, runs it: the EVAL found it cached
+    already, so the load's record must be in the shared log by then."""
+    server = two_acceptors
+    busy, loader, evaler = (client_on(server.port, 0, k=2, timeout=DEADLINE) for _ in range(3))
+    other = client_on(server.port, 1, k=2, timeout=DEADLINE)
+    busy.command("CLIENT", "SETNAME", "busy")
+    loader.command("CLIENT", "SETNAME", "loader")
+    sha = hashlib.sha1(PENDING.encode()).hexdigest()
+    busy.send("EVAL", SPIN, "1", key_on(0, "spin", shards=2))
+    assert until(lambda: _last_command(evaler, b"busy") == b"eval")
+    loader.send("SCRIPT", "LOAD", PENDING)
+    assert until(lambda: _last_command(evaler, b"loader") == b"script|load")
+    assert evaler.command("EVAL", PENDING, "1", key_on(1, "pending", shards=2)) == b"pending load"
+    assert other.command("EVALSHA", sha, "0") == b"pending load"
+    assert loader.read_reply() == sha.encode()
+    assert busy.read_reply() is None
+    for c in (busy, loader, evaler, other):
+        c.close()
