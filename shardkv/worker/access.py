@@ -204,12 +204,18 @@ def no_touch(ks: Keyspace) -> tuple:
 
 def touch_again(ks: Keyspace, saved: tuple) -> None:
     """The end of a NO-TOUCH client's entry (see :func:`no_touch`)."""
+    _restore(ks, saved)
+    ks.no_touch = False
+
+
+def _restore(ks: Keyspace, saved: tuple) -> None:
+    """Put back the methods :data:`_WRAPPED` as ``saved`` held them (None:
+    the class's own)."""
     for name, method in zip(_WRAPPED, saved, strict=True):
         if method is None:
             ks.__dict__.pop(name, None)
         else:
             ks.__dict__[name] = method
-    ks.no_touch = False
 
 
 def serving(ks: Keyspace, no_touch_on: bool) -> tuple | None:
@@ -237,11 +243,7 @@ def served(ks: Keyspace, saved: tuple | None) -> None:
     if saved is None:
         return
     on = not ks.no_touch  # (the mode of the entry it was served in)
-    for name, method in zip(_WRAPPED, saved, strict=True):
-        if method is None:
-            ks.__dict__.pop(name, None)
-        else:
-            ks.__dict__[name] = method
+    _restore(ks, saved)
     ks.no_touch = on
 
 

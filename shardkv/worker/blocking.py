@@ -681,16 +681,11 @@ class Waiters:
         each, once the script has ended: Redis serves a client blocked on
         a key a script wrote after the script (``handleClientsBlockedOnKeys``
         after the command), on the state the script left."""
-        databases = len(self.ks.dbs)
-        for db, args in writes:
-            cmd = commands.lookup(args[0])
-            if cmd is None:
-                continue
-            if cmd.name in FLUSHES:
-                self.ready.update(dict.fromkeys(self.by_key))
-                return
-            self.mark_keys([(db, key) for key in cmd.keys(args)])
-            self.mark_keys(commands.other_db_keys(cmd.name, args, databases))
+        keys = self._written_keys(writes)
+        if keys is None:
+            self.ready.update(dict.fromkeys(self.by_key))
+        else:
+            self.mark_keys(keys)
 
     def script_wrote(self, writes: list[tuple[int, list[bytes]]]) -> None:
         """A script of this pipe ended that wrote (``writes``, as
@@ -712,18 +707,28 @@ class Waiters:
             before = self.settle_from[pipe] = {c for c, held in claims.items() if held[1]}
         if not before:
             return
-        touched: set = set()
+        keys = self._written_keys(writes)
+        if keys is None:
+            before.clear()  # (every key)
+            return
+        touched = set(keys)
+        before.difference_update([c for c in before if c in claims and claims[c][0] in touched])
+
+    def _written_keys(self, writes: list[tuple[int, list[bytes]]]) -> list[tuple[int, bytes]] | None:
+        """The ``(database, key)`` pairs a script's ``writes`` (as
+        :meth:`mark_writes` takes them) wrote, MOVE's and COPY ... DB's
+        targets among them; None if one of them flushed (every key)."""
+        keys: list[tuple[int, bytes]] = []
         databases = len(self.ks.dbs)
         for db, args in writes:
             cmd = commands.lookup(args[0])
             if cmd is None:
                 continue
             if cmd.name in FLUSHES:
-                before.clear()  # (every key)
-                return
-            touched.update((db, key) for key in cmd.keys(args))
-            touched.update(commands.other_db_keys(cmd.name, args, databases))
-        before.difference_update([c for c in before if c in claims and claims[c][0] in touched])
+                return None
+            keys.extend((db, key) for key in cmd.keys(args))
+            keys.extend(commands.other_db_keys(cmd.name, args, databases))
+        return keys
 
     def mark_keys(self, keys, op: int = 0, ranks: dict | None = None) -> None:
         """Note that these keys of the current database were written (a key

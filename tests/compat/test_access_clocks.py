@@ -365,8 +365,8 @@ def test_a_served_blocked_command_touches_as_its_own_client(compare):
     idle = []
     for blocked_no_touch in (False, True):
         ours.restore("{t}d", 0, payload, idletime=1000, replace=True)
-        waiter = ours.connection_pool.get_connection("BLMOVE")
-        pusher = ours.connection_pool.get_connection("RPUSH")
+        waiter = ours.connection_pool.get_connection()
+        pusher = ours.connection_pool.get_connection()
         try:
             for conn, on in ((waiter, blocked_no_touch), (pusher, not blocked_no_touch)):
                 conn.send_command("CLIENT", "NO-TOUCH", "ON" if on else "OFF")
