@@ -145,7 +145,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.replies import ExecPlace, Slot, deliver, delivery_failed, origin_of
+from shardkv.acceptor.replies import AFTER_DECISION, ExecPlace, Slot, deliver, delivery_failed, origin_of
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.commands import error_name, other_db_keys
@@ -610,7 +610,20 @@ class _Operation:
             if unsynced is not None:  # committed, and its client closed (see _unanswered)
                 _unanswered(self, unsynced)
             faultpoints.hold("committed")
-        self._decide(True, self._built(reply, applied or bool(prepared)))
+        # A PUBLISH of an EXEC's, run as its reply is built, goes on the bus
+        # once its events went there (_decide), as Redis writes them first.
+        outer = AFTER_DECISION[0]
+        asks: list[Callable[[], None]] = []
+        AFTER_DECISION[0] = asks
+        try:
+            built = self._built(reply, applied or bool(prepared))
+        finally:
+            AFTER_DECISION[0] = outer
+        try:
+            self._decide(True, built)
+        finally:
+            for ask in asks:
+                ask()
 
     def _built(self, reply: Callable[[], bytes], applied: bool = False) -> bytes:
         """The client's reply, made by ``reply`` once the operation is

@@ -42,6 +42,7 @@ from shardkv.acceptor.blocking import WAITING, serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import (
+    AFTER_DECISION,
     AFTER_EVENTS,
     Behind,
     ExecPlace,
@@ -493,6 +494,10 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     if held is not None:
         held.go = lambda _slot: ask()
         HELD_PUBLISHES.setdefault(client, []).append(held)
+        return
+    deferred = AFTER_DECISION[0]
+    if deferred is not None and AFTER_EVENTS and state.in_exec:  # (see transactions._events_before)
+        deferred.append(ask)
         return
     ask()
 

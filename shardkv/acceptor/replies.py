@@ -14,6 +14,8 @@ import logging
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from shardkv.acceptor.client import Client
 
 log = logging.getLogger("shardkv.acceptor")
@@ -309,6 +311,12 @@ def in_call_order(place: Any, at: int, body: bytes, slot: Slot, noted: int, nth:
 # events end there (transactions._events_before), whose hand-out its
 # message to other clients waits for (pubsub._publish).
 AFTER_EVENTS: list[tuple[Slot, int]] = []
+# With several acceptors, while a cross-shard operation's reply is built
+# before its decision hands out (and relays) its events: the bus publishes
+# of such a PUBLISH, sent once the events went on the bus ahead of them
+# (crossshard.CrossShardOp._commit), so that the other acceptors hand the
+# message out after the EXEC's events; None otherwise.
+AFTER_DECISION: list[list[Callable[[], None]] | None] = [None]
 
 
 class Trailing:

@@ -1033,17 +1033,21 @@ def test_a_publish_behind_writes_reaches_subscribers_after_their_events(
     ],
     ids=["exec", "exec-cross-shard", "exec-reads"],
 )
-def test_a_publish_inside_exec_reaches_subscribers_between_the_events(redis_and_shardkv_k12, session):
+@pytest.mark.parametrize("on", [0, 1], ids=["same", "other"])
+def test_a_publish_inside_exec_reaches_subscribers_between_the_events(redis_and_shardkv_k12, session, on):
     """A plain PUBLISH inside EXEC between writes, a subscriber beside the
-    client: Redis writes each write's events as EXEC runs it, so the
-    message goes between them.  shardkv ran the PUBLISH as EXEC routed it
-    (or, run as one operation, once the shards had answered), before the
-    events came.  At two acceptors (a gap, see README) the message, on its
-    way round the bus, still comes after the events of the writes after
-    it: it follows those before it."""
+    client (``on`` its acceptor, or the other one of two): Redis writes
+    each write's events as EXEC runs it, so the message goes between them.
+    shardkv ran the PUBLISH as EXEC routed it (or, run as one operation,
+    once the shards had answered), before the events came; at two
+    acceptors, a subscriber on the other one heard the message of an EXEC
+    run as one operation before all its events (it went on the bus before
+    them).  At two acceptors (a gap, see README) the message, on its way
+    round the bus, may still come after the events of the writes after it:
+    it follows those before it."""
     real, ours, acceptors = redis_and_shardkv_k12
     theirs = _heard_by_a_resp2_subscriber(real, session)
-    heard = _heard_by_a_resp2_subscriber(ours, session)
+    heard = _heard_by_a_resp2_subscriber(ours, session, on)
     message = b"$7\r\nmessage\r\n$1\r\nq\r\n$1\r\nm\r\n"
     assert theirs.index(b"__keyevent@0__:set") < theirs.index(message)
     if acceptors == 1:
