@@ -176,6 +176,7 @@ class ScriptCache:
         """The body of the script ``sha``; one not cached here yet is
         looked for in what other acceptors cached (their EVAL or SCRIPT
         LOAD answered before this acceptor was told: see :meth:`logged`)."""
+        self.fresh()
         body = self.bodies.get(sha)
         if body is None and self.log is not None:
             self.catch_up()
@@ -186,12 +187,25 @@ class ScriptCache:
         """Cache (or forget) what every acceptor logged since this one last
         read the log (its own scripts too: caching one again changes nothing)."""
         assert self.log is not None
+        self.fresh()
         records, self.log_emptied, self.log_at = self.log.read(self.log_emptied, self.log_at)
         for sha, body, number in records:
             if body is None:
                 self.forget(sha, number)
             else:
                 self.add(sha, body, number)
+
+    def fresh(self) -> None:
+        """Apply the SCRIPT FLUSH another acceptor read since this one
+        last looked (the shared file's number is past :attr:`last_flush`),
+        before any look at the cache: that acceptor answered +OK without
+        waiting for the others (a stopped one delays no other's clients),
+        so each applies it here, lazily, as it catches up with the log."""
+        log = self.log
+        if log is not None:
+            number = log.current()
+            if number > self.last_flush:
+                self.flush(number)
 
     def logged(self, sha: bytes, body: bytes | None, number: int) -> None:
         """Log that this acceptor cached ``sha`` (``body`` None: forgot

@@ -63,7 +63,6 @@ from shardkv.acceptor.blocking import (
     serve_after_scripts,
     settle_script,
 )
-from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
@@ -210,6 +209,7 @@ def _eval(client: Client, args: list[bytes]) -> None:
     else:
         body = args[1]
         sha = sha1hex(body)
+        CACHE.fresh()  # (cached before another acceptor's SCRIPT FLUSH: cached again, with its number)
         if sha not in CACHE.bodies and compiles(body):  # (one that does not is never cached)
             number = scriptcalls.flush_number(client.server)
             CACHE.add(sha, body, number)
@@ -249,6 +249,7 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     if nargs < 3:
         return False
     sha = args[1]
+    CACHE.fresh()  # (another acceptor's SCRIPT FLUSH empties settled and known)
     if sha not in CACHE.settled or sha in CACHE.escaping:
         return False
     server = client.server
@@ -1667,6 +1668,7 @@ class ExecScript:
         else:
             body = args[1]
             sha = sha1hex(body)
+            CACHE.fresh()
             if sha not in CACHE.bodies and compiles(body):  # (as eval_command caches it)
                 number = scriptcalls.flush_number(client.server)
                 CACHE.add(sha, body, number)
@@ -1788,28 +1790,23 @@ def script_command(client: Client, args: list[bytes]) -> None:
 
 def _script_flush(client: Client) -> None:
     """SCRIPT FLUSH: this acceptor's cache at once (the client's later
-    commands find it empty), then every shard, then every other acceptor's
-    cache; +OK once all have (a SCRIPT LOAD or EVAL read after it through
-    any acceptor comes after it everywhere: no acceptor takes a shard's
-    word for a script the shard flushed after)."""
+    commands find it empty), then every shard; +OK once every shard has
+    run it (a SCRIPT LOAD or EVAL read after it, through any acceptor,
+    reaches each shard after the flush).  The other acceptors are not
+    waited for: the flush's number in the shared file is past the last
+    one each applied, and each applies it before it next looks at its
+    cache (``ScriptCache.fresh``), so an EVALSHA read after the +OK,
+    through any acceptor, answers NOSCRIPT, and a stopped acceptor delays
+    no other's clients.  They are told too (the bus), so that an idle one
+    lets go of the scripts' memory."""
     slot = Slot(client)
     client.pending.append(slot)
     server = client.server
-
-    def shards_done() -> None:
-        if server.bus is None:
-            slot.deliver(b"+OK\r\n")
-        else:
-            server.bus.ask(
-                bus.SCRIPT,
-                [b"flush", b"%d" % number],
-                lambda _: slot.deliver(b"+OK\r\n"),
-                failed=fail_slot(slot),
-            )
-
     number = scriptcalls.next_flush_number(server)
     CACHE.flush(number)
-    scriptcalls.script_flush(server, number, shards_done)
+    if server.bus is not None:
+        server.bus.tell(bus.SCRIPT, [b"flush", b"%d" % number])
+    scriptcalls.script_flush(server, number, lambda: slot.deliver(b"+OK\r\n"))
 
 
 class _Loaded:
@@ -1851,10 +1848,13 @@ def bus_script(server, origin: int, args: list) -> int | list[bytes]:
     if len(args) == 4 and args[0] == b"load":
         CACHE.add(args[1], args[2], int(args[3]))
     elif len(args) == 2 and args[0] == b"flush":
-        CACHE.flush(int(args[1]))
+        number = int(args[1])
+        if number > CACHE.last_flush:  # (not applied here yet: see ScriptCache.fresh)
+            CACHE.flush(number)
     elif len(args) == 3 and args[0] == b"forget":
         CACHE.forget(args[1], int(args[2]))
     elif args and args[0] == b"dump":
+        CACHE.fresh()
         return [
             part
             for sha, body in CACHE.bodies.items()
@@ -1883,6 +1883,7 @@ def _script_load(client: Client, body: bytes) -> None:
     behind one that does not never find it); shard 0 compiles it too, and
     answers (the SHA1, or why it does not compile)."""
     sha = sha1hex(body)
+    CACHE.fresh()
     number = scriptcalls.flush_number(client.server)
     added = sha not in CACHE.bodies
     news = added or CACHE.numbers.get(sha, 0) < number

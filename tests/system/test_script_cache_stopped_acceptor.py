@@ -27,6 +27,7 @@ import pytest
 from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
 from tests.support.processes import until
+from tests.support.resp import ErrorReply
 from tests.support.servers import ROOT, ServerProcess, start_shardkv
 
 DEADLINE = 20.0  # seconds a reply may take (a loaded machine is slow); the bus waits longer
@@ -115,3 +116,42 @@ def test_an_eval_of_a_script_whose_load_waits_is_found_through_another_acceptor(
     assert busy.read_reply() is None
     for c in (busy, loader, evaler, other):
         c.close()
+
+
+FLUSHED = "return 'flushed ' .. KEYS[1]"
+NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+
+
+def test_script_flush_answers_while_another_acceptor_is_stopped(two_acceptors) -> None:
+    """SCRIPT FLUSH through acceptor 0 answers while acceptor 1 is stopped
+    (it waited for its answer: the bus's minute here), and acceptor 1,
+    resumed, has forgotten a script it had cached and run (its EVALSHA
+    shortcut to a shard that knew it, too): -NOSCRIPT, as in Redis.  Last
+    in the file: the flush forgets the other cases' scripts."""
+    server = two_acceptors
+    first = client_on(server.port, 0, k=2, timeout=DEADLINE)
+    second = client_on(server.port, 1, k=2, timeout=DEADLINE)
+    stopped = psutil.Process(acceptor_pids(server)[1])
+    sha = hashlib.sha1(FLUSHED.encode()).hexdigest()
+    key = key_on(1, "flushed", shards=2)
+    assert first.command("SCRIPT", "LOAD", FLUSHED) == sha.encode()
+    for _ in range(2):  # cached by acceptor 1, and known to the key's shard
+        assert second.command("EVALSHA", sha, "1", key) == b"flushed " + key.encode()
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        assert until(lambda: stopped.status() == psutil.STATUS_STOPPED)
+        assert first.command("SCRIPT", "FLUSH") == b"OK"
+        assert stopped.status() == psutil.STATUS_STOPPED  # it answered while it was
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    for c in (second, first):
+        with pytest.raises(ErrorReply) as refused:
+            c.command("EVALSHA", sha, "1", key)
+        assert str(refused.value) == NOSCRIPT
+        assert c.command("SCRIPT", "EXISTS", sha) == [0]
+    # Cached again through acceptor 1 after the flush: found through both.
+    assert second.command("EVAL", FLUSHED, "1", key) == b"flushed " + key.encode()
+    assert first.command("EVALSHA", sha, "1", key) == b"flushed " + key.encode()
+    assert first.command("SCRIPT", "EXISTS", sha) == [1]
+    first.close()
+    second.close()

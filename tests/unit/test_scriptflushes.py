@@ -106,6 +106,34 @@ def test_a_script_logged_after_a_flush_it_was_cached_before_is_not(numbers) -> N
     assert restarted.find(SHA_A) is None
 
 
+def test_a_flush_through_another_acceptor_is_applied_before_any_look(numbers) -> None:
+    """SCRIPT FLUSH answers without waiting for the other acceptors (no
+    bus message here): each applies the shared flush number before it
+    looks at its cache (ScriptCache.fresh), a script it had cached and a
+    shard it knew it to included; one cached after the flush, at its
+    number, stays wherever the flush reaches it."""
+    from shardkv.acceptor.scriptcache import ScriptCache
+
+    other = _attached(numbers)
+    try:
+        mine, theirs = ScriptCache(), ScriptCache()
+        mine.log, theirs.log = numbers, other
+        theirs.add(SHA_A, b"return 1", 0)
+        theirs.knows(0).add(SHA_A)
+        theirs.settled.add(SHA_A)
+        mine.flush(numbers.next())  # acceptor 0's SCRIPT FLUSH, +OK
+        assert theirs.find(SHA_A) is None
+        assert (theirs.last_flush, theirs.known, theirs.settled) == (1, {}, set())
+        theirs.add(SHA_B, b"return 2", 1)  # cached after it: a late bus message keeps it
+        theirs.fresh()
+        assert theirs.bodies == {SHA_B: b"return 2"}
+        assert numbers.next() == 2
+        theirs.catch_up()  # INFO's figures catch up too
+        assert theirs.bodies == {}
+    finally:
+        other.close()
+
+
 def _hold_lock(numbers: ScriptFlushes, held, release) -> None:
     import fcntl
 
