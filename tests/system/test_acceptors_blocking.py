@@ -15,13 +15,15 @@ shard 0 busy meanwhile, which makes that order certain; with one acceptor
 (one global order) the same steps must give the same reply.
 
 The same busy shard shows that a client is not blocked before its command
-ran (CLIENT UNBLOCK answers 0, and the command then blocks as usual), nor
-while a cross-shard MSET or an EXEC waits for its holds or its database.
+ran (CLIENT UNBLOCK answers 0, and the command then blocks as usual); a
+stopped worker, that it is not while a cross-shard MSET or an EXEC waits
+for its holds or its database.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -207,12 +209,16 @@ def test_blocking_command_not_yet_run_is_not_unblocked(server, cross_shard) -> N
 @pytest.mark.parametrize("kind", ["mset", "exec-select"])
 def test_a_command_waiting_for_shards_is_not_blocked(server, kind) -> None:
     """A cross-shard MSET, or an EXEC with a SELECT inside, that waits for a
-    busy shard (for its holds, with several acceptors, or for its database)
-    is not a blocked client in INFO or CLIENT LIST, and CLIENT UNBLOCK does
-    not touch it: Redis has no such wait to show."""
+    shard (for its holds, with several acceptors, or for its database) is
+    not a blocked client in CLIENT LIST (no "b", the same test as INFO's
+    blocked_clients), and CLIENT UNBLOCK does not touch it: Redis has no
+    such wait to show.  Shard 0's worker is stopped (SIGSTOP) meanwhile,
+    not kept busy by a script: CLIENT LIST waits for a running script, as
+    Redis reads nothing meanwhile, so it would answer only once the command
+    had finished.  INFO is not asked meanwhile: it asks every shard, so it
+    too waits for the stopped worker."""
     k0, k1 = key_on(0, "h"), key_on(1, "h")
     writer = client_on(server, 0)
-    busy = client_on(server, 1)
     observer = client_on(server, 1)
     try:
         observer.command("DEL", k0, k1)
@@ -222,25 +228,28 @@ def test_a_command_waiting_for_shards_is_not_blocked(server, kind) -> None:
             writer.command("SELECT", 1)
             writer.command("SET", k0, "x")
             writer.command("SET", k1, "y")  # across shards: the EXEC is atomic
-        busy.send("EVAL", BUSY_LONG, 1, k0)
-        time.sleep(0.05)  # the script runs
-        if kind == "mset":
-            writer.send("MSET", k0, "1", k1, "2")
-        else:
-            writer.send("EXEC")
-        writer.send("PING")  # held behind the waiting command
-        time.sleep(0.05)
-        assert flags_of(observer, writer_id) == b"N"
-        assert observer.command("CLIENT", "UNBLOCK", writer_id) == 0
-        assert blocked_clients(observer) == 0
-        assert busy.read_reply() == 1
+        with worker_stopped(server, 0):
+            if kind == "mset":
+                writer.send("MSET", k0, "1", k1, "2")
+            else:
+                writer.send("EXEC")
+            wait_sent(observer, writer_id, kind.split("-")[0].encode())
+            writer.send("PING")  # held behind the waiting command
+            assert flags_of(observer, writer_id) == b"N"
+            assert observer.command("CLIENT", "UNBLOCK", writer_id) == 0
+            assert flags_of(observer, writer_id) == b"N"
+            # It still waits for shard 0: no reply has come.
+            assert select.select([writer.sock], [], [], 0)[0] == []
         assert writer.read_reply() == ([b"OK", b"OK", b"OK"] if kind == "exec-select" else b"OK")
         assert writer.read_reply() == b"PONG"
+        assert blocked_clients(observer) == 0  # (nor left blocked)
         if kind == "exec-select":
             assert writer.command("GET", k0) == b"x"  # in database 1 now
             writer.command("DEL", k0, k1)
+        else:
+            assert observer.command("MGET", k0, k1) == [b"1", b"2"]
     finally:
-        for c in (writer, observer, busy):
+        for c in (writer, observer):
             c.close()
 
 
