@@ -497,6 +497,7 @@ def scripts_alike(
     take the shortcut (the ordinary loop runs the read); else the
     arguments of the last command that started."""
     sha = first[1]
+    CACHE.fresh()  # (another acceptor's SCRIPT FLUSH empties settled and known, as in evalsha_fast)
     if (
         EAGER_KEYS  # (Client._run tests it; a pop's keys count there too, see
         # blocking.POP_KEYS): the scripts' runs settle the waits behind them (_send_runs)

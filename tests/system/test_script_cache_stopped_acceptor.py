@@ -27,7 +27,7 @@ import pytest
 from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
 from tests.support.processes import until
-from tests.support.resp import ErrorReply
+from tests.support.resp import ErrorReply, encode_command
 from tests.support.servers import ROOT, ServerProcess, start_shardkv
 
 DEADLINE = 20.0  # seconds a reply may take (a loaded machine is slow); the bus waits longer
@@ -153,5 +153,40 @@ def test_script_flush_answers_while_another_acceptor_is_stopped(two_acceptors) -
     assert second.command("EVAL", FLUSHED, "1", key) == b"flushed " + key.encode()
     assert first.command("EVALSHA", sha, "1", key) == b"flushed " + key.encode()
     assert first.command("SCRIPT", "EXISTS", sha) == [1]
+    first.close()
+    second.close()
+
+
+RELOADED = "return 'reloaded ' .. KEYS[1]"
+
+
+def test_a_script_loaded_again_after_a_flush_runs_through_the_other_acceptor(two_acceptors) -> None:
+    """Acceptor 1 ran a script on the key's shard (its EVALSHA shortcut
+    takes it there by its SHA1); SCRIPT FLUSH, then SCRIPT LOAD of it
+    again, through acceptor 0 (the load compiles it on shard 0 only),
+    while the supervisor is stopped, so that the bus's word of the flush
+    has not reached acceptor 1: EVALSHAs read after the load's reply, in
+    one read (``scripts_alike``, the shortcut of a pipeline), run it
+    through acceptor 1, as in Redis, not -NOSCRIPT from the key's shard,
+    which ran the flush and was not sent the load (acceptor 1 applies
+    the flush before it looks at its cache, ``ScriptCache.fresh``)."""
+    server = two_acceptors
+    first = client_on(server.port, 0, k=2, timeout=DEADLINE)
+    second = client_on(server.port, 1, k=2, timeout=DEADLINE)
+    sha = hashlib.sha1(RELOADED.encode()).hexdigest()
+    key = key_on(1, "reloaded", shards=2)
+    assert first.command("SCRIPT", "LOAD", RELOADED) == sha.encode()
+    for _ in range(2):  # cached by acceptor 1, and known to the key's shard
+        assert second.command("EVALSHA", sha, "1", key) == b"reloaded " + key.encode()
+    stopped = psutil.Process(server.proc.pid)  # the supervisor: the bus's word of the flush waits
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        assert until(lambda: stopped.status() == psutil.STATUS_STOPPED)
+        assert first.command("SCRIPT", "FLUSH") == b"OK"
+        assert first.command("SCRIPT", "LOAD", RELOADED) == sha.encode()
+        second.sock.sendall(encode_command("EVALSHA", sha, "1", key) * 2)  # one read: EVALSHAs alike
+        assert [second.read_reply() for _ in range(2)] == [b"reloaded " + key.encode()] * 2
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
     first.close()
     second.close()
