@@ -44,6 +44,8 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import (
     AFTER_DECISION,
     AFTER_EVENTS,
+    EXEC_PUBLISHES,
+    PUBLISHING,
     Behind,
     ExecPlace,
     InReply,
@@ -460,7 +462,10 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     # Inside EXEC, whose later commands cannot wait, the publisher's own
     # copies go now, and this acceptor's delivery passes it over.
     own = _to_itself(client, args[1], args[2], shard) if state.in_exec else None
-    held = _HeldPublish(client, ahead) if ahead else None
+    # (an EXEC run as one operation, its reply built: its events go first,
+    # and the bus publishes after them in order, held behind nothing)
+    deferred = AFTER_DECISION[0] if AFTER_EVENTS and state.in_exec else None
+    held = _HeldPublish(client, ahead) if ahead and deferred is None else None
     slot = held or Slot(client)
     pending.append(slot)
     _PUBLISHING.setdefault(client.id, deque()).append((slot, own))
@@ -472,9 +477,18 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     waits = (state.subscribed or held is not None) and not state.blocked_token and not state.in_exec
     if waits:
         state.block(PUBLISHING, shown=False)
+    # (held inside an EXEC routed command by command: its later commands wait)
+    counted = held is not None and state.in_exec and state.exec_before is not None
+    if counted:
+        EXEC_PUBLISHES[client.id] = EXEC_PUBLISHES.get(client.id, 0) + 1
 
     def go_on() -> None:
-        if waits and state.unblock(PUBLISHING):
+        if counted:
+            left = EXEC_PUBLISHES.pop(client.id, 1) - 1
+            if left:
+                EXEC_PUBLISHES[client.id] = left
+                return
+        if (waits or counted) and state.unblock(PUBLISHING):
             if client.waiting():
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending:
@@ -495,8 +509,7 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
         held.go = lambda _slot: ask()
         HELD_PUBLISHES.setdefault(client, []).append(held)
         return
-    deferred = AFTER_DECISION[0]
-    if deferred is not None and AFTER_EVENTS and state.in_exec:  # (see transactions._events_before)
+    if deferred is not None:  # (see transactions._events_before)
         deferred.append(ask)
         return
     ask()
@@ -654,10 +667,6 @@ def _to_itself(client: Client, channel: bytes, message: bytes, shard: bool) -> i
             _deliver_safely(client, _Message(copy), limits, None)
     return len(copies)
 
-
-# A client's blocked_token while its (S)PUBLISH goes round the bus (K > 1)
-# and it is subscribed itself: see _publish.
-PUBLISHING = -17
 
 # K > 1: this acceptor's PUBLISH commands on their way round the bus, by
 # client id: each one's reply slot, and how many copies its publisher got

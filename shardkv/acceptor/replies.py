@@ -317,6 +317,22 @@ AFTER_EVENTS: list[tuple[Slot, int]] = []
 # (crossshard.CrossShardOp._commit), so that the other acceptors hand the
 # message out after the EXEC's events; None otherwise.
 AFTER_DECISION: list[list[Callable[[], None]] | None] = [None]
+# A client's blocked_token while its (S)PUBLISH goes round the bus (K > 1)
+# and it waits for it (see pubsub._publish and wait_after_exec).
+PUBLISHING = -17
+# K > 1: the (S)PUBLISHes of a client's EXEC routed command by command
+# (transactions._run_in_order) held behind its replies (pubsub._HeldPublish)
+# and not answered yet, by client id: the commands it sent after the EXEC
+# wait for them (wait_after_exec), as Redis hands out the message before
+# it reads them; else their events came before it.
+EXEC_PUBLISHES: dict[int, int] = {}
+
+
+def wait_after_exec(client: Client) -> None:
+    """Its EXEC routed command by command ended: its commands after it
+    wait while a PUBLISH of the EXEC's is held (see EXEC_PUBLISHES)."""
+    if EXEC_PUBLISHES.get(client.id) and not client.state.blocked_token:
+        client.state.block(PUBLISHING, shown=False)
 
 
 class Trailing:

@@ -62,7 +62,15 @@ from shardkv.acceptor.blocking import (
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
-from shardkv.acceptor.replies import AFTER_EVENTS, ExecPlace, InReply, Pushed, Slot, split_within
+from shardkv.acceptor.replies import (
+    AFTER_EVENTS,
+    ExecPlace,
+    InReply,
+    Pushed,
+    Slot,
+    split_within,
+    wait_after_exec,
+)
 from shardkv.acceptor.shardlink import BUSY_LINKS, RUNNING_LINKS, at_threshold
 from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
@@ -1398,6 +1406,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
         client.state.leave_exec()
         client.state.build_exec(None)
         client.state.run_exec_behind(None)
+        wait_after_exec(client)  # (for a PUBLISH of its held behind the replies ahead)
         client.state.unblock_in_place(-1)
         for shard in deferred:
             served = _Served(client)
