@@ -820,6 +820,17 @@ def test_a_scripts_events_and_messages_in_order_in_exec_across_shards_or_muted(
 _PSUBSCRIBED = b"*3\r\n$10\r\npsubscribe\r\n$16\r\n__keyevent@0__:*\r\n:2\r\n"
 
 
+def _listening(c, sub, resp3: bool = False) -> None:
+    """Keyspace notifications on (KEA, the keyspace flushed, through
+    ``c``), ``sub`` subscribed to channel q and to every key event, RESP3
+    (push frames) if ``resp3``."""
+    c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
+    assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
+    sub.sendall((b"HELLO 3\r\n" if resp3 else b"") + b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
+    subscribed = (b">" if resp3 else b"*") + _PSUBSCRIBED[1:]
+    assert read_through(sub, subscribed)[0].endswith(subscribed)
+
+
 def _heard_by_a_resp2_subscriber(port: int, session: bytes, on: int = 0, resp3: bool = False) -> bytes:
     """What a RESP2 client subscribed to channel q and to every key event
     hears while another client, on the first acceptor (of two), runs
@@ -829,11 +840,7 @@ def _heard_by_a_resp2_subscriber(port: int, session: bytes, on: int = 0, resp3: 
     sub, _ = raw_on(port, on)
     kind = b">" if resp3 else b"*"
     with c, sub:
-        c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
-        assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
-        sub.sendall((b"HELLO 3\r\n" if resp3 else b"") + b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
-        subscribed = kind + _PSUBSCRIBED[1:]
-        assert read_through(sub, subscribed)[0].endswith(subscribed)
+        _listening(c, sub, resp3)
         c.sendall(session + b"PUBLISH q end\r\n" + OFF + b"FLUSHALL\r\nECHO done\r\n")
         assert read_through(c, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
         out, _ = read_through(sub, kind + b"3\r\n$7\r\nmessage\r\n$1\r\nq\r\n$3\r\nend\r\n")
@@ -1069,10 +1076,7 @@ def _publisher_and_subscriber(port: int, session: bytes, on: int) -> tuple[bytes
     c, _ = raw_on(port, 0)
     sub, _ = raw_on(port, on)
     with c, sub:
-        c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
-        assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
-        sub.sendall(b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
-        assert read_through(sub, _PSUBSCRIBED)[0].endswith(_PSUBSCRIBED)
+        _listening(c, sub)
         c.sendall(session + b"PUBLISH q end\r\nECHO done\r\n")
         out, _ = read_through(c, b"$4\r\ndone\r\n")
         heard, _ = read_through(sub, b"*3\r\n$7\r\nmessage\r\n$1\r\nq\r\n$3\r\nend\r\n")
@@ -1128,10 +1132,7 @@ def _heard_as_the_publisher_leaves(port: int, on: int) -> bytes:
     c, cid = raw_on(port, 0)
     sub, _ = raw_on(port, on)
     with c, sub:
-        c.sendall(b"FLUSHALL\r\n" + KEA + b"ECHO ready\r\n")
-        assert read_through(c, b"$5\r\nready\r\n")[0].endswith(b"$5\r\nready\r\n")
-        sub.sendall(b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n")
-        assert read_through(sub, _PSUBSCRIBED)[0].endswith(_PSUBSCRIBED)
+        _listening(c, sub)
         last, _ = raw_on(port, 0)
         with last:
             last.sendall(_SLOW_SET)  # (k's shard busy: SET k answers after its client left)
