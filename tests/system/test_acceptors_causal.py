@@ -16,14 +16,16 @@ MONITOR: a command's line reaches every monitor before its reply goes
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from shardkv.protocol.router import Router
-from tests.support.acceptors import client_on, serve
-from tests.support.resp import RespClient, parse_reply
+from tests.support.acceptors import acceptor_pids, client_on, serve
+from tests.support.resp import RespClient, encode_command, parse_reply
 from tests.support.servers import ServerProcess
 
 ROUNDS = 150
@@ -501,6 +503,96 @@ def test_a_served_blocked_commands_invalidation_is_out_before_the_pushs_reply(
         blocker.close()
         tracker.close()
         listener.close()
+
+
+def _next_within(c: RespClient, wait: float) -> bytes | None:
+    """The bytes of ``c``'s next message, if one comes within ``wait`` seconds."""
+    timeout = c.sock.gettimeout()
+    c.sock.settimeout(wait)
+    try:
+        return c.read()
+    except TimeoutError:
+        return None
+    finally:
+        c.sock.settimeout(timeout)
+
+
+def _served_then_invalidated(
+    port: int, k: int, places: tuple[int, int, int, int], resp3: bool, pids: dict[int, int] | None
+) -> tuple[bytes, bytes | None]:
+    """x, on acceptor ``places[0]`` of ``k``, tracks ``{t}s`` redirecting to
+    r (``places[1]``: RESP3, or a RESP2 subscriber of ``__redis__:invalidate``)
+    and waits in ``BLPOP {t}l 0``; w (``places[2]``) sends ``RPUSH {t}l v``
+    and ``SET {t}s 1`` in one write, while the acceptor ``places[3]``, where
+    a client tracks keys (so it wants the batch's events), is stopped
+    (SIGSTOP, for up to a second; ``pids`` None: redis-server, nothing
+    stopped).  Returns r's first message and what x had a moment after r
+    got it (None: nothing yet)."""
+    x_on, r_on, w_on, stopped_on = places
+    x = client_on(port, x_on, k=k)
+    r = client_on(port, r_on, protocol=3 if resp3 else 2, k=k)
+    w = client_on(port, w_on, k=k)
+    u = client_on(port, stopped_on, protocol=3, k=k)
+    stopped = pids[stopped_on] if pids is not None else None
+    try:
+        w.command("DEL", "{t}l", "{t}s")
+        assert u.command("CLIENT", "TRACKING", "on") == b"OK"
+        rid = int(r.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        if not resp3:
+            r.command("SUBSCRIBE", INVALIDATE)
+        assert x.command("CLIENT", "TRACKING", "on", "REDIRECT", rid) == b"OK"
+        assert x.command("GET", "{t}s") is None
+        x.send("BLPOP", "{t}l", 0)
+        deadline = time.monotonic() + 10
+        while blocked_clients(w) < 1:
+            assert time.monotonic() < deadline, "x never blocked"
+            time.sleep(0.005)
+        if stopped is not None:
+            os.kill(stopped, signal.SIGSTOP)
+        try:
+            w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
+            heard = _next_within(r, 1.0)  # (the stopped acceptor holds x's reply for up to bus.ANSWER_WITHIN)
+            reply = _next_within(x, 0.3) if heard is not None else None
+        finally:
+            if stopped is not None:
+                os.kill(stopped, signal.SIGCONT)
+        if heard is None:
+            heard = _next_within(r, 10)
+            assert heard is not None, "r heard nothing"
+            reply = _next_within(x, 0.3)
+        assert w.read_reply() == 1
+        assert w.read_reply() == b"OK"
+        return heard, reply
+    finally:
+        for c in (x, r, w, u):
+            c.close()
+
+
+# (x, its REDIRECT target r, the writer, the stopped acceptor that wants the
+# events too): r on another acceptor than x, the writer with x or with r,
+# of three; r with x, of two.
+SERVED_PLACES = [(3, (0, 1, 0, 2)), (3, (0, 1, 1, 2)), (2, (0, 0, 0, 1))]
+
+
+@pytest.mark.parametrize("resp3", [False, True], ids=["resp2-target", "resp3-target"])
+@pytest.mark.parametrize(("k", "places"), SERVED_PLACES, ids=["elsewhere", "elsewhere-with-writer", "beside"])
+def test_a_served_blocked_clients_redirect_target_hears_a_later_change_after_its_reply(
+    request, ports, k, places, resp3
+) -> None:
+    """x, blocked in BLPOP, tracks ``{t}s`` with REDIRECT to r; one write
+    pushes to x's list and then sets ``{t}s``: Redis serves x (its reply)
+    as the push ends, before it runs the SET, so once r hears of ``{t}s``
+    x has its reply.  Here x's reply waits (a ``J`` frame) for an
+    acceptor that wants the batch's events; since 7 December (1b31933)
+    the invalidation went to r at once, so r heard of ``{t}s`` while x's
+    reply waited (for as long as that acceptor was stopped); now it waits
+    for x's reply (``pubsub.after_served_reply``)."""
+    server = request.getfixturevalue("server3" if k == 3 else "server")
+    theirs = _served_then_invalidated(ports["redis"], 1, places, resp3, None)
+    assert theirs[1] is not None, "redis-server: r heard before x had its reply"
+    pids = acceptor_pids(server)
+    assert len(pids) == k
+    assert _served_then_invalidated(server.port, k, places, resp3, pids) == theirs
 
 
 class Monitor:
