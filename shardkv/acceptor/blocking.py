@@ -339,11 +339,13 @@ class _OneShard:
     """A blocking command whose keys all live on one shard: the sink of its
     reply, in the R frame (empty if it blocked) and then the W frame."""
 
-    __slots__ = ("client", "slot", "link", "token", "done", "timed")
+    __slots__ = ("client", "slot", "link", "token", "done", "timed", "after")
 
     def __init__(self, client: Client, shard: int, args: list[bytes], timed: bool) -> None:
         self.client = client
         self.timed = timed
+        # What waits for its reply to be written (see after_reply), if anything.
+        self.after: list[Callable[[], None]] | None = None
         self.slot = Slot(client)
         client.pending.append(self.slot)
         self.token = token = _blocked(client)
@@ -369,6 +371,25 @@ class _OneShard:
         self.link.blocked.pop(self.token, None)
         self.slot.deliver(body)
         _unblocked(self.client, self.token)
+        self._written()
+
+    def after_reply(self, then: Callable[[], None]) -> None:
+        """Call ``then`` once this command's reply is written (or it ends
+        without one): what a write run after the one that served it caused
+        for others on behalf of its client (an invalidation for its REDIRECT
+        target), which Redis writes after that reply, as it serves the
+        client before it runs the next command.  The reply may wait (a
+        ``J`` frame) while this acceptor hands those events out."""
+        if self.after is None:
+            self.after = []
+        self.after.append(then)
+
+    def _written(self) -> None:
+        after, self.after = self.after, None
+        if after:
+            self.client.flush()  # its reply first
+            for then in after:
+                then()
 
     def cancel(self) -> None:
         """The client went away."""
@@ -376,6 +397,7 @@ class _OneShard:
         WAITING.pop(self.token, None)
         if self.link.blocked.pop(self.token, None) is not None:
             self.link.send_frame(b"X%d" % self.token)
+        self._written()
 
     def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
         """CLIENT UNBLOCK: the shard decides (``__unblock``, after what came
@@ -415,6 +437,7 @@ class _OneShard:
         self.link.blocked.pop(self.token, None)
         self.slot.deliver(_unblocked_body(self.client, error))
         _unblocked(self.client, self.token)
+        self._written()
 
 
 class _AfterOthers:

@@ -1196,6 +1196,28 @@ def note_served(server, waiter: int) -> None:
         pending.insert(len(pending) - 1, InReply(slot))
 
 
+def after_served_reply(client: Client, then: Callable[[], None]) -> bool:
+    """If ``client``'s blocked command (one shard's) was served
+    (:func:`note_served`) and its reply is not written yet, call ``then``
+    once it is, and True; else False.  An invalidation for it that goes
+    to another client (its REDIRECT target, here or on another acceptor)
+    of a change made once it was served: Redis wrote its reply first, as
+    it serves a client before it runs the next command."""
+    wait = WAITING.get(client.state.blocked_token)
+    after_reply = getattr(wait, "after_reply", None)
+    if after_reply is None or wait.slot.data is not None:  # type: ignore[union-attr]
+        return False
+    slot = wait.slot  # type: ignore[union-attr]
+    pending = client.pending
+    for at in range(len(pending) - 1, 0, -1):
+        if pending[at] is slot:
+            if type(pending[at - 1]) is not InReply or pending[at - 1].slot is not slot:
+                return False  # (not served yet)
+            after_reply(then)
+            return True
+    return False
+
+
 def _served_within(pending: deque, within: Within, body: bytes) -> None:
     """``body``, of a blocked client's own command that a write served, one
     Redis writes inside that command's reply (``within`` says where): inside

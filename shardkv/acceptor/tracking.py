@@ -1722,6 +1722,18 @@ def send(
     if state is not None and state.redirect:
         server = client.server
         target = server.clients.get(state.redirect)
+        if (
+            client.state.blocked_token > 0
+            and (
+                target is not client and target is not writer
+                if target is not None
+                else _elsewhere(server, state.redirect)
+            )
+            and _after_served_reply(
+                client, lambda: send(client, keys, before, after, state, resp3, writer, at, served)
+            )
+        ):
+            return  # (once the reply of its client, served before the change, is written)
         if target is None and _elsewhere(server, state.redirect):
             null = keys is None
             args = [state.redirect, client.id, int(resp3), keys or [], int(null)]
@@ -1783,6 +1795,38 @@ def send(
         and pubsub.invalidation_while_blocked(target, encode(message, to_resp3), served, target is client)
     ):
         target.push(message)
+
+
+def _after_served_reply(client: Client, later: Callable[[], None]) -> bool:
+    """An invalidation for ``client``, blocked, that goes to its REDIRECT
+    target: if a write served ``client`` before the change, ``later``
+    (the invalidation sent) once its reply is written, and True (see
+    :func:`~shardkv.acceptor.pubsub.after_served_reply`); else False.  As
+    when sent now, the reply whose command's events are being handed out
+    (the writer's) waits for it, and it says what it says now of the
+    command that made the change (:data:`_REMOTE_AT`, :data:`_FRAME_SERVED`)."""
+    gate = causal.gathering()
+    context = (_REMOTE_AT, _FRAME_SERVED)
+    answered: list[Callable[[list], None]] = []
+
+    def run() -> None:
+        global _REMOTE_AT, _FRAME_SERVED
+        outer = (_REMOTE_AT, _FRAME_SERVED)
+        _REMOTE_AT, _FRAME_SERVED = context
+        if answered:
+            causal.gather()
+        try:
+            later()
+        finally:
+            _REMOTE_AT, _FRAME_SERVED = outer
+            if answered:
+                causal.settle(client.server, answered, causal.gathered())
+
+    if not pubsub.after_served_reply(client, run):
+        return False
+    if gate is not None:
+        answered.append(gate.expect())
+    return True
 
 
 def _ask_behind(target: Client, data: bytes, served: int, own: bool) -> None:
