@@ -639,3 +639,103 @@ def test_an_exec_refused_at_a_busy_hold_still_unwatches_its_keys() -> None:
             link.answer(b"+OK\r\n")
     busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
     assert replies(acceptor, transport) == b"+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n-" + busy + b"\r\n"
+
+
+def _subscribed(acceptor, links):
+    """A client of ``acceptor`` subscribed to ``ch`` (its ``__ping``s answered)."""
+    sub, transport = connect(acceptor)
+    send(sub, [b"SUBSCRIBE", b"ch"])
+    for link in links:
+        while link.sent:
+            link.answer(b"+OK\r\n")
+    assert replies(acceptor, transport) == b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+    return transport
+
+
+def test_an_exec_over_every_shard_refused_at_a_busy_hold_runs_none_of_its_local_commands() -> None:
+    """An EXEC with a command over every shard (KEYS) and acceptor commands
+    (SELECT, CLIENT SETNAME, PUBLISH): refused whole at a busy hold, none
+    of them may run, as Redis runs nothing of an EXEC it refuses at the
+    threshold.  Routed command by command they ran before the holds were
+    taken: the client went on in database 1, named, and the subscriber got
+    the message of a transaction answered EXECABORT."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    heard = _subscribed(acceptor, links)
+    send(
+        client,
+        [b"MULTI"],
+        [b"SELECT", b"1"],
+        [b"CLIENT", b"SETNAME", b"torn"],
+        [b"PUBLISH", b"ch", b"m"],
+        [b"KEYS", b"*"],
+        [b"EXEC"],
+    )
+    links[1].grant()
+    links[0].grant(False)  # held by another acceptor's step: in order now
+    links[0].answer(b"+OK\r\n")
+    while links[1].bodies()[0] != HOLD:
+        links[1].answer(b"+OK\r\n")
+    links[1].answer(encode_error(errors.BUSY))
+    assert _steps(links[0]) == [RELEASE] and not links[1].sent  # nothing of it left
+    links[0].answer(b"+OK\r\n")
+    busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
+    assert replies(acceptor, transport) == b"+OK\r\n" + b"+QUEUED\r\n" * 4 + b"-" + busy + b"\r\n"
+    assert replies(acceptor, heard) == b""  # nothing published
+    assert (client.db, client.name) == (0, b"")
+    stats = acceptor.stats.commands
+    assert [stats.get(name, [0])[0] for name in ("select", "client|setname", "publish", "keys")] == [0] * 4
+
+
+def test_an_exec_over_every_shard_with_local_commands_runs_them_once_it_holds_every_shard() -> None:
+    """The same EXEC, every try granted: it runs whole, its local commands
+    in their places, its KEYS on both shards under the holds."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    heard = _subscribed(acceptor, links)
+    send(
+        client,
+        [b"MULTI"],
+        [b"SELECT", b"1"],
+        [b"PUBLISH", b"ch", b"m"],
+        [b"KEYS", b"*"],
+        [b"EXEC"],
+        [b"GET", k0],
+    )
+    assert client.db == 0 and replies(acceptor, heard) == b""  # nothing ran before its holds
+    for link in links:
+        link.grant()
+    keys = encode_command([b"KEYS", b"*"])
+    for link in links:
+        assert _steps(link)[0] == keys and _steps(link)[-1] == RELEASE
+    assert client.db == 1 and replies(acceptor, heard) == b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n"
+    for s, link in enumerate(links):
+        while link.sent:
+            body = link.bodies()[0]
+            link.answer(
+                b"*1\r\n$2\r\nk%d\r\n" % s if body == keys else b"$-1\r\n" if body != RELEASE else b"+OK\r\n"
+            )
+    assert replies(acceptor, transport) == (
+        b"+OK\r\n" + b"+QUEUED\r\n" * 3 + b"*3\r\n+OK\r\n:1\r\n*2\r\n$2\r\nk0\r\n$2\r\nk1\r\n$-1\r\n"
+    )
+
+
+def test_an_exec_whose_step_meets_a_busy_shard_and_a_down_one_answers_execabort() -> None:
+    """One shard of the EXEC's step is down, another busy with a script:
+    Redis, which has no shard down, reads the EXEC at the threshold and
+    answers EXECABORT with the -BUSY.  The step's first such shard gave
+    the error, the worker-down one, which left each command's own error in
+    an array (an array of errors for a transaction that did not run)."""
+    acceptor, links, (k0, k1, k2), client, transport = one_client(3)
+    send(client, [b"MULTI"], [b"GET", k0], [b"GET", k1], [b"SET", k2, b"v"], [b"EXEC"])
+    links[0].grant()
+    links[1].grant(False)  # its worker is down: the link refuses the try
+    links[2].grant()
+    while links[2].sent:  # (its release)
+        links[2].answer(b"+OK\r\n")
+    links[1].answer(encode_error(errors.SHARD_UNAVAILABLE))  # and the __hold
+    while links[2].bodies()[0] != HOLD:
+        links[2].answer(b"+OK\r\n")
+    links[2].answer(encode_error(errors.BUSY))
+    assert _steps(links[0]) == [RELEASE] and not links[1].sent and not links[2].sent
+    links[0].answer(b"+OK\r\n")
+    busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
+    assert replies(acceptor, transport) == b"+OK\r\n" + b"+QUEUED\r\n" * 3 + b"-" + busy + b"\r\n"
