@@ -112,6 +112,7 @@ _HEADER = wire.entry_header(0)
 _HOLD = encode_command([Verb.HOLD])
 _RELEASE = encode_command([Verb.RELEASE])
 _OK = b"+OK\r\n"
+_BUSY = b"-BUSY "
 
 
 def _send(link: ShardLink, header: bytes, command: bytes, sink: Any) -> None:
@@ -206,6 +207,16 @@ def _read_of(entries: list) -> Gather | None:
             return None
         gather = sink.gather
     return gather
+
+
+def _step_error(errors: list[bytes]) -> bytes | None:
+    """The error of a client's step whose shards gave ``errors`` (those
+    that cannot take its entries; None if none): a ``-BUSY`` if one is,
+    else the first.  Redis, one process, has no shard down: it reads the
+    command at busy-reply-threshold and refuses it ``-BUSY`` (an EXEC
+    ``EXECABORT``); the first error, a worker down, left an EXEC an array
+    of each command's own error."""
+    return next((error for error in errors if error[:6] == _BUSY), errors[0] if errors else None)
 
 
 def _free(client: Client | None, loop: Any) -> None:
@@ -629,7 +640,8 @@ class Holds:
         take theirs (``unsendable``): each client's step (the request's own,
         and each one joined to it) goes whole, or not at all.  A step with
         an entry for such a shard sends none: every entry gets the error
-        (its own shard's, or the first such shard's of its step), as Redis
+        (the step's ``-BUSY`` if one of them is busy, see :func:`_step_error`;
+        else its own shard's, or the first such shard's of its step), as Redis
         refuses a command it reads at busy-reply-threshold before any of it
         runs; but an entry whose sink ``arrives`` (an ``__unwatch``) goes
         all the same, as the acceptor's own message (behind a busy script,
@@ -648,7 +660,7 @@ class Holds:
             member = member_of.get(id(entry), request)
             steps.setdefault(id(member), (member, []))[1].append(entry)
         for member, own in steps.values():
-            error = next((unsendable[e[0].index] for e in own if e[0].index in unsendable), None)
+            error = _step_error([unsendable[e[0].index] for e in own if e[0].index in unsendable])
             if error is None:
                 for link, header, command, sink in own:
                     _send(link, header, command, sink)
@@ -660,7 +672,7 @@ class Holds:
                 if getattr(sink, "arrives", False):  # (an __unwatch: the shard must hear it)
                     type(link).send(link, header, command, sink, control=True)
                 else:
-                    sink.deliver(unsendable.get(link.index, error))
+                    sink.deliver(error if error[:6] == _BUSY else unsendable.get(link.index, error))
 
     # -- a busy script ----------------------------------------------------------
 
