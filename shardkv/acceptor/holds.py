@@ -151,6 +151,7 @@ class Request:
         "read",
         "refusable",
         "refused",
+        "produce",
     )
 
     def __init__(self, shards: list[int], entries: list, client: Client | None, ops: list) -> None:
@@ -181,6 +182,9 @@ class Request:
         # entries, which then leave for no shard (see Holds._unsendable):
         # an EXEC routed command by command makes itself EXECABORT so.
         self.refused: Callable[[bytes], None] | None = None
+        # What routes the client's command once every shard is held, if it
+        # is routed only then (see Holds.deferring): its entries follow.
+        self.produce: Callable[[], None] | None = None
 
 
 def _refusable_of(entries: list) -> Any:
@@ -326,6 +330,7 @@ class Holds:
         self.undecided = [0] * len(self.links)
         self.step_ops: list = []
         self.step_refused: Callable[[bytes], None] | None = None  # (see Request.refused)
+        self.step_produce: Callable[[], None] | None = None  # (see Request.produce)
         # The request whose tries wait for those operations' decisions.
         self.deferred: Request | None = None
         # Requests queued so far, and how many of them have left (in queue
@@ -385,6 +390,7 @@ class Holds:
             self.captured = []
             self.step_ops = []
             self.step_refused = None
+            self.step_produce = None
             self._shadow()
 
     def end(self, client: Client | None = None, replies_from: int = 0) -> None:
@@ -399,14 +405,20 @@ class Holds:
         captured, self.captured = self.captured, None
         ops, self.step_ops = self.step_ops, []
         refused, self.step_refused = self.step_refused, None
+        produce, self.step_produce = self.step_produce, None
         shards = sorted({entry[0].index for entry in captured})  # type: ignore[union-attr]
+        if produce is not None:  # (it may touch any shard: see deferring)
+            shards = list(range(len(self.links)))
         if len(shards) <= 1:
             self._mark(ops)
             for link, header, command, sink in captured:  # type: ignore[union-attr]
                 _send(link, header, command, sink)
+            if produce is not None:
+                produce()
             return
         request = Request(shards, captured, client, ops)  # type: ignore[arg-type]
         request.refused = refused
+        request.produce = produce
         self.queued += 1
         request.number = self.queued
         if client is not None:
@@ -424,6 +436,24 @@ class Holds:
         one of its shards cannot take its entries: ``refused`` then gets
         that shard's error before its entries get theirs (see
         :meth:`_unsendable`)."""
+        self.step_refused = refused
+
+    def deferring(self, produce: Callable[[], None], refused: Callable[[bytes], None]) -> None:
+        """The step being captured is one command that is routed only once
+        this acceptor holds every shard: ``produce`` routes it then, and
+        what it sends follows what the step captured before, under those
+        holds; if a shard's hold is refused ``-BUSY`` (a script past
+        busy-reply-threshold there), ``refused`` gets that error instead,
+        and ``produce`` never runs.  For a command that acts on this
+        acceptor as it is routed (an EXEC's SELECT, CLIENT SETNAME or
+        PUBLISH beside its KEYS or FLUSHDB, see
+        ``transactions._holds_first``): routed at once, those acts stayed
+        when a hold was then refused and the EXEC with it, where Redis runs
+        nothing of an EXEC it refuses.  Such a request takes no other along
+        (:meth:`_join`).  A shard down or restarted (not busy) does not stop
+        it: it is routed, and its entries get that shard's error, as any
+        step's (:meth:`_send_whole_steps`)."""
+        self.step_produce = produce
         self.step_refused = refused
 
     def after_queued(self, then: Callable[[], None]) -> None:
@@ -522,7 +552,9 @@ class Holds:
         queue = self.queue
         shards = set(request.shards)
         n = 1
-        while queue and n < JOIN_MAX:
+        if request.produce is not None:  # (routed only once it holds: see deferring)
+            return
+        while queue and n < JOIN_MAX and queue[0].produce is None:
             other = queue.popleft()
             shards.update(other.shards)
             request.entries += other.entries
@@ -598,6 +630,8 @@ class Holds:
     def _send(self, request: Request) -> None:
         links = self.links
         unsendable = self._unsendable(request)
+        if request.produce is not None:
+            self._produce(request, unsendable)
         if not unsendable and not self.depth:
             self._take_along_all(request)
         self._mark(request.ops)  # before the entries: one that fails at once decides its operation
@@ -616,6 +650,36 @@ class Holds:
             client = member.client
             if client is not None and client.state.blocked_token == HOLDING:
                 _free(client, self.server.loop)
+
+    def _produce(self, request: Request, unsendable: dict[int, bytes]) -> None:
+        """Route the command of ``request`` now that it holds its shards
+        (see :meth:`deferring`), its entries captured behind the request's
+        own; or, with a shard busy, refuse it unrouted.  Maybe from inside
+        another step's capture (a try answered at once): that one's is put
+        aside meanwhile."""
+        produce, request.produce = request.produce, None
+        assert produce is not None  # (only a deferred request's)
+        error = _step_error(list(unsendable.values()))
+        if error is not None and error[:6] == _BUSY:
+            refused, request.refused = request.refused, None
+            if refused is not None:
+                refused(error)
+            return
+        outer = (self.depth, self.captured, self.step_ops, self.step_refused, self.step_produce)
+        if self.depth:
+            self._unshadow()
+        self.depth = 0
+        self.begin()
+        try:
+            produce()
+        finally:
+            self._unshadow()
+            captured, ops = self.captured, self.step_ops
+            self.depth, self.captured, self.step_ops, self.step_refused, self.step_produce = outer
+            if self.depth:
+                self._shadow()
+        request.entries += captured  # type: ignore[arg-type]
+        request.ops += ops
 
     def _unsendable(self, request: Request) -> dict[int, bytes]:
         """The shards of ``request`` that cannot take its entries now, with

@@ -144,6 +144,8 @@ def feed(
     sent = pending[-1] if pending else None
     own: list[Hold] = []  # the places its own lines will fill
     if cmd.name == "exec":  # its transaction's lines, in a place before its own (see exec_place)
+        if getattr(sent, "line_due", False):
+            return  # routed later: fed once it ran (see transactions._run_holding_first)
         place = getattr(sent, "place", None)
         if place is not None:
             own.append(place)

@@ -62,6 +62,7 @@ from shardkv.acceptor.blocking import (
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
+from shardkv.acceptor.holds import Gate
 from shardkv.acceptor.replies import (
     AFTER_EVENTS,
     ExecPlace,
@@ -969,6 +970,9 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
         if heard is not None:
             decided = heard if decided is None else _then(decided, heard)
         _run_atomic(client, queued, reply, early, pin, tracked, decided)
+    elif not early and pin is None and _holds_first(client, queued, reply):
+        _run_holding_first(client, queued, reply)
+        return
     else:
         _run_in_order(client, queued, reply, early)
         listeners.release_exec_ports(client)  # (its CONFIG SETs ran)
@@ -977,6 +981,12 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
         if pin is not None:  # it ran: once the shards ran its commands
             server = client.server
             after_this_step(server, lambda: pin.release(server, True))
+    _ran(client, queued, reply, early, scripted)
+
+
+def _ran(client: Client, queued: list, reply: Exec, early: dict[int, list], scripted: bool) -> None:
+    """What follows the transaction's commands once they are routed (or
+    its operation started)."""
     if client.tracking is not None:  # the keys its reads fetched (CLIENT TRACKING)
         for i, (cmd, queued_args) in enumerate(queued):
             if i in early:  # (run in order: told as each was routed; atomic: once it commits)
@@ -1333,8 +1343,9 @@ def _acts_before_holds(client: Client, queued: list, reply: Exec) -> bool:
     chose).  As one :class:`AtomicOp` its local commands run, and its lines
     are fed, only once it is decided.  Not one with a command over every
     shard (KEYS, DBSIZE, FLUSHDB...), which an operation would have to park
-    every key for; nor a tracking client's reads, noted as routed (a
-    refused one's keys are tracked: at worst a spare invalidation)."""
+    every key for (routed once it holds every shard instead, see
+    :func:`_holds_first`); nor a tracking client's reads, noted as routed
+    (a refused one's keys are tracked: at worst a spare invalidation)."""
     server = client.server
     if server.holds is None:
         return False
@@ -1349,6 +1360,65 @@ def _acts_before_holds(client: Client, queued: list, reply: Exec) -> bool:
         else:  # (a keyless one goes to shard 0 with its error)
             shards.update([shard_of(key) for key in cmd.keys(args)] or [0])
     return acts and len(shards) > 1
+
+
+def _holds_first(client: Client, queued: list, reply: Exec) -> bool:
+    """Several acceptors: would the transaction, routed command by command,
+    act on this acceptor as it is routed (see :func:`_acts_before_holds`)
+    while a command of it runs over every shard (KEYS, DBSIZE, FLUSHDB,
+    FLUSHALL, SORT BY a pattern...), which no operation runs (it would
+    park every key)?  Routed at once, its step waited for its holds, and a
+    hold refused ``-BUSY`` refused the whole EXEC with its local commands
+    run (the client went on in the database its SELECT chose, a PUBLISH
+    was heard).  So it is routed only once it holds every shard
+    (:func:`_run_holding_first`).  Not one with a script (its ``[lua]``
+    lines are placed as it is routed) or a CLIENT UNBLOCK (run first)."""
+    server = client.server
+    if server.holds is None or len(server.links) < 2:
+        return False
+    acts = bool(reply.refusals or reply.notes or server.monitors)
+    every = False
+    for cmd, args in queued:
+        if cmd.name in monitor.SCRIPT_COMMANDS or _is_unblock(cmd, args):
+            return False
+        if cmd.route == "local":
+            acts = True
+        elif cmd.route == "all" or (cmd.pattern_keys is not None and cmd.pattern_keys(args) != []):
+            every = True
+    return acts and every
+
+
+def _run_holding_first(client: Client, queued: list, reply: Exec) -> None:
+    """Route the transaction command by command once this acceptor holds
+    every shard (``Holds.deferring``), so that nothing of it has run when a
+    busy script refuses a hold: Redis reads the EXEC at the threshold and
+    answers ``EXECABORT`` with the ``-BUSY``, running none of its commands
+    (its MONITOR lines none, EXEC's alone, as execCommandAbort feeds it).
+    EXEC's own line is fed once it ran or was refused (``line_due``; not by
+    dispatch as it is read), in the database its SELECTs left, after its
+    commands' lines, as Redis's call() feeds it."""
+    refused_at_hold = _refused_at_hold(client, reply)
+    if client.server.monitors:
+        reply.line_due = True
+
+    def run() -> None:
+        _run_in_order(client, queued, reply, {})
+        listeners.release_exec_ports(client)  # (its CONFIG SETs ran)
+        if reply.cut is not None:
+            _close_after_exec(client)
+        _ran(client, queued, reply, {}, False)
+
+    def refused(error: bytes) -> None:
+        refused_at_hold(error)
+        listeners.release_exec_ports(client)
+        if reply.place is not None:  # it did not run: no lines
+            reply.place.put(b"")
+        client.state.locate(None)
+        if reply.line_due:
+            reply.line_due = False
+            _show_exec(client, reply)
+
+    client.server.holds.deferring(run, refused)  # type: ignore[union-attr]
 
 
 def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
@@ -1377,7 +1447,9 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     client.state.enter_exec()
     client.state.build_exec(parts)
     # (the replies queued ahead of it: a PUBLISH inside it waits for their events)
-    client.state.run_exec_behind(list(itertools.takewhile(lambda item: item is not reply, saved)))
+    # (a step's Gate ahead, of EXEC's own step routed late: no reply of the client's)
+    ahead = itertools.takewhile(lambda item: item is not reply, saved)
+    client.state.run_exec_behind([item for item in ahead if type(item) is not Gate])
     client.state.unblock_in_place(0)  # its shard serves after the whole batch
     try:
         for i, (cmd, args) in enumerate(queued):

@@ -11,6 +11,8 @@ import signal
 import tempfile
 import time
 
+import pytest
+
 from shardkv.acceptor import scripting, shardlink
 from shardkv.acceptor.holds import HOLDING, HoldingClient
 from shardkv.protocol import errors, wire
@@ -641,14 +643,18 @@ def test_an_exec_refused_at_a_busy_hold_still_unwatches_its_keys() -> None:
     assert replies(acceptor, transport) == b"+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n-" + busy + b"\r\n"
 
 
-def _subscribed(acceptor, links):
-    """A client of ``acceptor`` subscribed to ``ch`` (its ``__ping``s answered)."""
+def _subscribed(acceptor, links, channel: bytes):
+    """A client of ``acceptor`` subscribed to ``channel`` (its ``__ping``s
+    answered; the channels are the process's: one per test)."""
     sub, transport = connect(acceptor)
-    send(sub, [b"SUBSCRIBE", b"ch"])
+    send(sub, [b"SUBSCRIBE", channel])
     for link in links:
         while link.sent:
             link.answer(b"+OK\r\n")
-    assert replies(acceptor, transport) == b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+    assert (
+        replies(acceptor, transport)
+        == b"*3\r\n$9\r\nsubscribe\r\n" + encode_command([channel])[4:] + b":1\r\n"
+    )
     return transport
 
 
@@ -660,13 +666,13 @@ def test_an_exec_over_every_shard_refused_at_a_busy_hold_runs_none_of_its_local_
     taken: the client went on in database 1, named, and the subscriber got
     the message of a transaction answered EXECABORT."""
     acceptor, links, (k0, k1), client, transport = one_client(2)
-    heard = _subscribed(acceptor, links)
+    heard = _subscribed(acceptor, links, b"refused")
     send(
         client,
         [b"MULTI"],
         [b"SELECT", b"1"],
         [b"CLIENT", b"SETNAME", b"torn"],
-        [b"PUBLISH", b"ch", b"m"],
+        [b"PUBLISH", b"refused", b"m"],
         [b"KEYS", b"*"],
         [b"EXEC"],
     )
@@ -690,12 +696,12 @@ def test_an_exec_over_every_shard_with_local_commands_runs_them_once_it_holds_ev
     """The same EXEC, every try granted: it runs whole, its local commands
     in their places, its KEYS on both shards under the holds."""
     acceptor, links, (k0, k1), client, transport = one_client(2)
-    heard = _subscribed(acceptor, links)
+    heard = _subscribed(acceptor, links, b"held")
     send(
         client,
         [b"MULTI"],
         [b"SELECT", b"1"],
-        [b"PUBLISH", b"ch", b"m"],
+        [b"PUBLISH", b"held", b"m"],
         [b"KEYS", b"*"],
         [b"EXEC"],
         [b"GET", k0],
@@ -706,7 +712,7 @@ def test_an_exec_over_every_shard_with_local_commands_runs_them_once_it_holds_ev
     keys = encode_command([b"KEYS", b"*"])
     for link in links:
         assert _steps(link)[0] == keys and _steps(link)[-1] == RELEASE
-    assert client.db == 1 and replies(acceptor, heard) == b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n"
+    assert client.db == 1 and replies(acceptor, heard) == b"*3\r\n$7\r\nmessage\r\n$4\r\nheld\r\n$1\r\nm\r\n"
     for s, link in enumerate(links):
         while link.sent:
             body = link.bodies()[0]
@@ -739,3 +745,31 @@ def test_an_exec_whose_step_meets_a_busy_shard_and_a_down_one_answers_execabort(
     links[0].answer(b"+OK\r\n")
     busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
     assert replies(acceptor, transport) == b"+OK\r\n" + b"+QUEUED\r\n" * 3 + b"-" + busy + b"\r\n"
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_an_exec_over_every_shard_routed_once_held_shows_its_lines_then_exec_as_redis(busy: bool) -> None:
+    """MONITOR, as redis-server 7.0.15 shows it: the commands' lines, then
+    EXEC's in the database the transaction's SELECT left; refused at a busy
+    hold, EXEC's alone (execCommandAbort feeds it), in database 0."""
+    acceptor, links, (k0, _), client, transport = one_client(2)
+    watcher, seen = connect(acceptor)
+    send(watcher, [b"MONITOR"])
+    send(client, [b"MULTI"], [b"SELECT", b"1"], [b"KEYS", b"*"], [b"EXEC"])
+    if busy:
+        links[1].grant()
+        links[0].grant(False)
+        links[0].answer(b"+OK\r\n")
+        while links[1].bodies()[0] != HOLD:
+            links[1].answer(b"+OK\r\n")
+        links[1].answer(encode_error(errors.BUSY))
+    else:
+        for link in links:
+            link.grant()
+    for link in links:
+        while link.sent:
+            link.answer(b"*0\r\n" if link.bodies()[0] == encode_command([b"KEYS", b"*"]) else b"+OK\r\n")
+    lines = [line.split(b" ", 1)[1] for line in replies(acceptor, seen).split(b"\r\n")[1:-1]]
+    addr = b"127.0.0.1:40000]"
+    ran = [b'[1 %s "SELECT" "1"' % addr, b'[1 %s "KEYS" "*"' % addr, b'[1 %s "EXEC"' % addr]
+    assert lines == [b'[0 %s "MULTI"' % addr, *([b'[0 %s "EXEC"' % addr] if busy else ran)]
