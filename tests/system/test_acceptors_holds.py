@@ -377,3 +377,97 @@ def test_an_exec_whose_hold_a_busy_script_refuses_runs_nothing_as_in_redis(serve
         os.kill(pids[1], signal.SIGCONT)  # (if the scene failed before)
         victim.close()
     assert got == want
+
+
+def _local_exec_at_a_busy_script(
+    connect: Callable[[], RespClient],
+    keys: list[str],
+    between: Callable[[], None] | None = None,
+    after: Callable[[], None] | None = None,
+) -> list:
+    """:func:`_exec_at_a_busy_script` for a transaction with commands of the
+    acceptor's and one over every shard: ``CLIENT SETNAME torn``, ``PUBLISH
+    busytear torn`` (a client subscribed), ``SET keys[0] new``, ``KEYS
+    busytear*``, ``SELECT 1``.  What the client sees: EXEC's reply, the
+    value it would have set, the first message the subscriber hears (a
+    marker published after the script was killed, if not the EXEC's), and
+    the client's name and database after it."""
+    looper, probe, client, listener = connect(), connect(), connect(), connect()
+    try:
+        probe.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        probe.command("SET", keys[0], "old")
+        listener.send("SUBSCRIBE", "busytear")
+        assert listener.read_reply() == [b"subscribe", b"busytear", 1]
+        if between is not None:
+            between()
+        queued = [
+            ("CLIENT", "SETNAME", "torn"),
+            ("PUBLISH", "busytear", "torn"),
+            ("SET", keys[0], "new"),
+            ("KEYS", "busytear*"),
+            ("SELECT", "1"),
+        ]
+        transaction = encode_command("MULTI") + b"".join(encode_command(*c) for c in queued)
+        client.sock.sendall(transaction + (encode_command("EXEC") if between is not None else b""))
+        assert [client.read_reply() for _ in range(6)] == [b"OK"] + [b"QUEUED"] * 5
+        looper.send("EVAL", "while true do end", 1, keys[2])
+        deadline = time.monotonic() + 20
+        while _ask(probe, "PING") == b"PONG":  # until the script is past the threshold
+            assert time.monotonic() < deadline, "the script did not go busy"
+        if after is not None:
+            after()
+        else:
+            client.send("EXEC")
+        outcome = [_text(client.read_reply())]
+        while _ask(probe, "SCRIPT", "KILL") != b"OK":
+            assert time.monotonic() < deadline, "the script was not killed"
+        assert str(looper.read_reply()).startswith("ERR Script killed")
+        probe.command("PUBLISH", "busytear", "marker")
+        heard = listener.read_reply()
+        fields = dict(f.split("=", 1) for f in _ask(client, "CLIENT", "INFO").decode().split())  # type: ignore[union-attr]
+        return [*outcome, _text(_ask(probe, "GET", keys[0])), heard, fields["name"], fields["db"]]
+    finally:
+        probe.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        probe.command("DEL", keys[0])
+        for c in (looper, probe, client, listener):
+            c.close()
+
+
+def test_an_exec_over_every_shard_whose_hold_a_busy_script_refuses_runs_none_of_its_local_commands(
+    server, fault_file, redis_proc
+):
+    """:func:`test_an_exec_whose_hold_a_busy_script_refuses_runs_nothing_as_in_redis`
+    for an EXEC with a KEYS and commands of the acceptor's (CLIENT SETNAME,
+    PUBLISH, SELECT): redis-server 7.0.15, reading it at the threshold,
+    answers EXECABORT and runs none of it; the client keeps no name and
+    its database, and the subscriber hears only the later marker.  Routed
+    as it was read, those commands ran before its holds were refused: the
+    client was named ``torn``, in database 1, and ``torn`` was published."""
+    keys = on_shards(0, 1, 2, prefix="busytear")
+    want = _local_exec_at_a_busy_script(lambda: RespClient(redis_proc.port, timeout=20), keys)
+    assert str(want[0]).startswith("-EXECABORT Transaction discarded because of: BUSY ")
+    assert want[1:] == ["old", [b"message", b"busytear", b"marker"], "", "0"]
+    pids = acceptor_pids(server)
+    victim, _ = raw_on(server.port, 1)
+
+    def hold_shards() -> None:  # acceptor 1 stops holding shards 0 and 1
+        fault_file.write_text("tried")
+        victim.sendall(f"MGET {keys[0]} {keys[1]}\r\n".encode())
+        try:
+            assert _stopped(pids[1], 20), "acceptor 1 did not reach the fault point"
+        finally:
+            fault_file.write_text("")
+
+    def go_on() -> None:
+        os.kill(pids[1], signal.SIGCONT)
+
+    try:
+        got = _local_exec_at_a_busy_script(
+            lambda: client_on(server.port, 0, timeout=20), keys, hold_shards, go_on
+        )
+        victim.settimeout(20)
+        assert victim.recv(100) == b"*2\r\n$3\r\nold\r\n$-1\r\n"
+    finally:
+        os.kill(pids[1], signal.SIGCONT)  # (if the scene failed before)
+        victim.close()
+    assert got == want
