@@ -144,7 +144,14 @@ XREAD and XREADGROUP across shards
     The same, with three differences: only with BLOCK do they wait (the
     timeout is BLOCK's milliseconds); the first try also asks
     ``__xlastids`` for what ``$`` stands for, and the later tries use those
-    IDs, as Redis resolves ``$`` once, when the command blocks; and each
+    IDs, as Redis resolves ``$`` once, when the command blocks (an XREAD
+    BLOCK's first ``__bwait``s go with its first try, in its step, each
+    shard resolving ``$`` as they come: the same moment; they are kept
+    while the try runs, as an eager try's, so the first script after
+    that moment serves it, from the stream that script wrote first;
+    and a notified XREAD's try reads its stream only up to the last ID
+    that the notification carries, the entries of the write that woke
+    it: ``__xreadupto``); and each
     ``__bwait`` carries the group and each key's ID, so it answers 1 only
     when a key has entries for the command; when a key it waits on is
     written and is no stream (deleted) or has lost XREADGROUP's group, it
@@ -696,7 +703,24 @@ def _notification(body: bytes) -> tuple[bytes, bytes | None, tuple]:
     reader = hiredis.Reader()
     reader.feed(body)
     notification, key, *order = reader.gets()
+    if notification == wire.BWAIT_READY and order and type(order[-1]) is bytes:
+        order.pop()  # an XREAD's stream's last ID (see _upto)
     return b":%d\r\n" % notification, key, tuple(order)
+
+
+def _upto(body: bytes) -> bytes | None:
+    """The stream's last ID that an XREAD's notification (or the answer
+    of a ``__bclaim`` of it) ends with, as the write that woke it ended
+    (``wire.Verb.BWAIT``), or None: its try reads up to that entry alone
+    (``__xreadupto``)."""
+    if body[:1] != b"*":
+        return None
+    reader = hiredis.Reader()
+    reader.feed(body)
+    items = reader.gets()
+    if items[0] == wire.BWAIT_READY and len(items) > 2 and type(items[-1]) is bytes:
+        return items[-1]
+    return None
 
 
 def _first_ready(claims: list[tuple[_Notify, bytes, bytes | None, tuple]]) -> int:
@@ -1039,6 +1063,7 @@ class _CrossShard:
         unblocked: bool = False,
         keep: dict[_Notify, _Notify] | None = None,
         ranked: list[bytes] | None = None,
+        upto: bytes | None = None,
     ) -> None:
         """Try atomically; ``notified``: the notification of a ``__bwait``
         (``_READY`` or ``_CLAIMED``) this try follows, or b"" (the first
@@ -1069,7 +1094,9 @@ class _CrossShard:
         ``_Notify`` there (its ``__bdone``'s new token).  ``ranked``: a
         pop's keys that one cross-shard operation made ready, in its order
         (see :meth:`_after_claimants`): the try reads those alone, in that
-        order, a key of another type passed over (``__btry``)."""
+        order, a key of another type passed over (``__btry``).  ``upto``:
+        an XREAD's notified stream's last ID as the write that woke it
+        ended, which the try reads up to alone (see :func:`_upto`)."""
         client = self.client
         self.trying = True
         self.try_began = perf_counter_ns()
@@ -1085,7 +1112,7 @@ class _CrossShard:
         elif ranked is not None:
             args, keys = self._on_keys(ranked), ranked
         if self.read_only:
-            self._attempt_parts(args, keys)
+            self._attempt_parts(args, keys, upto if ready_key is not None else None)
             return
         holds = client.server.holds if done or ask else None
         if holds is not None:
@@ -1131,18 +1158,19 @@ class _CrossShard:
             client.pending.pop()
         op.slot = _Attempt(self)  # type: ignore[assignment]
 
-    def _attempt_parts(self, args: list[bytes], keys: list[bytes]) -> None:
+    def _attempt_parts(self, args: list[bytes], keys: list[bytes], upto: bytes | None = None) -> None:
         """XREAD (``args``, of ``keys``): a read-only try needs no parking.
         One ``__xread`` part per shard, all queued in this one step (so
         they see one moment of the global order), merged in the order of
         the keys; the first try also asks each shard what ``$`` stands for
-        (``__xlastids``)."""
+        (``__xlastids``).  ``upto``: a notified try's bound (one key,
+        ``__xreadupto``)."""
         client = self.client
         links = client.server.links
         shard_of = client.server.shard_of
         n = len(keys)
         at = len(args) - n
-        head = [Verb.XREAD, *args[1 : at - n]]
+        head = [Verb.XREAD, *args[1 : at - n]] if upto is None else [Verb.XREAD_UPTO, upto, *args[1 : at - n]]
         groups: dict[int, list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(shard_of(key), []).append(i)
@@ -1179,6 +1207,16 @@ class _CrossShard:
         try:
             for i, ((shard, _), body) in enumerate(zip(shards + shards, bodies, strict=False)):
                 links[shard].send(header, body, gather.sink(i))
+            if resolve and self.timeout is not None and not self.notifies and not self.kept:
+                # Its __bwaits go with its first try, in its step, kept
+                # meanwhile (as an eager try's, see serve_now): Redis
+                # blocks a client where its try found nothing, so the
+                # first script after that moment serves it, from the
+                # stream that script wrote first.  Sent once the try had
+                # found nothing, they came after the scripts meanwhile,
+                # and answered at once, whichever reached the acceptor
+                # first serving it, with every entry since.
+                self._wait_on(first=True)
         finally:
             if holds is not None:
                 holds.end()
@@ -1388,8 +1426,12 @@ class _CrossShard:
         self._wait_on()
         return False
 
-    def _wait_on(self) -> None:
+    def _wait_on(self, first: bool = False) -> None:
         """Send a new ``__bwait`` (or ``__bpop``) to each of its shards.
+        ``first``: an XREAD's, with its first try, in its step (see
+        :meth:`_attempt_parts`): kept while the try runs (:attr:`kept`),
+        its ``$``s resolved by the shards, and the client shown blocked
+        once the try found nothing (:meth:`_attempted`).
         With several acceptors a client not shown blocked yet is shown once
         each shard has answered its own (:meth:`reached`), as a one-shard
         wait is once its shard says it waits: it used to be shown as they
@@ -1402,7 +1444,7 @@ class _CrossShard:
         1``, ``BLPOP a b 0`` in one read; another client sees f, reads b,
         unblocks: it answered 0 while the waits were on their way)."""
         state = self.client.state
-        showing = state.blocked_token == self.token and not state.blocked_shown
+        showing = state.blocked_token == self.token and not state.blocked_shown and not first
         later = showing and self.client.server.nacceptors > 1
         self.unreached = {}
         links = self.client.server.links
@@ -1414,7 +1456,7 @@ class _CrossShard:
         for shard, keys in self.wait_keys.items():
             link = links[shard]
             notify = _Notify(self, link, next(_tokens))
-            self.notifies.append(notify)
+            (self.kept if first else self.notifies).append(notify)
             if link.up:
                 link.blocked[notify.token] = notify
             flags = wire.FLAG_STAMP
@@ -1451,6 +1493,7 @@ class _CrossShard:
                 _shown(self.client, self.token)
 
     def notified(self, notify: _Notify, body: bytes) -> None:
+        upto = _upto(body) if self.read_only else None
         body, key, order = _notification(body)
         if body == _SERVED:
             self._served(notify, key, order[0])  # type: ignore[arg-type]  # a served key
@@ -1471,7 +1514,7 @@ class _CrossShard:
             # B``: Redis serves it the first entry alone).
             if self.read_only:
                 notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
-            self._ask_others(notify, (notify, body, key, order))
+            self._ask_others(notify, (notify, body, key, order), upto)
             return
         self._cancel_notifies()
         if key is not None:
@@ -1481,7 +1524,8 @@ class _CrossShard:
             # A move's __bwait with nothing left at its turn keeps its place
             # while the try runs (see serve_now).
             keep = self._keep((notify,)) if self.move and body == _CLAIMED else None
-            self.attempt(notified=body, done=() if self.read_only else (notify,), ready_key=key, keep=keep)
+            done = () if self.read_only else (notify,)
+            self.attempt(notified=body, done=done, ready_key=key, keep=keep, upto=upto)
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:
@@ -1602,7 +1646,9 @@ class _CrossShard:
         else:
             self.finish(body)
 
-    def _ask_others(self, notify: _Notify, claim: tuple[_Notify, bytes, bytes | None, tuple]) -> None:
+    def _ask_others(
+        self, notify: _Notify, claim: tuple[_Notify, bytes, bytes | None, tuple], upto: bytes | None
+    ) -> None:
         """A cross-shard operation made the key of ``notify`` ready: it may
         have made others of this client's keys ready on other shards before
         it, whose notifications are on their way, and Redis serves the
@@ -1614,16 +1660,19 @@ class _CrossShard:
         operation and rank until a ``__bclaim`` or ``__bdone`` reads them
         (its own gets a ``__bdone`` now), so the client gets the entries of
         the stream written first alone, as Redis 7.0 serves it
-        (``serveClientsBlockedOnStreamKey``)."""
+        (``serveClientsBlockedOnStreamKey``), up to its entries then
+        (``upto``, and the answers', see :func:`_upto`)."""
         others = [other for other in self.notifies if other is not notify]
         self.notifies = []
         for other in others:
             other.link.blocked.pop(other.token, None)
         self._send_claims(
-            _Question(self, others, lambda notifies, answers: self._claimed(claim, notifies, answers))
+            _Question(self, others, lambda notifies, answers: self._claimed(claim, notifies, answers, upto))
         )
 
-    def _claimed(self, claim: tuple, notifies: list[_Notify], answers: list[bytes]) -> None:
+    def _claimed(
+        self, claim: tuple, notifies: list[_Notify], answers: list[bytes], upto: bytes | None
+    ) -> None:
         """The other shards answered :meth:`_ask_others` (``claim``: the
         notification that asked them): try on the key the operation made
         ready first; every claim ends after the try."""
@@ -1637,8 +1686,11 @@ class _CrossShard:
             if ranked is not None:
                 self._after_claimants(ranked, done)
                 return
-        _, notified, key, _ = claims[_first_ready(claims)]
-        self.attempt(notified=notified, done=done, ready_key=key)
+        best = _first_ready(claims)
+        _, notified, key, _ = claims[best]
+        if self.read_only:
+            upto = (upto, *map(_upto, answers))[best]
+        self.attempt(notified=notified, done=done, ready_key=key, upto=upto)
 
     def _after_claimants(self, ranked: list[tuple[_Notify, bytes, bytes]], done: tuple[_Notify, ...]) -> None:
         """A pop that one cross-shard operation (an EXEC, a script) made

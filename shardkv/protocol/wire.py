@@ -1245,7 +1245,9 @@ class Verb:
     # __bdone.  (XREAD/XREADGROUP: __bwait command timeout elapsed-ms group
     # key id [key id ...], which claims nothing: [BWAIT_READY, key], or an
     # XREADGROUP's error; made ready by a cross-shard operation, [BWAIT_READY,
-    # key, op, rank], kept for one __bclaim or __bdone.)
+    # key, op, rank], kept for one __bclaim or __bdone; an XREAD's made ready
+    # as it waits ends with the stream's last ID then, for __xreadupto.  An
+    # XREAD's ``$`` stands for the stream's last ID as the __bwait comes.)
     BWAIT = b"__bwait"
     # __bpop timeout elapsed-ms count at nkeys key... command... -> a __bwait
     # (the same answers and claims) of a BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
@@ -1325,6 +1327,10 @@ class Verb:
     # after EXEC).
     DEFER = b"__defer"
     XREAD = b"__xread"
+    # __xreadupto last-id [COUNT count] STREAMS key id: a woken cross-shard
+    # XREAD's try on the stream its notification named, up to the ID that
+    # notification carries (see shardkv.acceptor.blocking).
+    XREAD_UPTO = b"__xreadupto"
     XLASTIDS = b"__xlastids"
     # Scripts and functions.
     EVAL = b"__eval"

@@ -174,7 +174,7 @@ from shardkv.worker.handlers import (
     find_blocking,
 )
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.stream import Stream
+from shardkv.worker.stream import Stream, format_id
 from shardkv.worker.zset import ZSet
 
 log = logging.getLogger("shardkv.worker")
@@ -874,8 +874,10 @@ class Waiters:
             # operation and the rank, and a claim of no element keeps them
             # for the __bclaim its client sends its other shards (see
             # shardkv.acceptor.blocking), which ends it.
-            self.claims[waiter.pipe, waiter.token] = ((waiter.db, key), 0, value[0], order)
-            value = [*value, *order]
+            # (An XREAD's notification ends with its stream's last ID, see
+            # _notify_stream: after the order, as its __bclaim says it.)
+            self.claims[waiter.pipe, waiter.token] = ((waiter.db, key), 0, value[0], (*order, *value[2:]))
+            value = [*value[:2], *order, *value[2:]]
         wake = (waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
         self.wakes.append(wake)
         if not claims and ks.event_masks and args[0][0] != 95:  # (not a __bwait's notification)
@@ -1090,7 +1092,7 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     if kind is None and args[1].lower() in READY:
         # XREAD/XREADGROUP: ``group key id [key id ...]`` (see shardkv.acceptor.blocking)
         ready = READY[args[1].lower()]
-        rest = args[4:]
+        rest = _dollars(ks, args[4:])
         keys = rest[1::2]
         if ready(ks, rest):
             # (a key its client blocked on was written before this came:
@@ -1119,6 +1121,21 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         # waiter on the stream alone behind it waits for its try.
         return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None, claims=1 if rest[0] else 0)
     return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims)
+
+
+def _dollars(ks: Keyspace, rest: list[bytes]) -> list[bytes]:
+    """XREAD's ``group key id [key id ...]`` with each ``$`` the stream's
+    last ID now (0-0 for none): a cross-shard XREAD BLOCK sends its first
+    ``__bwait``s with its first try, in one step, so that ``$`` stands
+    for one moment, the try's (see shardkv.acceptor.blocking)."""
+    if b"$" not in rest[2::2]:
+        return rest
+    out = list(rest)
+    for i in range(2, len(out), 2):
+        if out[i] == b"$":
+            stream = ks.lookup(out[i - 1])
+            out[i] = format_id(stream.last_id) if type(stream) is Stream else b"0-0"
+    return out
 
 
 def bpop(ks: Keyspace, args: list[bytes]) -> object:
@@ -1174,7 +1191,12 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
         return gone
     for i in range(1, len(rest) - 1, 2):
         if rest[i] == key and ready(ks, [rest[0], key, rest[i + 1]]):
-            return [wire.BWAIT_READY, key]
+            if rest[0]:
+                return [wire.BWAIT_READY, key]
+            # An XREAD's: the stream's last ID now, which its client's try
+            # reads up to (``__xreadupto``), as Redis serves it now.
+            stream: Stream = ks.peek(key)  # type: ignore[assignment]  # ready: a stream
+            return [wire.BWAIT_READY, key, format_id(stream.last_id)]
     return None
 
 

@@ -1367,3 +1367,21 @@ def test_a_served_wake_waits_for_no_acceptor_that_got_none_of_the_events(shard):
     shard.send_wakes()
     assert here == []
     assert [(pipe, frame[0]) for pipe, frame in elsewhere] == [(1, wire.OTHERS_EVENTS), (1, wire.WAKE)]
+
+
+def test_an_xread_bwait_resolves_dollar_as_it_comes_and_its_notification_bounds_the_try(shard):
+    """An XREAD's ``__bwait`` with ``$`` waits for entries past the
+    stream's last ID as it comes (its acceptor sends it with its first
+    try, in one step); its notification ends with the stream's last ID
+    then, and ``__xreadupto`` with that ID reads up to that entry alone,
+    not what a later write added before the try came (issue 22)."""
+    assert run(shard, "XADD", "s", "1-0", "f", "a") == b"1-0"
+    bwait = [wire.Verb.BWAIT, b"xread", b"0", b"0", b"", b"s", b"$"]
+    assert wire.decode_replies(shard.run_batch(_batch((5, bwait)))) == [b""]
+    assert shard.waiters.wakes == []
+    adds = _batch((0, [b"XADD", b"s", b"2-0", b"f", b"b"]), (0, [b"XADD", b"s", b"3-0", b"f", b"c"]))
+    assert wire.decode_replies(shard.run_batch(adds)) == [b"$3\r\n2-0\r\n", b"$3\r\n3-0\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, b"*3\r\n:1\r\n$1\r\ns\r\n$3\r\n2-0\r\n"))]
+    upto = [wire.Verb.XREAD_UPTO, b"2-0", b"COUNT", b"5", b"STREAMS", b"s", b"1-0"]
+    read = [[b"s", [[b"2-0", [b"f", b"b"]]]]]
+    assert wire.decode_replies(shard.run_batch(_batch((0, upto)))) == [encode(read, 0)]

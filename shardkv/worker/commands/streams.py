@@ -704,6 +704,25 @@ def xread_part(ks: Keyspace, args: list[bytes]) -> object:
     return [[key, entries] for key, entries in value] if type(value) is KeyedArrays else []
 
 
+def xread_upto(ks: Keyspace, args: list[bytes]) -> object:
+    """__xreadupto last-id [COUNT count] [BLOCK ms] STREAMS key id
+
+    A woken cross-shard XREAD's try on the stream its notification named
+    (``__xread``'s reply), its entries up to ``last-id`` alone: the
+    stream's last ID as the write that woke it ended, which the
+    notification carries.  Redis serves a blocked XREAD right after that
+    write, so the entries that the writer's next commands added before
+    the try came are not its (pipelined scripts through another
+    acceptor: it read them all)."""
+    upto = parse_strict_id(args[1])
+    out = []
+    for key, entries in xread_part(ks, [Verb.XREAD, *args[2:]]):  # type: ignore[attr-defined]  # a list
+        entries = [entry for entry in entries if parse_strict_id(entry[0]) <= upto]
+        if entries:
+            out.append([key, entries])
+    return out
+
+
 def xlastids(ks: Keyspace, args: list[bytes]) -> object:
     """__xlastids key [key ...]: each stream's last ID (0-0 for none), what
     ``$`` stands for; the acceptor's cross-shard XREAD resolves ``$`` with it."""
@@ -1331,6 +1350,7 @@ HANDLERS: Handlers = {
     "xrevrange": xrevrange,
     "xdel": xdel,
     Verb.XREAD: xread_part,
+    Verb.XREAD_UPTO: xread_upto,
     Verb.XLASTIDS: xlastids,
     "xgroup": xgroup,
     "xsetid": xsetid,
