@@ -185,7 +185,12 @@ def publish(server, events: list, origin: object) -> None:
             publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after, nth=i)
     if awaiting:  # (and after its last)
         _heard(server, before, places)
-    if held:  # (and one sent after this command, before the next one's events)
+    if held and server.bus is None:  # (and one sent after this command, before the next one's events)
+        # One acceptor: its events are out everywhere now.  With several,
+        # the command's reply waits until they are out on the others too
+        # (a G frame's causal.Gate, the relay's answers, a served client's
+        # events after the batch); its held PUBLISH, which reaches them
+        # round the bus, goes once that reply came (_HeldPublish.data).
         pubsub.release_held(before.client, before)  # type: ignore[union-attr]
 
 

@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from shardkv.protocol.bus import ANSWER_WITHIN
 from shardkv.protocol.router import Router
-from tests.support.acceptors import acceptor_pids, client_on, serve
+from tests.support.acceptors import acceptor_pids, client_on, raw_on, serve
+from tests.support.rawsocket import read_through
 from tests.support.resp import RespClient, encode_command, parse_reply
 from tests.support.servers import ServerProcess
 
@@ -727,3 +729,99 @@ def test_monitors_on_three_acceptors_show_one_order(server3) -> None:
     finally:
         for m in monitors:
             m.close()
+
+
+def _message(channel: bytes, message: bytes) -> bytes:
+    return b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+        len(channel),
+        channel,
+        len(message),
+        message,
+    )
+
+
+def _set_event(key: bytes) -> bytes:
+    return (
+        b"*4\r\n$8\r\npmessage\r\n$16\r\n__keyevent@0__:*\r\n$18\r\n__keyevent@0__:set\r\n$%d\r\n%s\r\n"
+        % (
+            len(key),
+            key,
+        )
+    )
+
+
+def _heard(sub, last: bytes) -> bytes:
+    out, _ = read_through(sub, last)
+    assert out.endswith(last), out
+    return out
+
+
+@pytest.mark.parametrize("keys", [[b"k"], [b"a", b"b"]], ids=["set", "mset-two-shards"])
+def test_a_held_publish_reaches_the_other_acceptor_after_its_writes_events(server, keys) -> None:
+    """A client on acceptor 0 pipelines a write (SET, or MSET of keys on
+    both shards) and ``PUBLISH q m``; a subscriber to q and every key
+    event on each acceptor.  Redis writes the write's events before it
+    reads the PUBLISH, so both subscribers hear them before m.  Acceptor
+    0 released the held PUBLISH (pubsub._HeldPublish) as it handed the
+    events out itself, before the other acceptor had (the SET's reached
+    it on its shard's pipe, the MSET's were relayed on the bus after the
+    PUBLISH): the message could overtake them there, as other clients'
+    traffic kept that acceptor busy (0 to 7 rounds in 150 of a stress).
+    Here acceptor 1 is stopped while acceptor 0 runs the pair, once a bus
+    message is waiting for it, so that it reads the bus before its shard's
+    pipe when it runs again: before the fix it heard m first in nearly
+    every round.  (The MSET's rounds wait for acceptor 1 up to the bus's
+    ANSWER_WITHIN, then go on: its events are on the bus ahead of m.)"""
+    assert len({Router(2).shard_of(key) for key in keys}) == len(keys)
+    write = b"MSET " + b" ".join(key + b" v" for key in keys) if len(keys) > 1 else b"SET %s v" % keys[0]
+    c, _ = raw_on(server.port, 0)
+    x, _ = raw_on(server.port, 0)
+    y, _ = raw_on(server.port, 0)
+    sub0, _ = raw_on(server.port, 0)
+    sub1, _ = raw_on(server.port, 1)
+    stopped = 0
+    try:
+        pid = acceptor_pids(server)[1]
+        c.sendall(b"CONFIG SET notify-keyspace-events KEA\r\n")
+        assert _heard(c, b"+OK\r\n") == b"+OK\r\n"
+        for sub, channels in ((sub0, b"q x"), (sub1, b"q")):
+            sub.sendall(b"SUBSCRIBE %s\r\nPSUBSCRIBE __keyevent@0__:*\r\n" % channels)
+            _heard(
+                sub,
+                b"*3\r\n$10\r\npsubscribe\r\n$16\r\n__keyevent@0__:*\r\n:%d\r\n"
+                % (1 + len(channels.split())),
+            )
+        checked = tried = 0
+        while checked < 3:
+            tried += 1
+            assert tried <= 10, f"only {checked} of {tried} rounds were quick enough to check anything"
+            m = b"m%d" % tried
+            os.kill(pid, signal.SIGSTOP)
+            stopped, since = pid, time.monotonic()
+            x.sendall(b"PUBLISH x a\r\n")  # (waiting on acceptor 1's bus, ahead of what comes next)
+            _heard(sub0, _message(b"x", b"a"))
+            c.sendall(write + b"\r\nPUBLISH q " + m + b"\r\n")
+            _heard(sub0, _set_event(keys[-1]))  # (acceptor 0 handed the write's events out)
+            y.sendall(b"PUBLISH x b\r\n")  # (whatever acceptor 0 sent on the bus before is on its way)
+            early = _message(b"q", m) in _heard(sub0, _message(b"x", b"b"))
+            quick = time.monotonic() - since < ANSWER_WITHIN / 2  # (not yet given up on acceptor 1)
+            os.kill(pid, signal.SIGCONT)
+            stopped = 0
+            heard = _heard(sub1, _message(b"q", m))
+            if not early:
+                _heard(sub0, _message(b"q", m))
+            assert _heard(c, b":2\r\n").endswith(b":2\r\n")
+            for publisher in (x, y):
+                assert _heard(publisher, b":1\r\n").endswith(b":1\r\n")
+            if not quick and len(keys) == 1:
+                continue  # (the SET's reply went without acceptor 1's answer: nothing to check)
+            checked += 1
+            for key in keys:
+                assert _set_event(key) in heard, heard
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+        with RespClient(server.port) as admin:
+            admin.command("CONFIG", "SET", "notify-keyspace-events", "")
+        for sock in (c, x, y, sub0, sub1):
+            sock.close()
