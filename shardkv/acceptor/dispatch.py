@@ -105,28 +105,35 @@ def db_headers(db: int, no_touch: bool = False) -> tuple[tuple[bytes, bytes], tu
 
 _lookup = commands.lookup
 
-# The acceptor's own commands that answer from its state alone, which Redis
-# reads only once a script ends, or at busy-reply-threshold answers -BUSY
-# (no allow-busy flag): while a worker says a script runs (RUNNING_LINKS)
-# they wait for the shards' scripts (Dispatch._read_after_scripts).  The
-# CLIENT subcommands that wait by themselves (KILL, PAUSE, UNPAUSE,
-# UNBLOCK) are left to their handler.
-_READ_AFTER_SCRIPTS = frozenset(
-    {
-        "client",
-        "echo",
-        "ping",
-        "time",
-        "command",
-        "lolwut",
-        "select",
-        "role",
-        "readonly",
-        "readwrite",
-        "asking",
-    }
-)
-_CLIENT_WAITS = frozenset({b"kill", b"pause", b"unpause", b"unblock"})
+# The acceptor's own commands (``local`` rows) that wait for a running
+# script by themselves, whole (None) or for the subcommands named: a bad
+# EVAL or EVALSHA, EXEC, WAIT and the (un)subscribes call
+# blocking.serve_after_scripts in their handlers, and so do CLIENT KILL,
+# PAUSE, UNPAUSE, UNBLOCK and ACL DELUSER; a good EVAL or FCALL reaches its
+# shard as the client's command, which the worker refuses at
+# busy-reply-threshold.  Every other local command but the allow-busy ones
+# (commands.allowed_while_busy) Redis reads only once a script ends, or at
+# the threshold answers -BUSY: while a worker says a script runs
+# (RUNNING_LINKS) it waits for the shards' scripts
+# (Dispatch._read_after_scripts).
+_WAITS_BY_ITSELF: dict[str, frozenset[bytes] | None] = {
+    "eval": None,
+    "evalsha": None,
+    "eval_ro": None,
+    "evalsha_ro": None,
+    "fcall": None,
+    "fcall_ro": None,
+    "exec": None,
+    "wait": None,
+    "subscribe": None,
+    "unsubscribe": None,
+    "psubscribe": None,
+    "punsubscribe": None,
+    "ssubscribe": None,
+    "sunsubscribe": None,
+    "client": frozenset({b"kill", b"pause", b"unpause", b"unblock"}),
+    "acl": frozenset({b"deluser"}),
+}
 
 
 # The commands a RESP2 client may send while subscribed (Redis 7.0's
@@ -443,7 +450,7 @@ class Dispatch:
             else:
                 self.send_keyed(cmd, args, raw)
         elif route == "local":
-            if RUNNING_LINKS and cmd.name in _READ_AFTER_SCRIPTS and self._read_after_scripts(cmd, args):
+            if RUNNING_LINKS and self._read_after_scripts(cmd, args):
                 return
             self.server.run_local(cast("Client", self), cmd, args)
         else:
@@ -451,15 +458,25 @@ class Dispatch:
 
     def _read_after_scripts(self, cmd: commands.Command, args: list[bytes]) -> bool:
         """While a worker says a script runs, the acceptor's own command
-        ``args`` (see :data:`_READ_AFTER_SCRIPTS`) waits for the shards'
-        scripts, as Redis reads nothing then: run after them, or ``-BUSY``
-        if one passes busy-reply-threshold meanwhile
-        (blocking.serve_after_scripts).  Whether it waits (or ran)."""
-        if self.state.in_exec or (
-            cmd.name == "client" and len(args) > 1 and args[1].lower() in _CLIENT_WAITS
-        ):
+        ``args`` waits for the shards' scripts, as Redis reads nothing then:
+        run after them, or ``-BUSY`` if one passes busy-reply-threshold
+        meanwhile (blocking.serve_after_scripts), counted once decided.  Not
+        an allow-busy one, nor one that waits by itself
+        (:data:`_WAITS_BY_ITSELF`), nor one inside EXEC (its transaction
+        waited).  Whether it waits (or ran)."""
+        name = cmd.name
+        if self.state.in_exec or commands.allowed_while_busy(name, args):
             return False
-        blocking.serve_after_scripts(cast("Client", self), self.server.local[cmd.name], args)
+        if name in _WAITS_BY_ITSELF:
+            subs = _WAITS_BY_ITSELF[name]
+            if subs is None or (len(args) > 1 and args[1].lower() in subs):
+                return False
+        handler = self.server.local[name]
+
+        def after_scripts(client: Client, args: list[bytes]) -> None:
+            blocking.serve_after_scripts(client, handler, args)
+
+        self.server.run_counted(cast("Client", self), cmd, args, after_scripts)
         return True
 
     def send(self, shard: int, args: list[bytes], raw: bytes | None) -> None:

@@ -457,10 +457,107 @@ def test_commands_the_acceptor_answers_sent_before_the_threshold_get_busy(server
     SELECT, sent before the threshold: Redis reads them at the threshold
     and answers each -BUSY, a rejected call.  shardkv answered them at
     once; now, while a worker says a script runs, they wait for it
-    (dispatch._READ_AFTER_SCRIPTS)."""
+    (dispatch.Dispatch._read_after_scripts)."""
 
     # (Not CLIENT ID's row: at two acceptors client_on's connections call it.)
     scenario = _refused_at_the_threshold(_answered_here, ["client|getname", "echo", "ping", "time", "select"])
+
+    _differential(servers, scenario)
+
+
+# More commands the acceptor answers without a script's shard: from its own
+# state (CONFIG GET, ACL, SLOWLOG, PUBLISH, PUBSUB, SCRIPT EXISTS, MODULE,
+# CLUSTER, LATENCY), or asking the shards for what the scripts' shards
+# answer after them (INFO, LASTSAVE, MEMORY USAGE, SCAN, SWAPDB, FUNCTION
+# LIST); MONITOR last (run, it would make the connection a monitor).
+def _answered_without_the_scripts_shard(victim: int) -> list[tuple]:
+    return [
+        ("CONFIG", "GET", "maxmemory"),
+        ("ACL", "WHOAMI"),
+        ("ACL", "LIST"),
+        ("SLOWLOG", "LEN"),
+        ("PUBLISH", "ch", "m"),
+        ("SPUBLISH", "ch", "m"),
+        ("PUBSUB", "NUMSUB", "ch"),
+        ("SCRIPT", "EXISTS", "f" * 40),
+        ("MODULE", "LIST"),
+        ("CLUSTER", "INFO"),
+        ("LATENCY", "LATEST"),
+        ("INFO", "server"),
+        ("LASTSAVE",),
+        ("MEMORY", "USAGE", KEY),
+        ("SCAN", 0),
+        ("SWAPDB", 0, 1),
+        ("FUNCTION", "LIST"),
+        ("MONITOR",),
+    ]
+
+
+_WITHOUT_THE_SHARD_STATS = [
+    "config|get",
+    "acl|whoami",
+    "acl|list",
+    "slowlog|len",
+    "publish",
+    "spublish",
+    "pubsub|numsub",
+    "script|exists",
+    "module|list",
+    "cluster|info",
+    "latency|latest",
+    "lastsave",
+    "memory|usage",
+    "scan",
+    "swapdb",
+    "function|list",
+    "monitor",
+]
+
+
+def test_more_commands_the_acceptor_answers_sent_before_the_threshold_get_busy(servers):
+    """Another client's CONFIG GET, ACL WHOAMI and LIST, SLOWLOG LEN,
+    PUBLISH, SPUBLISH, PUBSUB NUMSUB, SCRIPT EXISTS, MODULE LIST, CLUSTER
+    INFO, LATENCY LATEST, INFO, LASTSAVE, MEMORY USAGE, SCAN, SWAPDB,
+    FUNCTION LIST and MONITOR, sent before the threshold: Redis reads them
+    at the threshold and answers each -BUSY, a rejected call (none has the
+    allow-busy flag).  shardkv answered the first ones at once (MONITOR
+    began), and the others after the script (their shards' parts waited
+    behind it, SCRIPT KILL let them run); now, while a worker says a
+    script runs, every acceptor command but the allow-busy ones and those
+    that wait by themselves waits for the shards' scripts
+    (dispatch._WAITS_BY_ITSELF)."""
+
+    scenario = _refused_at_the_threshold(_answered_without_the_scripts_shard, _WITHOUT_THE_SHARD_STATS)
+
+    _differential(servers, scenario)
+
+
+def test_a_publish_sent_during_a_short_script_comes_after_the_scripts_messages(servers):
+    """A PUBLISH sent while a script that publishes runs, ending before the
+    threshold: Redis reads it after the script, so its subscriber gets the
+    script's two messages first, then this one.  shardkv delivered it at
+    once, between the script's messages (see README, busy scripts)."""
+    # (plain Lua between the TIME calls: the count hook, which tells the
+    # acceptors that a script runs, comes within a millisecond)
+    script = (
+        "redis.call('publish', 'ch', 'first') local t = redis.call('time') "
+        "local e = t[1] * 1e6 + t[2] + 300000 repeat for i = 1, 10000 do end "
+        "t = redis.call('time') until t[1] * 1e6 + t[2] >= e "
+        "return redis.call('publish', 'ch', 'last')"
+    )
+
+    def scenario(caller, other, admin):
+        listener = RespClient(admin.sock.getpeername()[1], timeout=30)
+        try:
+            listener.call("SUBSCRIBE", "ch")
+            _send_script(caller, "EVAL", script, 0)
+            _script_runs()
+            other.send("PUBLISH", "ch", "other")
+            out = [caller.read(), other.read()]
+            out += [listener.read() for _ in range(3)]
+            return out + _stats(admin, ["publish"])
+        finally:
+            listener.close()
 
     _differential(servers, scenario)
 
