@@ -2345,9 +2345,13 @@ def function_command(client: Client, args: list[bytes]) -> None:
     elif sub == b"dump":
         client.send(0, [Verb.FUNCTION, b"dump"], None)
     elif sub == b"stats":
-        busy = [link for link in client.server.links if link.script is not None and not link.script[2]]
-        if busy:
-            client.reply(_running_stats(busy[0].script))  # type: ignore[arg-type]  # busy: not None
+        busy = [link.script for link in client.server.links if link.script is not None]
+        if any(script[2] for script in busy):
+            # A busy EVAL: Redis's functionStatsCommand answers slowevalerr
+            # (its shard, which runs it, could answer only after it).
+            client.reply_error(errors.BUSY)
+        elif busy:
+            client.reply(_running_stats(busy[0]))
         else:
             client.send(0, [Verb.FUNCTION, b"stats"], None)
     elif sub == b"kill":

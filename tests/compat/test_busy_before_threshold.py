@@ -364,6 +364,24 @@ def test_a_busy_function_and_evalsha_sent_before_the_threshold(servers):
     _differential(servers, scenario)
 
 
+def test_function_stats_while_an_eval_is_busy_gets_busy(servers):
+    """FUNCTION STATS (allow-busy) while an EVAL is past the threshold:
+    Redis's functionStatsCommand answers the script's -BUSY, a failed call
+    (while a function is busy it answers running_script).  shardkv sent it
+    to shard 0, where it waited behind the script."""
+
+    def scenario(caller, other, admin):
+        _send_script(caller, "EVAL", LOOP, 0)
+        _script_runs()
+        wait_busy(lambda: other.command("PING"))
+        out = [other.call("FUNCTION", "STATS")]
+        out.append(admin.call("SCRIPT", "KILL"))
+        out.append(caller.read())
+        return out + _stats(admin, ["function|stats"])[:1]
+
+    _differential(servers, scenario)
+
+
 def _monitored(monitor: RespClient, until: bytes) -> list[bytes]:
     """The MONITOR lines up to the one that holds ``until``, each as its
     database and arguments (no time, no client address, but ``lua``),
