@@ -778,3 +778,18 @@ def test_a_read_of_one_scripts_evalshas_goes_where_the_loop_sends_it(
     assert outs[0] == outs[1]
     if knowing != "b" and name != b"EvalSha":
         assert outs[0][0][0][0] or outs[0][0][0][1]  # some took the shortcut
+
+
+def test_the_commands_that_wait_for_scripts_by_themselves_are_local_rows() -> None:
+    """dispatch._WAITS_BY_ITSELF names local commands of the table and
+    their subcommands (a misspelt one would wait twice for a script), and
+    none of them is allow-busy (those never wait)."""
+    from shardkv.acceptor import dispatch
+    from shardkv.protocol.command_docs import SUBCOMMANDS
+
+    for name, subs in dispatch._WAITS_BY_ITSELF.items():
+        assert commands.COMMANDS[name].route == "local", name
+        assert not commands.allowed_while_busy(name, [name.encode()]), name
+        for sub in subs or ():
+            assert sub.decode() in SUBCOMMANDS[name], (name, sub)
+            assert not commands.allowed_while_busy(name, [name.encode(), sub]), (name, sub)
