@@ -139,6 +139,7 @@ worker would then wait for that coordinator's ``Resolve``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -181,10 +182,14 @@ log = logging.getLogger("shardkv.acceptor")
 PARK_HEADER = wire.entry_header(wire.FLAG_PARK)
 
 
-def park_header(db: int) -> bytes:
+def park_header(db: int, no_touch: bool = False) -> bytes:
     """The header of a ``__park`` or ``__prepare`` in database ``db``: the
-    shard exports, runs and applies the operation's keys in that database."""
-    return PARK_HEADER if not db else wire.entry_header(wire.FLAG_PARK, db=db)
+    shard exports, runs and applies the operation's keys in that database;
+    ``no_touch``: a ``__prepare`` of a client with CLIENT NO-TOUCH on (its
+    part runs inside ``access.no_touch``, as the client's entry would)."""
+    if not db and not no_touch:
+        return PARK_HEADER
+    return wire.entry_header(wire.FLAG_PARK | (wire.FLAG_NOTOUCH if no_touch else 0), db=db)
 
 
 PARKING, RUNNING, PREPARING, DECIDED = "parking", "running", "preparing", "decided"
@@ -566,6 +571,9 @@ class _Operation:
         self.flush = False  # a FLUSHALL/FLUSHDB fan-out (FanOutWrite)
         self.flushes_all = False  # a FLUSHALL fan-out: its shards save (FanOutWrite)
         self.flushed_all = False  # its run's FLUSHALL ran (AtomicOp: see wire.Decide.flushed)
+        # Committed, each shard's keys that its run only read, with the
+        # clocks their lookups gave them (AtomicOp: see wire.Decide.clocks).
+        self.touched: dict[int, dict] = {}
         # Its client's reply once committed, held until each parked shard
         # has finished (saved) a FLUSHALL (see :class:`_AfterSaves`).
         self.after_saves: _AfterSaves | None = None
@@ -795,9 +803,17 @@ class _Operation:
             deliver(self.slot, sink.body, "delivering a FLUSHALL's reply")
 
     def _send_decide(self, decide: bytes) -> None:
-        """Send its ``Decide`` to the shards still parked for it."""
+        """Send its ``Decide`` to the shards still parked for it (committed,
+        with the clocks of their keys its run read, if any)."""
+        touched = self.touched if self.decision else None
         for shard in self.parked:  # at the end of the turn, with the turn's other decisions
-            self.links[shard].queue_frame(decide)
+            if touched and shard in touched:
+                message = wire.decode_control(decide)
+                assert type(message) is wire.Decide
+                frame = wire.encode_control(dataclasses.replace(message, clocks=touched[shard]))
+                self.links[shard].queue_frame(frame)
+            else:
+                self.links[shard].queue_frame(decide)
         if self.marked:  # several acceptors: a step that waits for this decision goes now
             self.holds.decided(self)  # type: ignore[union-attr]
 
@@ -918,9 +934,16 @@ class AtomicOp(_Operation):
         name: bytes | None = None,
         transaction: bool = False,
         served: bool = False,
+        no_touch: list[int] | None = None,
     ) -> None:
         super().__init__(client, slot, name or (commands[0][0] if commands and commands[0] else b""))
         self.served = served  # (see wire.Run.served)
+        # The commands of a client with CLIENT NO-TOUCH on, by position (see
+        # wire.Run.no_touch): by default all of them, if its client's is on
+        # now (a CLIENT NO-TOUCH OFF read while it parks changes none).
+        if no_touch is None:
+            no_touch = list(range(len(commands))) if client.no_touch else []
+        self.no_touch = no_touch
         self.group = group  # (see wire.Run.group)
         # An EXEC's commands: a shard's -BUSY aborts it as Redis's
         # execCommandAbort words it (see _all_parked).  Its EXEC's row in
@@ -1140,6 +1163,7 @@ class AtomicOp(_Operation):
                 self.names,
                 self.group,
                 self.served,
+                self.no_touch,
             )
             self.run_sent = perf_counter_ns()
             self._send(self.executor, run)
@@ -1172,6 +1196,11 @@ class AtomicOp(_Operation):
             self._decide(False, None)  # undone, in silence: the slot waits for the run again
             again()
             return
+        for key, clock in message.clocks.items():
+            if key not in message.after:  # read only: its clock goes with the Decide
+                owner = self.owner.get(key)
+                if owner is not None:
+                    self.touched.setdefault(owner, {})[key] = clock
         writes: dict[int, dict] = {}
         for key, state in message.after.items():
             owner = self.owner.get(key)
@@ -1257,7 +1286,7 @@ class FanOutWrite(_Operation):
         self.values: list = [None] * len(parts)
         self.waiting = len(parts)
         op = b"%d" % self.id
-        header = park_header(client.db if db is None else db)
+        header = park_header(client.db if db is None else db, client.no_touch)
         if self.holds is not None:
             self.holds.begin()
             self.holds.parking(self, list(parts))

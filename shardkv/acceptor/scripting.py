@@ -1499,6 +1499,7 @@ class _Group(Sink):
             exported,
             group=True,
             name=first.name.encode(),
+            no_touch=[at for at, retry in enumerate(self.members) if retry.client.no_touch],
         )
         # Its scripts' calls, for MONITOR (see scripting's on_calls): none
         # is shown, each script read while no one monitored (_groupable).

@@ -652,6 +652,10 @@ class Run:
     # counted in dirty as Redis counts a served command (none for a list's
     # pop or move, the consumer it creates for an XREADGROUP).
     served: bool = False
+    # The positions in ``commands`` of those of a client with CLIENT NO-TOUCH
+    # on (each runs inside shardkv.worker.access.no_touch, as that client's
+    # entry would): every one of its client's, or a group's members' own.
+    no_touch: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,6 +692,10 @@ class Decide:
     # Committed, a run whose FLUSHALL (a script's, a WATCHed EXEC's) ran:
     # each shard saves as Redis's FLUSHALL does (see Saves.flushed_all).
     flushed: bool = False
+    # Committed: the access clocks of this shard's keys that the run read
+    # (or TOUCHed) and left as they were (see Ran.clocks), as Redis's
+    # lookups stamp them; those it changed came with their Prepare.
+    clocks: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -707,7 +715,9 @@ class Ran:
     bodies: list[Any]
     after: dict[Any, Any]
     own: int
-    clocks: dict[Any, Any] = field(default_factory=dict)  # the access clocks of ``after``'s keys
+    # The access clocks of ``after``'s keys, and of the other shards' keys
+    # the run left as they were but whose clocks it changed (read, TOUCH).
+    clocks: dict[Any, Any] = field(default_factory=dict)
     # With Run.log_scripts: each script's slow log entry id, in order
     # (-1: not logged), for the acceptor to name its client in it.
     logged: list[int] = field(default_factory=list)

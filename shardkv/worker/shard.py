@@ -1046,12 +1046,15 @@ class Shard:
             if db:
                 ks.select(db)  # the entry's database, until it is done
             # A CLIENT NO-TOUCH client's entry: no access clocks (a parked
-            # operation's entries never carry the flag).
+            # operation's ``__park`` never carries the flag: its Run says
+            # which of its commands run so, wire.Run.no_touch).
             touching = access.no_touch(ks) if header & wire.FLAG_NOTOUCH else None
             if header & wire.FLAG_ACL:  # a script of a client whose ACL user is limited
                 self.scripts.set_user(args.pop())
             if header & wire.FLAG_PARK:
                 if args is GATHERED:  # prepared with a part before it (see gather_parts)
+                    if touching is not None:
+                        access.touch_again(ks, touching)
                     if db:
                         ks.select(0)
                     continue
@@ -1075,6 +1078,9 @@ class Shard:
                     append = bodies.append
                     self.logged = logged = []
                     self.bodies = PARKED  # what runs while parked is no entry of this batch
+                    if touching is not None:  # (a NO-TOUCH client's parts ran: ``__prepare``)
+                        access.touch_again(ks, touching)
+                        touching = None
                     try:
                         self.park(ops)
                     finally:
@@ -1834,6 +1840,8 @@ class Shard:
                     # next __config's hook sets it as the acceptors have it)
                     events.set_notify(self.keyspace, notify)
                 self.decide(decided, message.commit, message.flushed)  # type: ignore[union-attr]
+                if message.clocks and message.commit:  # type: ignore[union-attr]
+                    import_clocks(self.keyspace, message.clocks)  # type: ignore[union-attr]
                 at = self.keyspace.exec_frozen.pop(decided, None)
                 if at is not None and message.again:  # type: ignore[union-attr]
                     carried = self.keyspace.exec_carried
@@ -2079,6 +2087,7 @@ class Shard:
         # (its scripts' PUBLISHes and redis.log lines wait for its end)
         engine.deferring = versions is not None
         notify = ks.notify_flags
+        touching = None  # (what access.no_touch returned, while in force)
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             replies: list[object] = []
@@ -2090,7 +2099,16 @@ class Shard:
             renamed = dict(message.names)  # (a CLIENT SETNAME queued before: see wire.Run)
             engine.busy_error = None
             event_ends: list[int] = []  # (see wire.Ran.bounds: here, where in ks.events)
+            untouched = set(message.no_touch)
             for at, args in enumerate(commands_):
+                if untouched and (at in untouched) != (touching is not None):
+                    # A CLIENT NO-TOUCH client's command, as its entry runs
+                    # (a group's other clients' maybe not).
+                    if touching is None:
+                        touching = access.no_touch(ks)
+                    else:
+                        access.touch_again(ks, touching)
+                        touching = None
                 if len(event_ends) < len(replies):  # the command before this one replied
                     event_ends.append(len(ks.events) if ks.events is not None else 0)
                 if at in renamed:
@@ -2146,6 +2164,8 @@ class Shard:
                 engine.end_run(False)
             raise
         finally:
+            if touching is not None:
+                access.touch_again(ks, touching)
             ran_notify = ks.notify_flags
             events.set_flags(ks, notify)
             self.run_reply_at = -1
@@ -2224,7 +2244,14 @@ class Shard:
             state = export_qualified(ks, key)
             if state != old:
                 after[key] = state
-        clocks = export_clocks(ks, after)
+        # Their clocks, and those of the keys it only read (or TOUCHed), that
+        # its lookups stamped: they go back as well (wire.Decide.clocks).
+        imported = message.clocks
+        clocks = {
+            key: clock
+            for key, clock in export_clocks(ks, states).items()
+            if key in after or imported.get(key) != clock
+        }
         for key in states:
             drop_qualified(ks, key)
         if persistence is not None:
