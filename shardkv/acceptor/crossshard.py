@@ -48,7 +48,8 @@ script, the shard whose keys its earlier runs found largest, see
    client (a FLUSHALL's reply waits for each shard's ``Finished``: it
    saves first, see :class:`_AfterSaves`) and sends :class:`~shardkv.protocol.wire.Decide` to every parked shard
    (at the end of its loop turn, in one write per pipe with the turn's
-   other decisions and entries, :meth:`ShardLink.queue_frame`),
+   other decisions and entries, :meth:`ShardLink.queue_frame`; a commit
+   with the access clocks of the shard's keys the run only read),
    which logs ``__XCOMMIT <op>`` (or, on abort, restores the old states
    and logs ``__XABORT <op>``), answers :class:`~shardkv.protocol.wire.Finished`
    and resumes.  Once no committed operation awaits a ``Finished``, the
