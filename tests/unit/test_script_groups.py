@@ -97,6 +97,21 @@ def test_scripts_of_one_turn_run_under_one_park(monkeypatch, tmp_path) -> None:
     assert acceptor.script_groups.parked == {}
 
 
+def test_a_groups_run_names_the_scripts_of_no_touch_clients(monkeypatch, tmp_path) -> None:
+    """Each member runs in its own client's CLIENT NO-TOUCH mode: the Run
+    names the positions of the NO-TOUCH clients' scripts (wire.Run.no_touch)."""
+    acceptor, links, loop, a, b = _setup(monkeypatch, tmp_path)
+    clients = [connect(acceptor) for _ in range(3)]
+    for at, (client, _) in enumerate(clients):
+        client.set_no_touch(at != 1)
+        send(client, [b"EVAL", SCRIPT, b"2", a, b])
+    loop.turn()
+    _park_all(links, acceptor.shard_of(b), b)
+    (run,) = links[acceptor.shard_of(a)].frames
+    assert type(run) is wire.Run and len(run.commands) == 3
+    assert run.no_touch == [0, 2]
+
+
 def test_a_script_whose_shards_a_group_holds_goes_once_it_is_decided(monkeypatch, tmp_path) -> None:
     acceptor, links, loop, a, b = _setup(monkeypatch, tmp_path)
     first, _ = connect(acceptor)
