@@ -520,21 +520,25 @@ def _next_within(c: RespClient, wait: float) -> bytes | None:
 
 
 def _served_then_invalidated(
-    port: int, k: int, places: tuple[int, int, int, int], resp3: bool, pids: dict[int, int] | None
+    port: int, k: int, places: tuple[int, int, int, int], who: str, resp3: bool, pids: dict[int, int] | None
 ) -> tuple[bytes, bytes | None]:
-    """x, on acceptor ``places[0]`` of ``k``, tracks ``{t}s`` redirecting to
-    r (``places[1]``: RESP3, or a RESP2 subscriber of ``__redis__:invalidate``)
-    and waits in ``BLPOP {t}l 0``; w (``places[2]``) sends ``RPUSH {t}l v``
-    and ``SET {t}s 1`` in one write, while the acceptor ``places[3]``, where
-    a client tracks keys (so it wants the batch's events), is stopped
-    (SIGSTOP, for up to a second; ``pids`` None: redis-server, nothing
-    stopped).  Returns r's first message and what x had a moment after r
-    got it (None: nothing yet)."""
+    """x, on acceptor ``places[0]`` of ``k``, waits in ``BLPOP {t}l 0``; the
+    tracker of ``{t}s`` is x (``who`` "x") or another client on x's acceptor
+    ("beside"), redirecting to r (``places[1]``: RESP3, or a RESP2
+    subscriber of ``__redis__:invalidate``), or that other client itself,
+    RESP3 ("own"); w (``places[2]``) sends ``RPUSH {t}l v`` and ``SET {t}s
+    1`` in one write, while the acceptor ``places[3]``, where a client
+    tracks keys (so it wants the batch's events), is stopped (SIGSTOP, for
+    up to a second; ``pids`` None: redis-server, nothing stopped).
+    Returns the invalidation heard and what x had a moment after it came
+    (None: nothing yet)."""
     x_on, r_on, w_on, stopped_on = places
     x = client_on(port, x_on, k=k)
     r = client_on(port, r_on, protocol=3 if resp3 else 2, k=k)
     w = client_on(port, w_on, k=k)
     u = client_on(port, stopped_on, protocol=3, k=k)
+    t = x if who == "x" else client_on(port, x_on, protocol=3 if who == "own" else 2, k=k)
+    listener = t if who == "own" else r
     stopped = pids[stopped_on] if pids is not None else None
     try:
         w.command("DEL", "{t}l", "{t}s")
@@ -542,8 +546,9 @@ def _served_then_invalidated(
         rid = int(r.command("CLIENT", "ID"))  # type: ignore[arg-type]
         if not resp3:
             r.command("SUBSCRIBE", INVALIDATE)
-        assert x.command("CLIENT", "TRACKING", "on", "REDIRECT", rid) == b"OK"
-        assert x.command("GET", "{t}s") is None
+        redirect = [] if who == "own" else ["REDIRECT", rid]
+        assert t.command("CLIENT", "TRACKING", "on", *redirect) == b"OK"
+        assert t.command("GET", "{t}s") is None
         x.send("BLPOP", "{t}l", 0)
         deadline = time.monotonic() + 10
         while blocked_clients(w) < 1:
@@ -553,48 +558,60 @@ def _served_then_invalidated(
             os.kill(stopped, signal.SIGSTOP)
         try:
             w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
-            heard = _next_within(r, 1.0)  # (the stopped acceptor holds x's reply for up to bus.ANSWER_WITHIN)
+            heard = _next_within(
+                listener, 1.0
+            )  # (the stopped acceptor holds x's reply up to bus.ANSWER_WITHIN)
             reply = _next_within(x, 0.3) if heard is not None else None
         finally:
             if stopped is not None:
                 os.kill(stopped, signal.SIGCONT)
         if heard is None:
-            heard = _next_within(r, 10)
-            assert heard is not None, "r heard nothing"
+            heard = _next_within(listener, 10)
+            assert heard is not None, "nothing heard of {t}s"
             reply = _next_within(x, 0.3)
         assert w.read_reply() == 1
         assert w.read_reply() == b"OK"
         return heard, reply
     finally:
-        for c in (x, r, w, u):
+        for c in {x, r, w, u, t}:
             c.close()
 
 
-# (x, its REDIRECT target r, the writer, the stopped acceptor that wants the
-# events too): r on another acceptor than x, the writer with x or with r,
-# of three; r with x, of two.
-SERVED_PLACES = [(3, (0, 1, 0, 2)), (3, (0, 1, 1, 2)), (2, (0, 0, 0, 1))]
+# (k, (x, its REDIRECT target r, the writer, the stopped acceptor that wants
+# the events too), who tracks {t}s, r's RESP3): r on another acceptor than
+# x (of three), the writer with x or with r; r beside x (of two); another
+# client beside x tracking the key, redirecting to r or told itself.
+SERVED_CASES = {
+    "elsewhere-resp2": (3, (0, 1, 0, 2), "x", False),
+    "elsewhere-resp3": (3, (0, 1, 0, 2), "x", True),
+    "elsewhere-with-writer": (3, (0, 1, 1, 2), "x", False),
+    "beside-resp2": (2, (0, 0, 0, 1), "x", False),
+    "beside-resp3": (2, (0, 0, 0, 1), "x", True),
+    "another-tracker": (3, (0, 1, 0, 2), "beside", False),
+    "another-tracker-own": (2, (0, 0, 0, 1), "own", False),
+}
 
 
-@pytest.mark.parametrize("resp3", [False, True], ids=["resp2-target", "resp3-target"])
-@pytest.mark.parametrize(("k", "places"), SERVED_PLACES, ids=["elsewhere", "elsewhere-with-writer", "beside"])
+@pytest.mark.parametrize("case", list(SERVED_CASES))
 def test_a_served_blocked_clients_redirect_target_hears_a_later_change_after_its_reply(
-    request, ports, k, places, resp3
+    request, ports, case
 ) -> None:
-    """x, blocked in BLPOP, tracks ``{t}s`` with REDIRECT to r; one write
-    pushes to x's list and then sets ``{t}s``: Redis serves x (its reply)
-    as the push ends, before it runs the SET, so once r hears of ``{t}s``
-    x has its reply.  Here x's reply waits (a ``J`` frame) for an
-    acceptor that wants the batch's events; since 7 December (1b31933)
-    the invalidation went to r at once, so r heard of ``{t}s`` while x's
-    reply waited (for as long as that acceptor was stopped); now it waits
-    for x's reply (``pubsub.after_served_reply``)."""
+    """x, blocked in BLPOP, tracks ``{t}s`` with REDIRECT to r (or another
+    client beside x tracks it); one write pushes to x's list and then
+    sets ``{t}s``: Redis serves x (its reply) as the push ends, before it
+    runs the SET, so once the invalidation of ``{t}s`` is heard x has its
+    reply.  Here x's reply waits (a ``J`` frame) for an acceptor that
+    wants the batch's events; since 7 December (1b31933) x's acceptor sent
+    the invalidation at once, heard while x's reply waited (for as long as
+    that acceptor was stopped); now it waits for x's reply
+    (``tracking._after_served_reply``)."""
+    k, places, who, resp3 = SERVED_CASES[case]
     server = request.getfixturevalue("server3" if k == 3 else "server")
-    theirs = _served_then_invalidated(ports["redis"], 1, places, resp3, None)
-    assert theirs[1] is not None, "redis-server: r heard before x had its reply"
+    theirs = _served_then_invalidated(ports["redis"], 1, places, who, resp3, None)
+    assert theirs[1] is not None, "redis-server: the invalidation came before x had its reply"
     pids = acceptor_pids(server)
     assert len(pids) == k
-    assert _served_then_invalidated(server.port, k, places, resp3, pids) == theirs
+    assert _served_then_invalidated(server.port, k, places, who, resp3, pids) == theirs
 
 
 class Monitor:
