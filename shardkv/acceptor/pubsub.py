@@ -1196,26 +1196,30 @@ def note_served(server, waiter: int) -> None:
         pending.insert(len(pending) - 1, InReply(slot))
 
 
-def after_served_reply(client: Client, then: Callable[[], None]) -> bool:
-    """If ``client``'s blocked command (one shard's) was served
-    (:func:`note_served`) and its reply is not written yet, call ``then``
-    once it is, and True; else False.  An invalidation for it that goes
-    to another client (its REDIRECT target, here or on another acceptor)
-    of a change made once it was served: Redis wrote its reply first, as
-    it serves a client before it runs the next command."""
+def served_unwritten(client: Client) -> object | None:
+    """``client``'s blocked command (one shard's: a ``_OneShard``), if a
+    write served it (:func:`note_served`) and its reply is not written
+    yet, else None: what Redis writes after that reply, as it serves the
+    client before it runs the next command, waits for it there
+    (``after_reply``)."""
     wait = WAITING.get(client.state.blocked_token)
-    after_reply = getattr(wait, "after_reply", None)
-    if after_reply is None or wait.slot.data is not None:  # type: ignore[union-attr]
-        return False
+    if getattr(wait, "after_reply", None) is None or wait.done or wait.slot.data is not None:  # type: ignore[union-attr]
+        return None
     slot = wait.slot  # type: ignore[union-attr]
     pending = client.pending
     for at in range(len(pending) - 1, 0, -1):
         if pending[at] is slot:
-            if type(pending[at - 1]) is not InReply or pending[at - 1].slot is not slot:
-                return False  # (not served yet)
-            after_reply(then)
-            return True
-    return False
+            if type(pending[at - 1]) is InReply and pending[at - 1].slot is slot:
+                return wait
+            return None  # (not served yet)
+    return None
+
+
+def served_here(server, waiter: int) -> object | None:
+    """:func:`served_unwritten` of the client here whose blocked command
+    ``waiter`` names (``wire.EVENT_WAITER_SHIFT``), if any."""
+    client = served_client(server, waiter)
+    return None if client is None else served_unwritten(client)
 
 
 def _served_within(pending: deque, within: Within, body: bytes) -> None:

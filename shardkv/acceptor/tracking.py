@@ -361,6 +361,13 @@ _REMOTE_AT: list[int] | None = None
 # blocked client here that it did not serve is told at once of a change by
 # a command behind another of the batch (see _ask_behind).
 _FRAME_SERVED: list[int] | None = None
+# The blocked commands here that a write served, their replies not
+# written yet (a J frame may hold them), each with its name
+# (wire.EVENT_WAITER_SHIFT), in the order served; and while an event is
+# handed out, the last of them that its change came after (see
+# _after_served_reply).
+_SERVED: list[tuple[int, object]] = []
+_AFTER_SERVE: object | None = None
 
 
 def bus_invalidate(server, origin: int, args: list) -> None:
@@ -1338,7 +1345,7 @@ def _shrunk() -> None:
 
 
 def on_events(server, events: list, origin: object) -> None:
-    global _REMOTE_AT, _FRAME_SERVED
+    global _REMOTE_AT, _FRAME_SERVED, _AFTER_SERVE
     if not STATE.clients and not TABLE:
         return
     changer, place = origin_of(origin)
@@ -1382,9 +1389,12 @@ def on_events(server, events: list, origin: object) -> None:
                 waiter = cls >> WAITER_SHIFT or -1
                 if waiter != served and waiter > 0:  # (served before what comes after it)
                     pubsub.note_served(server, waiter)
+                    if (wait := pubsub.served_here(server, waiter)) is not None:
+                        _SERVED.append((waiter, wait))
                 served = waiter
             else:
                 served = 0
+            _AFTER_SERVE = _served_before(served) if _SERVED else None
             # As Redis: an eviction happens before the command runs, so even
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
@@ -1420,7 +1430,7 @@ def on_events(server, events: list, origin: object) -> None:
                     mine=mine,
                     quiet=quiet,
                 )
-    _REMOTE_AT = None
+    _REMOTE_AT = _AFTER_SERVE = None
     if not flushed:
         _FRAME_SERVED = None
     # Back in the table after all of them: as in Redis, a command's second
@@ -1542,6 +1552,18 @@ def _invalidate_key(
             send(target, [key], before, writer=changer, at=inside or place or early, served=served)
         elif not state.noloop and not _before_on(state, place or early):
             send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
+
+
+def _served_before(served: int) -> object | None:
+    """The last blocked command here of :data:`_SERVED` whose reply is not
+    written yet, other than ``served`` (the one whose own change this is,
+    which Redis tells others of as it serves it): a change handed out now
+    came after it was served."""
+    _SERVED[:] = [(w, wait) for w, wait in _SERVED if not wait.done and wait.slot.data is None]  # type: ignore[attr-defined]
+    for waiter, wait in reversed(_SERVED):
+        if waiter != served:
+            return wait
+    return None
 
 
 def _served_own(server, served: int, cls: int) -> tuple[object, bool]:
@@ -1723,17 +1745,17 @@ def send(
         server = client.server
         target = server.clients.get(state.redirect)
         if (
-            client.state.blocked_token > 0
-            and (
-                target is not client and target is not writer
-                if target is not None
-                else _elsewhere(server, state.redirect)
-            )
+            (client.state.blocked_token > 0 or _AFTER_SERVE is not None)
+            and (target is not None or _elsewhere(server, state.redirect))
             and _after_served_reply(
-                client, lambda: send(client, keys, before, after, state, resp3, writer, at, served)
+                client,
+                target,
+                writer,
+                before,
+                lambda: send(client, keys, before, after, state, resp3, writer, at, served),
             )
         ):
-            return  # (once the reply of its client, served before the change, is written)
+            return  # (once the reply of a client served before the change is written)
         if target is None and _elsewhere(server, state.redirect):
             null = keys is None
             args = [state.redirect, client.id, int(resp3), keys or [], int(null)]
@@ -1750,6 +1772,18 @@ def send(
     assert target is not None
     if target.closing or target.closed:
         return
+    if (
+        not redirected
+        and _AFTER_SERVE is not None
+        and _after_served_reply(
+            client,
+            target,
+            writer,
+            before,
+            lambda: send(client, keys, before, after, state, resp3, writer, at, served),
+        )
+    ):
+        return  # (once the reply of the client served before the change is written)
     if keys is None:  # as Redis: the null of the tracking client's protocol, whoever gets it
         keys = Raw(b"_\r\n" if resp3 else b"$-1\r\n")  # type: ignore[assignment]
     to_resp3 = resp3 if target is client else target.resp3
@@ -1797,33 +1831,58 @@ def send(
         target.push(message)
 
 
-def _after_served_reply(client: Client, later: Callable[[], None]) -> bool:
-    """An invalidation for ``client``, blocked, that goes to its REDIRECT
-    target: if a write served ``client`` before the change, ``later``
-    (the invalidation sent) once its reply is written, and True (see
-    :func:`~shardkv.acceptor.pubsub.after_served_reply`); else False.  As
-    when sent now, the reply whose command's events are being handed out
-    (the writer's) waits for it, and it says what it says now of the
-    command that made the change (:data:`_REMOTE_AT`, :data:`_FRAME_SERVED`)."""
+def _after_served_reply(
+    client: Client, target: Client | None, writer: Client | None, before: object, later: Callable[[], None]
+) -> bool:
+    """An invalidation for ``client`` that goes to ``target`` (None: on
+    another acceptor), of a change made after a write served a client here
+    whose reply is not written yet (a ``J`` frame may hold it while this
+    acceptor hands out the events after the serve): if so, ``later`` (the
+    invalidation sent) once that reply is written, and True; else False.
+    As Redis serves that client before it runs the next command.  That
+    client is ``client`` itself (its REDIRECT target waits, whatever
+    batch the change came in), or the one served before the change in the
+    events being handed out (:data:`_AFTER_SERVE`).  Not: one for that
+    client itself (after its reply anyway), one that goes before a reply
+    (the writer's, as its REDIRECT target; a read's of ``target``), or
+    one for a blocked ``target`` (at once, before its own reply).  As when
+    sent now, the reply whose command's events are being handed out (the
+    writer's) waits for it, and it says what it says now of the command
+    that made the change (:data:`_REMOTE_AT`, :data:`_FRAME_SERVED`)."""
+    if target is writer and target is not None or before is not None:
+        return False
+    wait: object | None = None
+    if target is not client and client.state.blocked_token > 0:
+        wait = pubsub.served_unwritten(client)
+    if wait is None:
+        wait = _AFTER_SERVE
+        if (
+            wait is None
+            or wait.done  # type: ignore[attr-defined]
+            or wait.slot.data is not None  # type: ignore[attr-defined]
+            or target is wait.client  # type: ignore[attr-defined]
+            or (target is not None and target.state.blocked_token > 0)
+        ):
+            return False
     gate = causal.gathering()
     context = (_REMOTE_AT, _FRAME_SERVED)
     answered: list[Callable[[list], None]] = []
 
     def run() -> None:
-        global _REMOTE_AT, _FRAME_SERVED
-        outer = (_REMOTE_AT, _FRAME_SERVED)
+        global _REMOTE_AT, _FRAME_SERVED, _AFTER_SERVE
+        outer = (_REMOTE_AT, _FRAME_SERVED, _AFTER_SERVE)
         _REMOTE_AT, _FRAME_SERVED = context
+        _AFTER_SERVE = None
         if answered:
             causal.gather()
         try:
             later()
         finally:
-            _REMOTE_AT, _FRAME_SERVED = outer
+            _REMOTE_AT, _FRAME_SERVED, _AFTER_SERVE = outer
             if answered:
                 causal.settle(client.server, answered, causal.gathered())
 
-    if not pubsub.after_served_reply(client, run):
-        return False
+    wait.after_reply(run)  # type: ignore[attr-defined]
     if gate is not None:
         answered.append(gate.expect())
     return True
