@@ -95,6 +95,7 @@ from typing import TYPE_CHECKING, Any
 from shardkv.acceptor.blocking import EAGER
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.fanout import Gather, Part
+from shardkv.acceptor.replies import client_failed
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
@@ -672,6 +673,13 @@ class Holds:
         self.begin()
         try:
             produce()
+        except Exception:
+            # A bug costs its client alone, as when a command is routed as
+            # it is read (Client.data_received): what it routed goes, and
+            # the request goes on to its releases.  Raised from here it
+            # left the shards held for ever (out of a __hold's answer), or
+            # took the acceptor down (out of a try's, the pipe's reader).
+            client_failed(request.client, "running its transaction")
         finally:
             self._unshadow()
             captured, ops = self.captured, self.step_ops

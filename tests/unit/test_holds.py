@@ -773,3 +773,39 @@ def test_an_exec_over_every_shard_routed_once_held_shows_its_lines_then_exec_as_
     addr = b"127.0.0.1:40000]"
     ran = [b'[1 %s "SELECT" "1"' % addr, b'[1 %s "KEYS" "*"' % addr, b'[1 %s "EXEC"' % addr]
     assert lines == [b'[0 %s "MULTI"' % addr, *([b'[0 %s "EXEC"' % addr] if busy else ran)]
+
+
+def test_a_bug_in_an_exec_routed_once_held_costs_its_client_alone(monkeypatch) -> None:
+    """A command of an EXEC routed once it holds every shard (local
+    commands beside KEYS) meets a bug that escapes it (a handler that
+    replied, then raised): its client is closed, as one whose EXEC was
+    routed as it was read (Client.data_received), and the holds go back.
+    Raised out of the hold's answer, it stopped the request midway: its
+    shards stayed held for ever (every acceptor's steps over them waited)
+    and this acceptor's next steps never tried; out of a try's answer,
+    the pipe's reader took down the whole acceptor."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    transport.abort = lambda: None  # type: ignore[attr-defined]
+
+    def broken(c, args) -> None:
+        c.pending.append(b"+PARTLY\r\n")
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(acceptor.local, "echo", broken)
+    send(client, [b"MULTI"], [b"ECHO", b"x"], [b"KEYS", b"*"], [b"EXEC"])
+    other, seen = connect(acceptor)
+    send(other, [b"MGET", k0, k1])  # queued behind the EXEC's request
+    assert [link.tried for link in links] == [1, 1]
+    for link in links:
+        link.grant()
+    assert client.closed
+    assert [_steps(link) for link in links] == [[RELEASE], [RELEASE]]  # nothing of it, the holds back
+    for link in links:
+        link.answer(b"+OK\r\n")
+    assert [link.tried for link in links] == [2, 2]  # the next request went on
+    for link in links:
+        link.grant()
+    for link in links:
+        link.answer(marshal.dumps([b"v%d" % link.index]))
+        link.answer(b"+OK\r\n")
+    assert replies(acceptor, seen) == b"*2\r\n$2\r\nv0\r\n$2\r\nv1\r\n"
