@@ -703,22 +703,22 @@ def _notification(body: bytes) -> tuple[bytes, bytes | None, tuple]:
     reader = hiredis.Reader()
     reader.feed(body)
     notification, key, *order = reader.gets()
-    if notification == wire.BWAIT_READY and order and type(order[-1]) is bytes:
-        order.pop()  # an XREAD's stream's last ID (see _upto)
+    if notification != wire.BWAIT_SERVED and order and type(order[-1]) is bytes:
+        order.pop()  # a stream read's stream's last ID (see _upto)
     return b":%d\r\n" % notification, key, tuple(order)
 
 
 def _upto(body: bytes) -> bytes | None:
-    """The stream's last ID that an XREAD's notification (or the answer
-    of a ``__bclaim`` of it) ends with, as the write that woke it ended
-    (``wire.Verb.BWAIT``), or None: its try reads up to that entry alone
-    (``__xreadupto``)."""
+    """The stream's last ID that a stream read's notification (or the
+    answer of a ``__bclaim`` of it) ends with, as the write that woke it
+    ended (``wire.Verb.BWAIT``), or None: its try reads up to that entry
+    alone (an XREAD's ``__xreadupto``, an XREADGROUP's ``__xgroupupto``)."""
     if body[:1] != b"*":
         return None
     reader = hiredis.Reader()
     reader.feed(body)
     items = reader.gets()
-    if items[0] == wire.BWAIT_READY and len(items) > 2 and type(items[-1]) is bytes:
+    if items[0] != wire.BWAIT_SERVED and len(items) > 2 and type(items[-1]) is bytes:
         return items[-1]
     return None
 
@@ -941,6 +941,10 @@ def _first_body(bodies: list[bytes]) -> bytes:
     return bodies[0]
 
 
+def _last_body(bodies: list[bytes]) -> bytes:
+    return bodies[-1]
+
+
 def _count(name: str, args: list[bytes]) -> bytes:
     """How many elements the command pops at most: BLMPOP/BZMPOP's COUNT
     (``timeout numkeys key... where [COUNT count]``), else 1."""
@@ -1111,10 +1115,16 @@ class _CrossShard:
             args, keys = self._on_key(ready_key), [ready_key]
         elif ranked is not None:
             args, keys = self._on_keys(ranked), ranked
+        if ready_key is None:
+            upto = None
         if self.read_only:
-            self._attempt_parts(args, keys, upto if ready_key is not None else None)
+            self._attempt_parts(args, keys, upto)
             return
-        holds = client.server.holds if done or ask else None
+        # An XREADGROUP BLOCK's first __bwaits go with its first try, in
+        # its step, as an XREAD's (see _attempt_parts).
+        first_wait = self.stream and not self.resolved and self.timeout is not None
+        first_wait = first_wait and not self.notifies and not self.kept
+        holds = client.server.holds if done or ask or first_wait else None
         if holds is not None:
             holds.begin()  # __bclaim, the try and __bdone: one step
         try:
@@ -1134,6 +1144,14 @@ class _CrossShard:
                 # again (a waiter on it alone took the element meanwhile).
                 commands = [self.args, [Verb.BDEST, self.args[2], self.args[1]]]
                 op = AtomicOp(client, commands, self.keys, self._served_move, counted=False, served=served)
+            elif upto is not None:
+                # An XREADGROUP woken by a write: the entries up to the last
+                # ID its notification carries, that write's (see _upto).
+                commands = [[Verb.XREADGROUP_UPTO, ready_key, upto], args]  # type: ignore[list-item]  # a key here
+                op = AtomicOp(
+                    client, commands, self.keys, _last_body, counted=False, name=self.args[0], served=served
+                )
+                op.whole_reply = True
             else:
                 if ask is not None or ranked is not None:  # (not a stream read's, nor a BLMOVE's)
                     args = [Verb.BTRY, *args]  # its keys of another type passed over
@@ -1142,6 +1160,8 @@ class _CrossShard:
                 )
                 op.whole_reply = True
             self.op = op
+            if first_wait:
+                self._wait_on(first=True)
             for notify in (*(ask or ()), *done):
                 kept = keep.get(notify) if keep is not None else None
                 if kept is None:
@@ -1493,13 +1513,14 @@ class _CrossShard:
                 _shown(self.client, self.token)
 
     def notified(self, notify: _Notify, body: bytes) -> None:
-        upto = _upto(body) if self.read_only else None
+        raw = body
+        upto = _upto(body) if self.stream else None
         body, key, order = _notification(body)
         if body == _SERVED:
             self._served(notify, key, order[0])  # type: ignore[arg-type]  # a served key
             return
         if notify in self.kept:  # its eager try runs: after it (see serve_now)
-            self.noticed.append((notify, body))
+            self.noticed.append((notify, raw))
             return
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
@@ -1519,7 +1540,7 @@ class _CrossShard:
         self._cancel_notifies()
         if key is not None:
             if self.claiming and (_moved_elsewhere(key) or (POP_KEYS and key in POP_KEYS)):
-                self._after_earlier(notify, body, key)
+                self._after_earlier(notify, body, key, upto)
                 return
             # A move's __bwait with nothing left at its turn keeps its place
             # while the try runs (see serve_now).
@@ -1540,7 +1561,7 @@ class _CrossShard:
                 stats.slow(self.argv, ns // 1000, client.addr, client.name)
             self.finish(body)  # an error: as above, or the shard is gone
 
-    def _after_earlier(self, notify: _Notify, body: bytes, key: bytes) -> None:
+    def _after_earlier(self, notify: _Notify, body: bytes, key: bytes, upto: bytes | None = None) -> None:
         """A move notified on a source that another acceptor's cross-shard
         moves wait on too: its try waits until the tries of those that
         blocked before it have run (``__bsettle key token``), as Redis
@@ -1564,7 +1585,7 @@ class _CrossShard:
                 self._tried()
                 return
             keep = self._keep((notify,)) if self.move and body == _CLAIMED else None
-            self.attempt(notified=body, done=(notify,), ready_key=key, keep=keep)
+            self.attempt(notified=body, done=(notify,), ready_key=key, keep=keep, upto=upto)
 
         settle = _Settled(link, go)
         link.blocked[settle.token] = settle
@@ -1688,7 +1709,7 @@ class _CrossShard:
                 return
         best = _first_ready(claims)
         _, notified, key, _ = claims[best]
-        if self.read_only:
+        if self.stream:
             upto = (upto, *map(_upto, answers))[best]
         self.attempt(notified=notified, done=done, ready_key=key, upto=upto)
 

@@ -1341,6 +1341,11 @@ class Verb:
     # XREAD's try on the stream its notification named, up to the ID that
     # notification carries (see shardkv.acceptor.blocking).
     XREAD_UPTO = b"__xreadupto"
+    # __xgroupupto key last-id: the XREADGROUP right after it, in the same
+    # operation (a woken cross-shard XREADGROUP's try), delivers the
+    # entries of ``key`` up to ``last-id`` alone, the ID its notification
+    # carries (see shardkv.acceptor.blocking) -> OK.
+    XREADGROUP_UPTO = b"__xgroupupto"
     XLASTIDS = b"__xlastids"
     # Scripts and functions.
     EVAL = b"__eval"

@@ -806,7 +806,7 @@ class Waiters:
                         and self.free is not None
                         and self.free(waiter.pipe)
                     )
-                    if claimed and (pops or not wait.claims):
+                    if claimed and (pops or not wait.claims) and not _xread(waiter.args):
                         break  # its turn comes once the tries before it have run
                     if pops:
                         self.pop_for(waiter, key)
@@ -854,20 +854,24 @@ class Waiters:
         if value is None:
             return False
         claims = waiter.wait.claims
-        if claims and type(value) is not int:  # an XREADGROUP's: [BWAIT_READY, key], or its error
+        upto: list = []
+        if claims and type(value) is not int:  # an XREADGROUP's: [BWAIT_READY, key, last ID], or its error
             if type(value) is Error:
                 claims = 0
             else:
+                upto = value[2:]  # type: ignore[index]  # (see _notify_stream)
                 value = value[0]  # type: ignore[index]
         if not left:  # (a __bwait's: a one-shard waiter waits while its key is claimed)
             value = wire.BWAIT_CLAIMED
         self._forget(waiter)
         if claims:
             dbkey = (waiter.db, key)
-            self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value, order)  # type: ignore[assignment]  # an int here
+            # (An XREADGROUP's notification ends with its stream's last ID,
+            # see _notify_stream: after the order, as its __bclaim says it.)
+            self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value, (*order, *upto))  # type: ignore[assignment]  # an int here
             self.claimants[waiter.pipe, waiter.token] = waiter
             self.claimed[dbkey] = self.claimed.get(dbkey, 0) + claims
-            value = [value, key, *order]  # the notification names its key (see bwait)
+            value = [value, key, *order, *upto]  # the notification names its key (see bwait)
         elif order and type(value) is list and args[0] == Verb.BWAIT:
             # A stream read's __bwait (it claims nothing), its key made
             # ready by a cross-shard operation: the notification names the
@@ -1123,6 +1127,18 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims)
 
 
+def _xread(args: list[bytes]) -> bool:
+    """Whether ``args`` is an XREAD's (a one-shard waiter's, or a
+    ``__bwait``): it takes nothing, so it need not wait for the tries of
+    the cross-shard XREADGROUPs before it that claim an entry of its
+    stream (:meth:`Waiters.serve_ready`), as Redis serves it right after
+    the write; waiting, its notification came after the writer's next
+    commands, and a cross-shard XREAD was served from its other stream,
+    written second, whose notification came first."""
+    name = args[1] if args[0] == Verb.BWAIT else args[0]
+    return name.lower() == b"xread"
+
+
 def _dollars(ks: Keyspace, rest: list[bytes]) -> list[bytes]:
     """XREAD's ``group key id [key id ...]`` with each ``$`` the stream's
     last ID now (0-0 for none): a cross-shard XREAD BLOCK sends its first
@@ -1191,10 +1207,9 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
         return gone
     for i in range(1, len(rest) - 1, 2):
         if rest[i] == key and ready(ks, [rest[0], key, rest[i + 1]]):
-            if rest[0]:
-                return [wire.BWAIT_READY, key]
-            # An XREAD's: the stream's last ID now, which its client's try
-            # reads up to (``__xreadupto``), as Redis serves it now.
+            # The stream's last ID now, which its client's try reads up to
+            # (an XREAD's ``__xreadupto``, an XREADGROUP's
+            # ``__xgroupupto``), as Redis serves it now.
             stream: Stream = ks.peek(key)  # type: ignore[assignment]  # ready: a stream
             return [wire.BWAIT_READY, key, format_id(stream.last_id)]
     return None

@@ -492,13 +492,14 @@ def _read_group(
     group: Group,
     consumer_name: bytes,
     noack: bool,
+    end: int = MAX_ID,
 ) -> list:
-    """Deliver entries from ``start`` on to a consumer (streamReplyWithRange with a group)."""
+    """Deliver entries from ``start`` on (to ``end``) to a consumer (streamReplyWithRange with a group)."""
     now = _now(ks)
     consumer = _consumer(group, key, _CURRENT_GROUP[0], consumer_name, now)
     out = []
     propagate_last = False
-    for id_, node, i in s.iter(start, MAX_ID):
+    for id_, node, i in s.iter(start, end):
         if id_ > group.last_id:
             s.deliver(group, id_)
             # Redis logs the new last ID only for NOACK (the XCLAIMs carry
@@ -585,8 +586,14 @@ def _group_name(group: Group) -> bytes:
     return _CURRENT_GROUP[0]
 
 
+# The bound that ``__xgroupupto`` set for the XREADGROUP after it: (key,
+# last ID), taken by the next read (see xreadgroup_upto).
+_UPTO: list[tuple[bytes, int]] = []
+
+
 def _xread(ks: Keyspace, args: list[bytes]) -> object:
     PROPAGATE.clear()
+    upto = _UPTO.pop() if _UPTO else None
     r = parse_read(args)
     nkeys = len(r.keys)
     gts: list[int] = [0] * nkeys
@@ -624,15 +631,18 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
         g = groups[i]
         if g is not None:
             _CURRENT_GROUP[0] = r.group  # type: ignore[assignment]
-            if gt != MAX_ID or (s.length and s.last_valid_id() > g.last_id):
+            end = upto[1] if upto is not None and upto[0] == key else MAX_ID
+            new = s.length and min(s.last_valid_id(), end) > g.last_id
+            if gt != MAX_ID or new:
                 changes += 1 + (r.consumer not in g.consumers)
             if gt != MAX_ID:
                 out.append(
                     (key, _read_history(ks, key, s, gt + 1 if gt < MAX_ID else gt, r.count, g, r.consumer))  # type: ignore[arg-type]  # a group read names its consumer
                 )
                 continue
-            if s.length and s.last_valid_id() > g.last_id:
-                out.append((key, _read_group(ks, key, s, g.last_id + 1, r.count, g, r.consumer, r.noack)))  # type: ignore[arg-type]
+            if new:
+                entries = _read_group(ks, key, s, g.last_id + 1, r.count, g, r.consumer, r.noack, end)  # type: ignore[arg-type]
+                out.append((key, entries))
         elif s.length and s.last_valid_id() > gt:
             out.append((key, s.range(gt + 1, MAX_ID, r.count)))
     if r.group is not None and (out or r.timeout is None):
@@ -721,6 +731,23 @@ def xread_upto(ks: Keyspace, args: list[bytes]) -> object:
         if entries:
             out.append([key, entries])
     return out
+
+
+def xreadgroup_upto(ks: Keyspace, args: list[bytes]) -> object:
+    """__xgroupupto key last-id
+
+    The XREADGROUP right after it, in the same operation, delivers the
+    new entries of ``key`` up to ``last-id`` alone: a woken cross-shard
+    XREADGROUP's try on the stream its notification named, ``last-id``
+    the stream's last ID as the write that woke it ended, which the
+    notification carries.  Redis serves a blocked XREADGROUP right after
+    that write, so the entries that the writer's next commands added
+    before the try came are not its (pipelined scripts through another
+    acceptor: it read them all, and its group delivered them to it).  It
+    runs as itself otherwise (its PEL, last-delivered ID, NOACK, its
+    XCLAIMs and XGROUP SETID in the AOF, its events and counts)."""
+    _UPTO[:] = [(args[1], parse_strict_id(args[2]))]
+    return OK
 
 
 def xlastids(ks: Keyspace, args: list[bytes]) -> object:
@@ -1351,6 +1378,7 @@ HANDLERS: Handlers = {
     "xdel": xdel,
     Verb.XREAD: xread_part,
     Verb.XREAD_UPTO: xread_upto,
+    Verb.XREADGROUP_UPTO: xreadgroup_upto,
     Verb.XLASTIDS: xlastids,
     "xgroup": xgroup,
     "xsetid": xsetid,
