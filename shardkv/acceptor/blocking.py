@@ -1472,7 +1472,11 @@ class _CrossShard:
         name = self.args[0]
         if self.stream:
             n = len(self.keys)
-            ids = dict(zip(self.keys, self.args[len(self.args) - n :], strict=False))
+            # A stream named twice waits past its first ID, as Redis's
+            # blockForKeys keeps the first (and the tries read from it).
+            ids: dict[bytes, bytes] = {}
+            for key, id_ in zip(self.keys, self.args[len(self.args) - n :], strict=False):
+                ids.setdefault(key, id_)
         for shard, keys in self.wait_keys.items():
             link = links[shard]
             notify = _Notify(self, link, next(_tokens))

@@ -456,3 +456,26 @@ def test_xreads_beside_pipelined_scripts_are_serial(server, n) -> None:
     rnd = run_round(proc, k, n, seed)
     bad = check(rnd)
     assert not bad, f"seed {seed}: {len(bad)} of {len(rnd.reads)} reads:\n" + "\n".join(bad[:10])
+
+
+def test_a_stream_named_twice_waits_past_its_first_id(server) -> None:
+    """``XREAD BLOCK 0 STREAMS a b a 6-0 $ 7-0`` (``a``'s last ID 5-0)
+    through acceptor 1, then ``XADD a 6-5`` and ``XADD a 8-0`` through
+    acceptor 0: Redis blocks on ``a`` past its first ID (blockForKeys
+    keeps the first of a key named twice) and serves ``6-5`` alone.  The
+    cross-shard ``__bwait`` waited past the last one (7-0), so ``6-5``
+    woke nothing, and ``8-0`` woke a try from 6-0: both entries."""
+    proc, k = server
+    a, b = key_on(0, "twice-a", shards=2), key_on(1, "twice-b", shards=2)
+    reader, writer = client_on(proc.port, 1, k=k), client_on(proc.port, 0, k=k)
+    try:
+        writer.command("XADD", a, "5-0", "f", "v")
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        reader.send("XREAD", "BLOCK", 0, "STREAMS", a, b, a, "6-0", "$", "7-0")
+        _blocked(writer, reader_id)
+        writer.command("XADD", a, "6-5", "f", "v")
+        writer.command("XADD", a, "8-0", "f", "v")
+        assert reader.read_reply() == [[a.encode(), [[b"6-5", [b"f", b"v"]]]]]
+    finally:
+        for c in (reader, writer):
+            c.close()
