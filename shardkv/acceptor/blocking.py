@@ -1195,10 +1195,23 @@ class _CrossShard:
         for i, key in enumerate(keys):
             groups.setdefault(shard_of(key), []).append(i)
         shards = list(groups.items())
+        # A stream named twice on a shard goes in another part of it (as
+        # many as it is named), so that each part's reply, which names a
+        # stream once, tells which of its places read what: Redis reads
+        # every place, in the command's order.
+        reads: list[tuple[int, list[int]]] = []
+        for shard, idx in shards:
+            runs: list[list[int]] = []
+            for i in idx:
+                run = next((run for run in runs if all(keys[j] != keys[i] for j in run)), None)
+                if run is None:
+                    runs.append([i])
+                else:
+                    run.append(i)
+            reads += [(shard, run) for run in runs]
         resolve = not self.resolved
         bodies = [
-            encode_command([*head, *(keys[i] for i in idx), *(args[at + i] for i in idx)])
-            for _, idx in shards
+            encode_command([*head, *(keys[i] for i in idx), *(args[at + i] for i in idx)]) for _, idx in reads
         ]
         if resolve:
             bodies += [encode_command([Verb.XLASTIDS, *(keys[i] for i in idx)]) for _, idx in shards]
@@ -1206,17 +1219,19 @@ class _CrossShard:
         def merge(parts: list) -> object:
             if resolve:
                 args = list(self.args)
-                for (_, idx), last in zip(shards, parts[len(shards) :], strict=True):
+                for (_, idx), last in zip(shards, parts[len(reads) :], strict=True):
                     for i, id_ in zip(idx, last, strict=False):
                         if args[at + i] == b"$":
                             args[at + i] = id_
                 self.args = args
                 self.resolved = True
-            found: dict[bytes, list] = {}
-            for part in parts[: len(shards)]:
-                for key, entries in part:
-                    found[key] = entries
-            out = KeyedArrays((key, found[key]) for key in dict.fromkeys(keys) if key in found)
+            found: dict[int, list] = {}
+            for (_, idx), part in zip(reads, parts, strict=False):
+                read = dict(part)
+                for i in idx:
+                    if keys[i] in read:
+                        found[i] = read[keys[i]]
+            out = KeyedArrays((keys[i], found[i]) for i in range(n) if i in found)
             return out if out else NULL_ARRAY
 
         gather = Gather(_Attempt(self), len(bodies), merge, client.resp3)
@@ -1225,7 +1240,7 @@ class _CrossShard:
         if holds is not None:
             holds.begin()
         try:
-            for i, ((shard, _), body) in enumerate(zip(shards + shards, bodies, strict=False)):
+            for i, ((shard, _), body) in enumerate(zip(reads + shards, bodies, strict=False)):
                 links[shard].send(header, body, gather.sink(i))
             if resolve and self.timeout is not None and not self.notifies and not self.kept:
                 # Its __bwaits go with its first try, in its step, kept

@@ -479,3 +479,25 @@ def test_a_stream_named_twice_waits_past_its_first_id(server) -> None:
     finally:
         for c in (reader, writer):
             c.close()
+
+
+def test_a_stream_named_twice_is_read_at_each_place(server) -> None:
+    """``XREAD STREAMS a b a 9-0 0 0`` and ``... a b a 0 0 0`` (``a``
+    and ``b`` at 5-0) across shards: Redis reads every place in the
+    command's order, ``b`` then ``a``, and ``a`` twice.  The merge of the
+    shards' parts kept one reply per stream, at its first place."""
+    proc, k = server
+    a, b = key_on(0, "places-a", shards=2), key_on(1, "places-b", shards=2)
+    c = client_on(proc.port, 1, k=k)
+    try:
+        c.command("XADD", a, "5-0", "f", "v")
+        c.command("XADD", b, "5-0", "f", "v")
+        entry = [[b"5-0", [b"f", b"v"]]]
+        assert c.command("XREAD", "STREAMS", a, b, a, "9-0", "0", "0") == [
+            [b.encode(), entry],
+            [a.encode(), entry],
+        ]
+        both = [[a.encode(), entry], [b.encode(), entry], [a.encode(), entry]]
+        assert c.command("XREAD", "BLOCK", 0, "STREAMS", a, b, a, "0", "0", "0") == both
+    finally:
+        c.close()
