@@ -752,10 +752,12 @@ def xreadgroup_upto(ks: Keyspace, args: list[bytes]) -> object:
 
 def xlastids(ks: Keyspace, args: list[bytes]) -> object:
     """__xlastids key [key ...]: each stream's last ID (0-0 for none), what
-    ``$`` stands for; the acceptor's cross-shard XREAD resolves ``$`` with it."""
+    ``$`` stands for; the acceptor's cross-shard XREAD resolves ``$`` with it.
+    Not an access (a peek): Redis resolves ``$`` in xreadCommand's own
+    lookup of the key, which the read's ``__xread`` part makes here."""
     out = []
     for key in args[1:]:
-        s = ks.lookup(key)
+        s = ks.peek(key)
         out.append(format_id(s.last_id) if type(s) is Stream else b"0-0")
     return out
 
