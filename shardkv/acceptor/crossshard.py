@@ -561,6 +561,7 @@ class _Operation:
         self.broken = False  # a bug while sending its first entries (see _asking_failed)
         self.waiting = 0  # the shards whose answers to its first entries are awaited
         self.decision: bool | None = None
+        self.decided: wire.Decide | None = None  # its Decide, once decided (see _send_decide)
         # Its writes are in with no decision line: the executor committed
         # them alone (``wire.COMMITTED``), so a bug after that decides commit.
         self.applied = False
@@ -756,9 +757,8 @@ class _Operation:
         self.state = DECIDED
         self.decision = commit
         notify = self._notify_after() if commit else None
-        decide = wire.encode_control(
-            wire.Decide(self.id, commit, reply is None, notify, commit and self.flushed_all)
-        )
+        self.decided = wire.Decide(self.id, commit, reply is None, notify, commit and self.flushed_all)
+        decide = wire.encode_control(self.decided)
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held
@@ -806,12 +806,11 @@ class _Operation:
     def _send_decide(self, decide: bytes) -> None:
         """Send its ``Decide`` to the shards still parked for it (committed,
         with the clocks of their keys its run read, if any)."""
-        touched = self.touched if self.decision else None
+        decided = self.decided
+        touched = self.touched if decided is not None and decided.commit else None
         for shard in self.parked:  # at the end of the turn, with the turn's other decisions
-            if touched and shard in touched:
-                message = wire.decode_control(decide)
-                assert type(message) is wire.Decide
-                frame = wire.encode_control(dataclasses.replace(message, clocks=touched[shard]))
+            if touched and decided is not None and shard in touched:
+                frame = wire.encode_control(dataclasses.replace(decided, clocks=touched[shard]))
                 self.links[shard].queue_frame(frame)
             else:
                 self.links[shard].queue_frame(decide)
