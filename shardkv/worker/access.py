@@ -56,8 +56,12 @@ only under an LRU or LFU policy).
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from shardkv.worker.keyspace import Keyspace
+
+if TYPE_CHECKING:
+    from shardkv.worker.scripting import Run
 
 LFU_INIT_VAL = 5  # Redis's counter for a new key
 LFU_LOG_FACTOR = 10  # lfu-log-factor (set by shardkv.worker.tunables)
@@ -149,7 +153,11 @@ def install_lfu(ks: Keyspace) -> None:
             value = look(key)
             if value is not None:
                 clocks = ks.clocks
-                clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000)
+                entry = clocks.get(key)
+                engine = ks.scripts
+                if engine is not None and engine.run is not None:
+                    note_clock(ks, engine.run, key, entry)
+                clocks[key] = lfu_touch(entry, ks.now // 60000)
             return value
 
         return lookup
@@ -159,6 +167,9 @@ def install_lfu(ks: Keyspace) -> None:
     ) -> None:
         clocks = ks.clocks
         entry = clocks.get(key)
+        engine = ks.scripts
+        if engine is not None and engine.run is not None:
+            note_clock(ks, engine.run, key, entry)
         base_store(key, value, keepttl, quiet)
         if counted and entry is not None:
             clocks[key] = entry  # (the lookup counted it: dbOverwrite keeps the counter)
@@ -168,6 +179,35 @@ def install_lfu(ks: Keyspace) -> None:
     ks.lookup = counting(ks.peek)  # type: ignore[method-assign]
     ks.lookup_raw = counting(ks.peek_raw)  # type: ignore[method-assign]
     ks.store = store  # type: ignore[method-assign]
+
+
+def note_clock(ks: Keyspace, run: Run, key: bytes, entry: int | None) -> None:
+    """Under an LFU policy, in a script's ``run``: keep the clock ``key``
+    (of the current database) had, ``entry``, before the run first
+    changed it.  A run undone (it escaped to more shards, or runs again
+    wide) puts it back (:func:`restore_clocks`): its run again counts
+    each access, as Redis counts the script's once.  (Under LRU a second
+    stamp changes nothing that shows; no LRU run keeps anything.)"""
+    before = run.clocks_before
+    if before is None:
+        run.clocks_before = before = {}
+        run.changed = True  # (its next run starts with none: Run.defaults)
+    at = (ks.db, key)
+    if at not in before:
+        before[at] = entry
+
+
+def restore_clocks(ks: Keyspace, before: dict[tuple[int, bytes], int | None]) -> None:
+    """Put back the clocks an undone run changed (see :func:`note_clock`),
+    of the keys there still (its undo made its writes' keys as they were)."""
+    for (db, key), entry in before.items():
+        with ks.selected(db):
+            if ks.peek_quietly(key) is None:
+                continue
+            if entry is None:
+                ks.clocks.pop(key, None)
+            else:
+                ks.clocks[key] = entry
 
 
 def uninstall_lfu(ks: Keyspace) -> None:
@@ -253,6 +293,10 @@ def touched(ks: Keyspace, key: bytes) -> bool:
     if ks.peek(key) is None:
         return False
     clocks = ks.clocks
+    if ks.lfu:
+        engine = ks.scripts
+        if engine is not None and engine.run is not None:
+            note_clock(ks, engine.run, key, clocks.get(key))
     clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000) if ks.lfu else ks.now
     return True
 

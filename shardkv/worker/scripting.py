@@ -72,7 +72,7 @@ from shardkv.runtime.scriptsource import (
     settle,
     source_chunk,
 )
-from shardkv.worker import events, lualibs
+from shardkv.worker import access, events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import KEYMISS, TYPE_NAMES, Keyspace, slot_of
 from shardkv.worker.luabytecode import (
@@ -361,6 +361,7 @@ class Run:
         "logs",
         "written",
         "changed",
+        "clocks_before",
     )
     # What each field holds: see where Engine._invoke and defaults set them up.
     sha: bytes
@@ -391,6 +392,7 @@ class Run:
     logs: list[tuple[int, str]]
     written: int
     changed: bool
+    clocks_before: dict[tuple[int, bytes], int | None] | None
 
     @staticmethod
     def spare() -> Run:
@@ -433,6 +435,10 @@ class Run:
         # busy-reply-threshold, or LOGS_HELD) or dropped (log_skip): if it
         # is undone, its run again drops as many.
         self.written = 0
+        # Under an LFU policy: (database, key) -> the clock each key it
+        # accessed had before (access.note_clock), put back if it is undone
+        # (it runs again, which counts its accesses once more).
+        self.clocks_before = None
         # Whether a field above may differ from its default: set wherever
         # one changes (a script's run, or the end of one).
         self.changed = False
@@ -1424,6 +1430,8 @@ class Engine:
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
+            if run.clocks_before is not None:  # (LFU: its accesses count once, when it runs again)
+                access.restore_clocks(ks, run.clocks_before)
             ks.hits, ks.misses = hits, misses  # (its reads count once, when it runs again)
             # A run undone logs nothing (it runs again).  Its refusals are
             # all there is: each script's are taken when it ends.

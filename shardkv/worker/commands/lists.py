@@ -489,7 +489,15 @@ def bdest(ks: Keyspace, args: list[bytes]) -> object:
     value = ks.peek(args[2])  # a probe, not an access
     if value is not None and type(value) is not deque:
         return 1
-    ks.lookup_type(args[1], deque)  # lookupKeyWrite: an access, no hit or miss
+    # Redis's serve looks the destination up once (lookupKeyWrite): the
+    # command before this one did, if its source held an element (it moved
+    # it, or met a destination of another type).  Only where it found
+    # nothing, and so read no destination, is this the access.
+    target = ks.peek(args[1])
+    if target is not None and type(target) is not deque:
+        if value is None:
+            ks.lookup(args[1])
+        raise CommandError(errors.WRONGTYPE)
     return 0
 
 
