@@ -33,7 +33,7 @@ from shardkv.acceptor.replies import BareSlot, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import ClientState
 from shardkv.protocol import commands, wire
-from shardkv.protocol.resp import ProtocolError, RequestParser, encode, encode_error
+from shardkv.protocol.resp import ProtocolError, RequestParser, ScriptsRead, encode, encode_error
 from shardkv.protocol.router import LBRACE, key_slot
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ class Client(Dispatch, asyncio.Protocol):
         ``named``: the first command's arguments when every one of
         ``batch`` has its name and number of arguments (and, of 4 or 5,
         its first three), and is canonical (see RequestParser.feed_lazily),
-        else None.
+        else None; a read of 4 or 5 comes as a ScriptsRead.
         """
         server = self.server
         links = server.links
@@ -292,7 +292,7 @@ class Client(Dispatch, asyncio.Protocol):
             if cmd is not None and cmd.plain_counts[0] <= len(named) <= cmd.plain_counts[1]:
                 self._run_named(batch)
                 return
-            if len(named) > 3 and cmd is not None and cmd.name in fast_paths:
+            if type(batch) is ScriptsRead and cmd is not None and cmd.name in fast_paths:
                 # One script's EVALSHAs of one key (a read of 4 or 5
                 # arguments tells its first three too): their shortcut,
                 # tested once for the read (None: not taken, nothing read).

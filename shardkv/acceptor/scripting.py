@@ -51,7 +51,7 @@ import signal
 import time
 from binascii import crc_hqx
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
@@ -83,6 +83,7 @@ from shardkv.protocol.commands import seen
 from shardkv.protocol.resp import (
     Parsed,
     RequestParser,
+    ScriptsRead,
     encode,
     encode_command,
     encode_error,
@@ -478,7 +479,7 @@ def _send_runs(client: Client, links: list, header: bytes, runs: dict[int, list]
 
 
 def scripts_alike(
-    client: Client, batch: Iterable[Parsed], first: list[bytes], header: bytes
+    client: Client, batch: ScriptsRead, first: list[bytes], header: bytes
 ) -> list[bytes] | None:
     """A read of one script's EVALSHAs of one key, from Client._run: the
     parser proved that every command has the first one's spelling, SHA1,
@@ -493,9 +494,11 @@ def scripts_alike(
     know, and all after it, wait for the scripts' replies (the ordinary
     path would answer it, after them, as behind_shortcuts does).
 
-    None, and nothing of ``batch`` read, when the first command does not
-    take the shortcut (the ordinary loop runs the read); else the
-    arguments of the last command that started."""
+    ``batch``: the read's keys and encodings (its commands' arguments are
+    made only for those that wait, see ScriptsRead).  None, and nothing
+    of ``batch`` read, when the first command does not take the shortcut
+    (the ordinary loop runs the read); else the arguments of the last
+    command that started."""
     sha = first[1]
     CACHE.fresh()  # (another acceptor's SCRIPT FLUSH empties settled and known, as in evalsha_fast)
     if (
@@ -529,8 +532,7 @@ def scripts_alike(
     db = client.db
     touched: list[int] = []
     new_slot, crc, lbrace = _ScriptSlot, crc_hqx, LBRACE
-    for a, raw in batch:
-        key = a[3]
+    for key, raw in zip(batch.keys(), batch.raws):  # noqa: B905 (as long as each other)
         shard = by_crc[key_slot(key) if lbrace in key else crc(key, 0)][0]
         slot = new_slot()  # (see evalsha_fast)
         slot.client = client
@@ -545,13 +547,12 @@ def scripts_alike(
             runs[shard] = [raw, slot]
             touched.append(shard)
         else:  # (not the first: see above) it waits, as in behind_shortcuts, and all after it
-            state.hold(((a, raw),))
-            state.hold(batch)
+            state.hold(batch.commands_from(len(pending) - before))
             last = pending[-1].args()
             break
         pending.append(slot)
     else:
-        last = a
+        last = batch.found[-1] if batch.found is not None else [*batch.head, key]
     taken = len(pending) - before
     if taken > 1:
         state.scripts_sent(taken - 1)  # (script_sent counted the first)

@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
@@ -41,7 +41,7 @@ from shardkv.acceptor.shardlink import ShardLink
 from shardkv.acceptor.users import Users
 from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command, error_name
-from shardkv.protocol.resp import Parsed, encode_command
+from shardkv.protocol.resp import Parsed, ScriptsRead, encode_command
 from shardkv.protocol.router import Router
 from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.clientcount import ClientCounts
@@ -86,7 +86,7 @@ class Wiring:
     # arguments (Client._run): (client, the read, its first command's
     # args, header) -> the args of the last that started, or None when
     # the first does not take it (nothing of the read taken).
-    scripts_alike: Callable[[Client, Iterable[Parsed], list[bytes], bytes], list[bytes] | None]
+    scripts_alike: Callable[[Client, ScriptsRead, list[bytes], bytes], list[bytes] | None]
     # Tried in order on a command of a client in MULTI or subscribed.
     interceptors: tuple[Interceptor, ...]
     # A command whose keys span shards and that must run atomically.

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from shardkv.protocol import errors
@@ -242,6 +243,60 @@ _LONG_LINE = 1024  # a partial line longer than this is collected, not re-joined
 # A parsed command: its arguments, and its exact RESP bytes (None for an
 # inline command, or one that must be re-encoded); see RequestParser.
 Parsed = tuple[list[bytes], bytes | None]
+
+
+_FOURTH = itemgetter(3)  # a script's first key (see ScriptsRead.keys)
+
+
+class ScriptsRead:
+    """A read of one script's EVALSHAs of one key (see
+    :meth:`RequestParser.feed_lazily`; a read of 4 or 5 arguments alike
+    in their first three, told as such): each command's key and
+    encoding, all the shortcut of such a read needs
+    (``scripting.scripts_alike``), and, iterated as any read is, its
+    commands, ``(args, raw)`` pairs.  A read that
+    :meth:`RequestParser._feed_scripts` split has its keys alone, and
+    their arguments are made when first asked for: the shortcut takes
+    the whole read without them, so no list per command is made and
+    freed, nor visited by CPython's cyclic collector.  One that hiredis
+    read has its arguments, and its keys are taken from them when asked
+    for (it may be another command's read: HSET of one field)."""
+
+    __slots__ = ("_keys", "raws", "head", "found")
+
+    def __init__(
+        self,
+        keys: list[bytes] | None,
+        raws: list[bytes],
+        head: tuple[bytes, bytes, bytes],
+        found: list[list[bytes]] | None,
+    ) -> None:
+        self._keys = keys  # each command's fourth argument (None: not taken yet)
+        self.raws = raws
+        self.head = head  # every command's first three arguments
+        self.found = found  # the commands' arguments (None: not made yet)
+
+    def __iter__(self) -> Iterator[Parsed]:
+        return zip(self.args(), self.raws)  # noqa: B905 (as long as each other)
+
+    def keys(self) -> list[bytes]:
+        """Each command's fourth argument (a script's first key), in order."""
+        keys = self._keys
+        if keys is None:  # (a C loop: as cheap as the shortcut's ``args[3]`` per command was)
+            keys = self._keys = list(map(_FOURTH, self.args()))
+        return keys
+
+    def args(self) -> list[list[bytes]]:
+        """Each command's arguments, in order."""
+        found = self.found
+        if found is None:
+            name, sha, numkeys = self.head
+            found = self.found = [[name, sha, numkeys, key] for key in self._keys]  # type: ignore[union-attr]
+        return found
+
+    def commands_from(self, start: int) -> Iterator[Parsed]:
+        """The commands from the ``start``-th on, as ``(args, raw)`` pairs."""
+        return zip(self.args()[start:], self.raws[start:])  # noqa: B905 (as long as each other)
 
 
 class ProtocolError(Exception):
@@ -615,13 +670,20 @@ class RequestParser:
         if whole and self._script_head and data.startswith(self._script_head):
             scripts = self._feed_scripts(data)
             if scripts is not None:
-                found, raws = scripts
-                return len(found), found[0], zip(found, raws)  # noqa: B905
+                keys, raws = scripts
+                head = self._script_args
+                return len(keys), [*head, keys[0]], ScriptsRead(keys, raws, head, None)  # type: ignore[misc, arg-type]
         if whole and not _may_allocate_big(data):
             canonical = self._feed_canonical(data)
             if canonical is not None:
                 found, raws, named = canonical
                 if not self._buf:
+                    if named is not None and len(named) > 3:  # (maybe) one script's EVALSHAs of one key
+                        return (
+                            len(found),
+                            named,
+                            ScriptsRead(None, raws, (named[0], named[1], named[2]), found),
+                        )
                     # (As long as each other, one made from the other; a
                     # keyword would be parsed per read.)
                     return len(found), named, zip(found, raws)  # noqa: B905
@@ -989,9 +1051,9 @@ class RequestParser:
             self._script_args = (first[0], first[1], first[2])
             self._script_starts = _key_starts(len(head) - 1)
 
-    def _feed_scripts(self, data: bytes) -> tuple[list[list[bytes]], list[bytes]] | None:
-        """The commands of ``data`` and their encodings, as
-        :meth:`_feed_canonical` gives them, if it is a read of two or more
+    def _feed_scripts(self, data: bytes) -> tuple[list[bytes], list[bytes]] | None:
+        """The keys of the commands of ``data`` and their encodings (as
+        :meth:`_feed_canonical` gives them), if it is a read of two or more
         EVALSHAs of one key that all have the first three arguments of the
         last such read (``_script_head``, their encoding: a pipeline of one
         script sends read after read of them), each key shorter than 1024
@@ -1017,7 +1079,6 @@ class RequestParser:
         if len(parts) < 3:  # (one command: the usual way, as a pipeline of one)
             return None
         del parts[0]  # (empty: the read starts with "*")
-        name, sha, numkeys = self._script_args  # type: ignore[misc]
         named = head[:-2]
         starts = self._script_starts
         heads = _BULK_HEADS
@@ -1029,7 +1090,7 @@ class RequestParser:
             return None
         if b"".join(raws) != data:
             return None
-        return [[name, sha, numkeys, key] for key in keys], raws
+        return keys, raws  # (their arguments: ScriptsRead.args)
 
     def _read_big(self, data: bytes, found: list[Any]) -> None:
         """hiredis read ``data``, longer than :data:`_READER_KEEP`, and

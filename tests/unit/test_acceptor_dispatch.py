@@ -723,8 +723,9 @@ _SHA = b"0" * 40
         ("both", "abab", [], b"EvalSha"),  # a spelling the shortcut does not take
     ],
 )
+@pytest.mark.parametrize("split", [False, True])
 def test_a_read_of_one_scripts_evalshas_goes_where_the_loop_sends_it(
-    monkeypatch: pytest.MonkeyPatch, knowing: str, keys: str, tail: list[bytes], name: bytes
+    monkeypatch: pytest.MonkeyPatch, knowing: str, keys: str, tail: list[bytes], name: bytes, split: bool
 ) -> None:
     """A read of one script's EVALSHAs of one key, alike in their name,
     SHA1 and key count (the parser tells them: ``scripting.scripts_alike``
@@ -732,7 +733,9 @@ def test_a_read_of_one_scripts_evalshas_goes_where_the_loop_sends_it(
     each command sends (``evalsha_fast`` and ``behind_shortcuts``): the
     same headers and bodies, the same commands held behind the scripts,
     calls counted, scripts waited for, CLIENT LIST's last command, and
-    the replies in order."""
+    the replies in order.  ``split``: the parser read such a read before,
+    so this one is split without hiredis (``RequestParser._feed_scripts``)
+    and comes with its keys alone (``ScriptsRead``)."""
     from shardkv.acceptor import scripting
     from shardkv.acceptor.scriptcache import ScriptCache
 
@@ -756,6 +759,8 @@ def test_a_read_of_one_scripts_evalshas_goes_where_the_loop_sends_it(
         )
         client, transport = connect(acceptor)
         read = [[name, _SHA, b"1", a if k == "a" else b, *tail] for k in keys]
+        if split:  # (parsed, not run)
+            client.parser.feed(b"".join(encode_command([name, _SHA, b"1", key]) for key in (a, b)))
         send(client, *read)
         state = client.state
         before = (

@@ -20,6 +20,7 @@ from shardkv.protocol.resp import (
     ProtocolError,
     QueryBufferExceeded,
     RequestParser,
+    ScriptsRead,
     encode_command,
     split_inline,
     strict_int,
@@ -730,6 +731,33 @@ def test_a_read_like_the_last_scripts_is_read_without_hiredis(monkeypatch):
             assert _outcome(parser, [data[:cut], data[cut:]]) == _outcome(
                 _python_only(), [data[:cut], data[cut:]]
             )
+
+
+def test_a_read_of_one_scripts_evalshas_makes_its_arguments_when_asked():
+    """A read of one script's EVALSHAs of one key comes as a ``ScriptsRead``:
+    its keys and encodings, all ``scripting.scripts_alike`` needs.  Split
+    without hiredis (``_feed_scripts``), it has no arguments until they
+    are asked for (the commands that wait behind a shard that has not
+    compiled the script, a client that waits); then, and from any
+    command on, they are the long way's, as they are for a read that
+    hiredis parsed (whose keys are taken from its arguments)."""
+    head = [b"EVALSHA", _SHA, b"1"]
+    first = [[*head, b"a"], [*head, b"b"]]
+    parser = RequestParser()
+    _, _, commands = parser.feed_lazily(b"".join(encode_command(args) for args in first))
+    assert type(commands) is ScriptsRead and commands.found is not None
+    assert commands.keys() == [b"a", b"b"] and list(commands) == [
+        (args, encode_command(args)) for args in first
+    ]
+    read = [[*head, b"key:%d" % i] for i in range(5)]
+    pairs = [(args, encode_command(args)) for args in read]
+    for start in (0, 1, 4, 5):
+        count, told, commands = parser.feed_lazily(b"".join(raw for _, raw in pairs))
+        assert count == 5 and told == read[0]
+        assert type(commands) is ScriptsRead and commands.found is None
+        assert commands.keys() == [args[3] for args in read] and commands.raws == [raw for _, raw in pairs]
+        assert list(commands.commands_from(start)) == pairs[start:]
+        assert list(commands) == pairs
 
 
 def test_a_read_of_stars_behind_the_scripts_head_costs_what_the_read_does():
