@@ -341,7 +341,7 @@ class Run:
         "undo",
         "imported",
         "home",
-        "start",
+        "start_ns",
         "killed",
         "killed_at",
         "effects",
@@ -372,7 +372,7 @@ class Run:
     undo: dict[tuple[int, bytes], State]
     imported: frozenset | dict
     home: int
-    start: float
+    start_ns: int
     killed: bool
     killed_at: float
     effects: list[tuple[int, list[bytes]]]
@@ -973,7 +973,7 @@ class Engine:
         # (Shard.run_foreign), which a script after a SELECT inside MULTI
         # does not start in.
         run.home = ks.db if ks.imported is None else ks.imported[0]
-        run.start = time.monotonic()
+        run.start_ns = time.monotonic_ns()
         if run.effects:  # (database, write command)
             run.effects = []
         run.db = ks.db  # the caller's database: SELECT in the script changes the script's only
@@ -1212,11 +1212,10 @@ class Engine:
                 if not primed:
                     value = self._invoke(sha, f, flags, [key], argv, read_only, True, script)
                 else:
-                    # time.monotonic() as the caller's clock read it, a read
-                    # fewer (perf_counter is the monotonic clock, as CPython
-                    # reads it on Linux: the same ns, and the same float, as
-                    # monotonic makes it).
-                    run.start = start_ns / 1e9
+                    # time.monotonic_ns() as the caller's clock read it, a
+                    # read fewer (perf_counter is the monotonic clock, as
+                    # CPython reads it on Linux: the same ns).
+                    run.start_ns = start_ns
                     # (KEYS as _invoke takes them: a list made here, cheaper than a slice)
                     run.keys = keys = [key]
                     events = ks.events
@@ -1591,7 +1590,7 @@ class Engine:
         which follows on this pipe."""
         vm.cjson.changed = False
         kind = b"eval" if vm is self._eval_vm else b"function"
-        stamp = self.cjson_stamps[kind] = (int(run.start * 1e9), getattr(self.shard, "index", 0))
+        stamp = self.cjson_stamps[kind] = (run.start_ns, getattr(self.shard, "index", 0))
         send = getattr(self.shard, "send_query", None)
         if send is None:
             return
@@ -2421,11 +2420,7 @@ class Engine:
                 noted = _noted(self.ks, events, place, getattr(shard, "event_bounds", None))
                 if place >= 0:
                     others = _noted_elsewhere(self.ks, events, shard)
-            send(
-                wire.encode_script_query(
-                    self.ks.db, run.resp, argv, int(run.start * 1e9), place, at, noted, others
-                )
-            )
+            send(wire.encode_script_query(self.ks.db, run.resp, argv, run.start_ns, place, at, noted, others))
             while True:
                 frame = recv()
                 if frame[0] == wire.SCRIPT_ANSWER:
@@ -2903,7 +2898,7 @@ class Engine:
                 run.changed = True  # (see Run.changed)
                 self._tell_running(wire.RUNNING_FRAME)
             threshold = self.busy_threshold()
-            if threshold > 0 and time.monotonic() - run.start >= threshold:
+            if threshold > 0 and (time.monotonic_ns() - run.start_ns) / 1e9 >= threshold:
                 run.busy = True
                 run.changed = True  # (see Run.changed)
                 self.busy_error = errors.BUSY if run.eval_mode else errors.BUSY_FUNCTION
@@ -2983,7 +2978,7 @@ class Engine:
         functions = getattr(self, "functions", None)
         nlibs = len(functions.libraries) if functions is not None else 0
         nfuncs = len(functions.functions) if functions is not None else 0
-        started = time.time() - (time.monotonic() - run.start)
+        started = time.time() - (time.monotonic_ns() - run.start_ns) / 1e9
         details = (run.sha, run.command, started, nlibs, nfuncs)
         waiters = self.ks.waiters
         unblocks = waiters.unblock_counts() if waiters is not None else (0, {}, {})

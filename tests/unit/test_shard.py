@@ -1243,7 +1243,7 @@ def test_a_replies_payload_is_the_same_at_every_count(count):
 
 
 def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
-    """Engine.run_group's run starts (Run.start, what busy-reply-threshold
+    """Engine.run_group's run starts (Run.start_ns, what busy-reply-threshold
     and a script's time count from) at the clock read that times its
     EVALSHA (Shard.execute_script's perf_counter_ns, the monotonic clock),
     with no read of time.monotonic of its own."""
@@ -1265,7 +1265,7 @@ def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
     body = shard.run_batch(wire.encode_batch([0, [b"EVALSHA", sha, b"1", b"k"]]))
     assert b"$1\r\nv\r\n" in body
     assert reads == []
-    assert engine._spare_run.start == started[0] / 1e9
+    assert engine._spare_run.start_ns == started[0]
 
 
 def test_evalsha_in_a_batch_reads_the_clock_once(monkeypatch):
