@@ -1144,6 +1144,9 @@ class Engine:
             flag_part = wire.FLAG_PART
             end = len(items)
             i = end - length_hint(entries)  # the next entry's place
+            # (the batch's list iterator put at an entry's place in one call,
+            # not two next(): busyrefusal reads where it is during each run)
+            place_at = entries.__setstate__  # type: ignore[attr-defined]  # (run_batch's iter(items))
         primed = False  # a run set up (after the first: the run before ended usual)
         scratch: Stats | None = None
         value: Any
@@ -1337,9 +1340,8 @@ class Engine:
                     and next_args[0] == name
                     and next_args[2] == b"1"
                 ):
-                    next(entries)
-                    next(entries)
                     i += 2
+                    place_at(i)  # (past its header and command, as two next() leave it)
                     header = next_header
                     args = next_args
                     start_ns = now
