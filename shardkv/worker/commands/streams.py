@@ -587,13 +587,15 @@ def _group_name(group: Group) -> bytes:
 
 
 # The bound that ``__xgroupupto`` set for the XREADGROUP after it: (key,
-# last ID), taken by the next read (see xreadgroup_upto).
-_UPTO: list[tuple[bytes, int]] = []
+# last ID), taken by the next read (see xreadgroup_upto); the shard's run
+# of an operation drops one that its XREADGROUP did not take (refused
+# before its handler), so that no later read takes it (Shard.run_foreign).
+UPTO: list[tuple[bytes, int]] = []
 
 
 def _xread(ks: Keyspace, args: list[bytes]) -> object:
     PROPAGATE.clear()
-    upto = _UPTO.pop() if _UPTO else None
+    upto = UPTO.pop() if UPTO else None
     r = parse_read(args)
     nkeys = len(r.keys)
     gts: list[int] = [0] * nkeys
@@ -746,7 +748,7 @@ def xreadgroup_upto(ks: Keyspace, args: list[bytes]) -> object:
     acceptor: it read them all, and its group delivered them to it).  It
     runs as itself otherwise (its PEL, last-delivered ID, NOACK, its
     XCLAIMs and XGROUP SETID in the AOF, its events and counts)."""
-    _UPTO[:] = [(args[1], parse_strict_id(args[2]))]
+    UPTO[:] = [(args[1], parse_strict_id(args[2]))]
     return OK
 
 
