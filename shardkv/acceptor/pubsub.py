@@ -56,7 +56,7 @@ from shardkv.acceptor.replies import (
     Within,
     in_call_order,
 )
-from shardkv.acceptor.state import AFTER_SCRIPTS
+from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, REPLY_SKIP
 from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import errors, wire
 from shardkv.protocol.bus import PUBLISH, PUBSUB, SPUBLISH
@@ -1565,4 +1565,9 @@ def _reset(client: Client, args: list[bytes]) -> None:
     client.select(0)
     client.name = b""
     client.state.reset_authentication(client.server.users.default)
+    if client.state.reply_mode != REPLY_SKIP:
+        # Redis's clearClientConnectionState clears CLIENT_REPLY_OFF and
+        # SKIP_NEXT, not the SKIP of the command it runs as: a RESET whose
+        # reply is skipped still has it dropped.
+        client.state.set_reply_mode(REPLY_ON)
     client.reply("RESET")

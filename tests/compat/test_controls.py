@@ -474,6 +474,23 @@ def test_client_reply_off_on_skip(ports):
     )
 
 
+def test_reset_turns_client_reply_back_on(ports):
+    """RESET clears CLIENT REPLY OFF and a pending SKIP (Redis's
+    clearClientConnectionState), subscribed or not; a RESET whose own reply
+    is skipped has it dropped.  (shardkv's RESET left replies off.)"""
+    data = (
+        b"CLIENT REPLY OFF\r\nRESET\r\nPING a\r\n"
+        b"CLIENT REPLY SKIP\r\nRESET\r\nPING b\r\n"
+        b"CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nRESET\r\nPING c\r\n"
+        b"HELLO 3\r\nSUBSCRIBE ch\r\nCLIENT REPLY OFF\r\nRESET\r\nPING d\r\n"
+    )
+    (real, _), (ours, _) = both(ports, data)
+    assert ours.split(b"%7")[0] == real.split(b"%7")[0]  # (HELLO's reply: versions differ)
+    assert ours.split(b"*0\r\n", 1)[1] == real.split(b"*0\r\n", 1)[1]
+    assert real.startswith(b"+RESET\r\n$1\r\na\r\n$1\r\nb\r\n+RESET\r\n$1\r\nc\r\n%7")
+    assert real.endswith(b"+RESET\r\n$1\r\nd\r\n")
+
+
 @pytest.mark.parametrize("hello", [b"", b"HELLO 3\r\n"], ids=["resp2", "resp3"])
 def test_client_reply_off_keeps_pubsub_confirmations(ports, hello):
     """Redis sends (un)subscribe confirmations with CLIENT_PUSHING set, so
