@@ -533,8 +533,11 @@ def serve_after_scripts(
     client.state.block(AFTER_SCRIPTS, shown=False)
     server.calls_deferred += 1
     # Read under CLIENT REPLY OFF or SKIP (Dispatch._execute_quietly): its
-    # replies, which come later, are dropped too.
-    quiet = client.state.reply_mode != REPLY_ON
+    # replies, which come later, are dropped too, unless it turns them back
+    # on (CLIENT REPLY ON, a subscribed client's RESET), as Redis clears the
+    # flags before it adds its reply.
+    mode = client.state.reply_mode
+    quiet = mode != REPLY_ON
 
     def finish(refused: int | bytes | None) -> None:
         if settled is not None:
@@ -544,15 +547,25 @@ def serve_after_scripts(
             # sent, Acceptor.leaving, runs it, as Redis ran what it read)
             return
         since = len(client.pending)
+        state = client.state
+        mute = quiet
         if refused is None:
             cmd = lookup(args[0])
             assert cmd is not None  # (it was read as one)
+            now = state.reply_mode  # (ON again after a SKIP: Dispatch._execute_quietly)
+            if quiet:
+                state.set_reply_mode(mode)  # as it was read
             server.run_counted(client, cmd, args, run)
+            if quiet:
+                if state.reply_mode == REPLY_ON:
+                    mute = False  # it turned them on: its reply goes
+                elif state.reply_mode == mode:
+                    state.set_reply_mode(now)
             if server.monitors:  # shown once it ran, after its replies, as Redis's call() does
                 monitor.feed(client, cmd, args, since=since)
         else:
             _refused_after_scripts(client, args, refused)
-        if quiet:
+        if mute:
             _mute_since(client, since)
         if client.closing and not client.closed:
             # It closes after its replies (a CLIENT KILL of itself): what it

@@ -672,6 +672,39 @@ def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(serv
     _differential(servers, skipped)
 
 
+def test_client_reply_on_and_reset_that_waited_turn_replies_back_on(servers):
+    """Under CLIENT REPLY OFF (or SKIP), a CLIENT REPLY ON, or a subscribed
+    RESP3 client's RESET, sent while a short script runs: Redis reads it
+    after the script, clears the flag, then adds its reply (+OK, +RESET),
+    which goes, as the next command's does.  (shardkv dropped the reply of
+    the command that turned replies on, as it had been read under OFF.)"""
+
+    def scenario(setup, sent):
+        def run(caller, other, admin):
+            for command in setup:
+                other.send(*command)
+            loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+                "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+            )
+            _send_script(caller, "EVAL", loop, 0)
+            _script_runs()
+            for command in sent:
+                other.send(*command)
+            other.send("ECHO", "last")
+            out = [caller.read()]
+            while out[-1] != b"$4\r\nlast\r\n":
+                out.append(other.read())
+            return [reply for reply in out if not reply.startswith(b"%")]  # (HELLO's: versions differ)
+
+        return run
+
+    on = [("CLIENT", "REPLY", "ON"), ("ECHO", "a")]
+    _differential(servers, scenario([("CLIENT", "REPLY", "OFF")], on))
+    _differential(servers, scenario([], [("CLIENT", "REPLY", "SKIP"), *on]))
+    subscribed = [("HELLO", "3"), ("SUBSCRIBE", "ch"), ("CLIENT", "REPLY", "OFF")]
+    _differential(servers, scenario(subscribed, [("RESET",), ("ECHO", "a")]))
+
+
 def _in_multi(victim: int) -> list[tuple]:
     """MULTI, the acceptor's own commands that act on other clients
     (CLIENT KILL of ``victim``'s id, PAUSE, UNPAUSE, WAIT), EXEC."""
