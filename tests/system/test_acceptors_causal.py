@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,8 @@ import pytest
 
 from shardkv.protocol.bus import ANSWER_WITHIN
 from shardkv.protocol.router import Router
-from tests.support.acceptors import acceptor_pids, client_on, raw_on, serve
+from tests.support.acceptors import K, acceptor_pids, client_on, raw_on, serve
+from tests.support.processes import worker_pid
 from tests.support.rawsocket import read_through
 from tests.support.resp import RespClient, encode_command, parse_reply
 from tests.support.servers import ServerProcess
@@ -612,6 +614,73 @@ def test_a_served_blocked_clients_redirect_target_hears_a_later_change_after_its
     pids = acceptor_pids(server)
     assert len(pids) == k
     assert _served_then_invalidated(server.port, k, places, who, resp3, pids) == theirs
+
+
+def _served_behind_an_earlier_reply(
+    port: int, k: int, who: str, worker: int | None
+) -> tuple[bytes, bytes | None]:
+    """x, on acceptor 0, pipelines ``GET <key>`` (a key of the other shard
+    than ``{t}``'s, whose worker (pid ``worker``; None: redis-server) is
+    stopped, for up to a second) and ``BLPOP {t}l 0``; the tracker of
+    ``{t}s`` (x, or another client beside it: ``who``) redirects to r on
+    acceptor ``k - 1``; w sends ``RPUSH {t}l v`` and ``SET {t}s 1`` in one
+    write once x blocked.  Returns r's first message and x's first reply
+    a moment after r got it (None: nothing yet)."""
+    tshard = Router(2).shard_of(b"{t}l")
+    key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
+    x = client_on(port, 0, k=k)
+    r = client_on(port, k - 1, k=k)
+    w = client_on(port, 0, k=k)
+    t = x if who == "x" else client_on(port, 0, k=k)
+    try:
+        w.command("DEL", "{t}l", "{t}s", key)
+        xid = int(x.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        rid = int(r.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        r.command("SUBSCRIBE", INVALIDATE)
+        assert t.command("CLIENT", "TRACKING", "on", "REDIRECT", rid) == b"OK"
+        assert t.command("GET", "{t}s") is None
+        if worker is not None:
+            os.kill(worker, signal.SIGSTOP)
+        try:
+            x.sock.sendall(encode_command("GET", key) + encode_command("BLPOP", "{t}l", 0))
+            deadline = time.monotonic() + 10
+            # (CLIENT LIST's flags: INFO would wait for the stopped worker)
+            while not re.search(rb" flags=\S*b", w.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
+                assert time.monotonic() < deadline, "x never blocked"
+                time.sleep(0.005)
+            w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
+            heard = _next_within(r, 1.0)
+            reply = _next_within(x, 0.3) if heard is not None else None
+        finally:
+            if worker is not None:
+                os.kill(worker, signal.SIGCONT)
+        if heard is None:
+            heard = _next_within(r, 10)
+            assert heard is not None, "r heard nothing of {t}s"
+            reply = _next_within(x, 0.3)
+        assert w.read_reply() == 1
+        assert w.read_reply() == b"OK"
+        return heard, reply
+    finally:
+        for c in {x, r, w, t}:
+            c.close()
+
+
+@pytest.mark.parametrize("who", ["x", "beside"])
+def test_a_served_blocked_clients_reply_behind_an_earlier_one_is_written_before_a_later_invalidation(
+    ports, server, who
+) -> None:
+    """As above, but x's reply waits behind the reply of a command x sent
+    before it (its GET, on a stopped worker) rather than in a J frame:
+    Redis answered that GET before it ran the BLPOP, so once r hears of
+    ``{t}s`` x has both replies.  ``_OneShard._written`` ran what waited
+    for x's reply once that reply came, written or not: r heard first,
+    for as long as the worker was stopped; now it waits until x's reply
+    is written (``blocking._AfterWritten``)."""
+    theirs = _served_behind_an_earlier_reply(ports["redis"], 1, who, None)
+    assert theirs[1] is not None, "redis-server: r heard before x had its replies"
+    worker = worker_pid(server, 1 - Router(2).shard_of(b"{t}l"))
+    assert _served_behind_an_earlier_reply(server.port, K, who, worker) == theirs
 
 
 class Monitor:
