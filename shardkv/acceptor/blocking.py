@@ -394,7 +394,16 @@ class _OneShard:
     def _written(self) -> None:
         after, self.after = self.after, None
         if after:
-            self.client.flush()  # its reply first
+            client = self.client
+            client.flush()  # its reply first
+            pending = client.pending
+            if not client.closed and any(item is self.slot for item in pending):
+                # (behind the reply of a command it sent before, still to
+                # come, which Redis wrote before it ran this one: once
+                # both are written)
+                at = next(i for i, item in enumerate(pending) if item is self.slot)
+                pending.insert(at + 1, _AfterWritten(client, after))
+                return
             for then in after:
                 then()
 
@@ -445,6 +454,48 @@ class _OneShard:
         self.slot.deliver(_unblocked_body(self.client, error))
         _unblocked(self.client, self.token)
         self._written()
+
+
+class _AfterWritten:
+    """Among a client's pending replies, right after a served blocked
+    command's reply that came behind one still to come: ``after`` (see
+    _OneShard.after_reply) waits until both are written, or the client
+    is gone.  Ready (empty) at once: each read of it (Client.flush reads
+    every pending reply's) looks, on a turn of the loop of its own, for
+    whether it was written."""
+
+    __slots__ = ("client", "after", "soon")
+
+    # Its client's connection gone, it is read as the rest is dropped,
+    # which runs ``after``.
+    stays_when_gone = True
+
+    def __init__(self, client: Client, after: list[Callable[[], None]]) -> None:
+        self.client = client
+        self.after: list[Callable[[], None]] | None = after
+        self.soon = False
+
+    @property
+    def data(self) -> bytes:
+        if not self.soon and self.after is not None:
+            self.soon = True
+            loop = self.client.server.loop
+            if loop is None:  # (no event loop: a unit test's server)
+                self._check()
+            else:
+                loop.call_soon(self._check)
+        return b""
+
+    def _check(self) -> None:
+        self.soon = False
+        client = self.client
+        if not client.closed:
+            client.flush()
+            if any(item is self for item in client.pending):
+                return  # (read before its turn: read again as the rest comes)
+        after, self.after = self.after, None
+        for then in after or ():
+            then()
 
 
 class _AfterOthers:
