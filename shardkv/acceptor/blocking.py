@@ -1005,10 +1005,6 @@ def _first_body(bodies: list[bytes]) -> bytes:
     return bodies[0]
 
 
-def _last_body(bodies: list[bytes]) -> bytes:
-    return bodies[-1]
-
-
 def _count(name: str, args: list[bytes]) -> bytes:
     """How many elements the command pops at most: BLMPOP/BZMPOP's COUNT
     (``timeout numkeys key... where [COUNT count]``), else 1."""
@@ -1211,9 +1207,9 @@ class _CrossShard:
             elif upto is not None:
                 # An XREADGROUP woken by a write: the entries up to the last
                 # ID its notification carries, that write's (see _upto).
-                commands = [[Verb.XREADGROUP_UPTO, ready_key, upto], args]  # type: ignore[list-item]  # a key here
+                bounded: list[bytes] = [Verb.XREADGROUP_UPTO, ready_key, upto, *args]  # type: ignore[list-item]  # a key here
                 op = AtomicOp(
-                    client, commands, self.keys, _last_body, counted=False, name=self.args[0], served=served
+                    client, [bounded], self.keys, _first_body, counted=False, name=self.args[0], served=served
                 )
                 op.whole_reply = True
             else:

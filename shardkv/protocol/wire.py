@@ -1223,7 +1223,7 @@ class Verb:
     (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run
     by a worker's command handler; :data:`PARK`, :data:`PARKDB`,
     :data:`PARK_AT` and :data:`PREPARE` by the shard itself (``FLAG_PARK`` entries), and
-    :data:`SELECT` by the executor of a cross-shard operation; :data:`RANDOM`
+    :data:`SELECT` and :data:`XREADGROUP_UPTO` by the executor of a cross-shard operation; :data:`RANDOM`
     and :data:`RANDOM_BACK` travel in ``Q`` frames, to the acceptor; :data:`XPREPARE`, :data:`XCOMMIT`
     and :data:`XABORT` are records of a shard's AOF only."""
 
@@ -1341,10 +1341,12 @@ class Verb:
     # XREAD's try on the stream its notification named, up to the ID that
     # notification carries (see shardkv.acceptor.blocking).
     XREAD_UPTO = b"__xreadupto"
-    # __xgroupupto key last-id: the XREADGROUP right after it, in the same
-    # operation (a woken cross-shard XREADGROUP's try), delivers the
+    # __xgroupupto key last-id XREADGROUP ...: a woken cross-shard
+    # XREADGROUP's try, the XREADGROUP it carries, which delivers the
     # entries of ``key`` up to ``last-id`` alone, the ID its notification
-    # carries (see shardkv.acceptor.blocking) -> OK.
+    # carries (see shardkv.acceptor.blocking) -> the XREADGROUP's reply.
+    # The executor runs it as that XREADGROUP, with its bound
+    # (shardkv.worker.commands.streams.bounded_read).
     XREADGROUP_UPTO = b"__xgroupupto"
     XLASTIDS = b"__xlastids"
     # Scripts and functions.
@@ -1444,6 +1446,7 @@ Verb.HANDLED = Verb.ALL - {
     Verb.PARK_AT,
     Verb.SELECT,
     Verb.PREPARE,
+    Verb.XREADGROUP_UPTO,
     Verb.XPREPARE,
     Verb.XCOMMIT,
     Verb.XABORT,

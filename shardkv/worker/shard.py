@@ -68,7 +68,7 @@ from shardkv.worker.blocking import Wait, Waiters, note_ready
 from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.busywatch import BusyWatches
 from shardkv.worker.clock import Clock
-from shardkv.worker.commands.streams import UPTO as _XGROUP_UPTO
+from shardkv.worker.commands.streams import bounded_read
 from shardkv.worker.handlers import HANDLERS, find
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.persistence.engine import Persistence
@@ -2102,11 +2102,11 @@ class Shard:
             event_ends: list[int] = []  # (see wire.Ran.bounds: here, where in ks.events)
             untouched = set(message.no_touch)
             for at, args in enumerate(commands_):
-                if _XGROUP_UPTO and commands_[at - 1][0] != Verb.XREADGROUP_UPTO:
-                    # A bound is the XREADGROUP's right after its
-                    # ``__xgroupupto`` alone, taken or not (one refused
-                    # before its handler: -MISCONF, OOM).
-                    _XGROUP_UPTO.clear()
+                handler = None
+                if args[0] == Verb.XREADGROUP_UPTO:
+                    # A woken cross-shard XREADGROUP's try: the XREADGROUP
+                    # it carries, run as itself, its handler bounded.
+                    args, handler = bounded_read(args)
                 if untouched and (at in untouched) != (touching is not None):
                     # A CLIENT NO-TOUCH client's command, as its entry runs
                     # (a group's other clients' maybe not).
@@ -2151,12 +2151,12 @@ class Shard:
                     logged.append(self._log_exec_script(args, replies[-1], perf_counter_ns() - began))
                 elif message.served and persistence is not None:
                     counted_before = persistence.suspended_changes
-                    replies.append(execute(args))
+                    replies.append(execute(args, handler))
                     persistence.suspended_changes = counted_before + _served_changes(
                         args, replies[-1], persistence.suspended_changes - counted_before
                     )
                 else:
-                    replies.append(execute(args))
+                    replies.append(execute(args, handler))
                 if script:
                     lines.append(engine.ran_written)
                     if ends:
@@ -2170,7 +2170,6 @@ class Shard:
                 engine.end_run(False)
             raise
         finally:
-            _XGROUP_UPTO.clear()  # (see above: nothing after this run's)
             if touching is not None:
                 access.touch_again(ks, touching)
             ran_notify = ks.notify_flags

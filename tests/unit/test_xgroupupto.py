@@ -1,7 +1,8 @@
-"""``__xgroupupto key id`` bounds the XREADGROUP after it in the same
-operation (a woken cross-shard XREADGROUP's try) and nothing else: a
-bound whose XREADGROUP never ran (refused before its handler) must not
-reach a later, unrelated read on that shard."""
+"""``__xgroupupto key id XREADGROUP ...`` bounds the XREADGROUP it
+carries (a woken cross-shard XREADGROUP's try) and nothing else: the
+bound lives in that one run, so that a bound whose XREADGROUP never ran
+(refused before its handler) cannot reach a later, unrelated read on
+that shard."""
 
 from __future__ import annotations
 
@@ -44,13 +45,14 @@ READ = [b"XREADGROUP", b"GROUP", b"g", b"c", b"STREAMS", b"s", b">"]
 
 
 def test_a_bound_whose_read_was_refused_does_not_bound_a_later_read(tmp_path):
-    """-MISCONF refuses the XREADGROUP before its handler (a write), not
-    ``__xgroupupto`` (internal): the later XREADGROUP gets every entry."""
+    """-MISCONF refuses the carried XREADGROUP before its handler (a
+    write), as it refuses an XREADGROUP: the later XREADGROUP gets every
+    entry."""
     shard = _shard(tmp_path)
     _stream(shard)
     shard.persistence.misconf = "MISCONF the disk is full"  # type: ignore[union-attr]
-    ran = shard.run_foreign(wire.Run(7, {}, [[V.XREADGROUP_UPTO, b"s", b"1-0"], READ], 0, True, [b"s"]))
-    assert ran.bodies[-1] == b"-MISCONF the disk is full\r\n"
+    ran = shard.run_foreign(wire.Run(7, {}, [[V.XREADGROUP_UPTO, b"s", b"1-0", *READ]], 0, True, [b"s"]))
+    assert ran.bodies == [b"-MISCONF the disk is full\r\n"]
     shard.decide(7, True)
     shard.persistence.misconf = None  # type: ignore[union-attr]
     (reply,) = wire.decode_replies(shard.run_batch(_batch(READ)))
@@ -61,8 +63,8 @@ def test_a_bound_is_taken_by_its_own_read_alone(tmp_path):
     """The woken read delivers up to its bound; the next read the rest."""
     shard = _shard(tmp_path)
     _stream(shard)
-    ran = shard.run_foreign(wire.Run(7, {}, [[V.XREADGROUP_UPTO, b"s", b"1-0"], READ], 0, True, [b"s"]))
-    assert ran.bodies[-1].count(b"$1\r\nf\r\n") == 1, ran.bodies
+    ran = shard.run_foreign(wire.Run(7, {}, [[V.XREADGROUP_UPTO, b"s", b"1-0", *READ]], 0, True, [b"s"]))
+    assert len(ran.bodies) == 1 and ran.bodies[0].count(b"$1\r\nf\r\n") == 1, ran.bodies
     shard.decide(7, True)
     (reply,) = wire.decode_replies(shard.run_batch(_batch(READ)))
     assert reply.count(b"$1\r\nf\r\n") == 2, reply

@@ -19,13 +19,15 @@ XCLAIM and XAUTOCLAIM likewise; :mod:`shardkv.worker.persistence.aof` logs those
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, ULLONG_MAX, parse_int
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK, Error, KeyedArrays, strict_int
 from shardkv.protocol.wire import Verb
-from shardkv.worker.blocking import Wait
+from shardkv.worker.blocking import Wait, now_or_never
 from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.stream import (
@@ -586,16 +588,11 @@ def _group_name(group: Group) -> bytes:
     return _CURRENT_GROUP[0]
 
 
-# The bound that ``__xgroupupto`` set for the XREADGROUP after it: (key,
-# last ID), taken by the next read (see xreadgroup_upto); the shard's run
-# of an operation drops one that its XREADGROUP did not take (refused
-# before its handler), so that no later read takes it (Shard.run_foreign).
-UPTO: list[tuple[bytes, int]] = []
-
-
-def _xread(ks: Keyspace, args: list[bytes]) -> object:
+def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = None) -> object:
+    """XREAD or XREADGROUP (``args``); ``upto``: (key, last ID), the
+    entries of ``key`` past its group's last-delivered ID that a woken
+    try delivers (see :func:`bounded_read`)."""
     PROPAGATE.clear()
-    upto = UPTO.pop() if UPTO else None
     r = parse_read(args)
     nkeys = len(r.keys)
     gts: list[int] = [0] * nkeys
@@ -735,21 +732,30 @@ def xread_upto(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-def xreadgroup_upto(ks: Keyspace, args: list[bytes]) -> object:
-    """__xgroupupto key last-id
+def bounded_read(args: list[bytes]) -> tuple[list[bytes], Callable[[Keyspace, list[bytes]], object]]:
+    """__xgroupupto key last-id XREADGROUP GROUP group consumer [COUNT count] [NOACK] STREAMS key [key ...] id [id ...]
 
-    The XREADGROUP right after it, in the same operation, delivers the
-    new entries of ``key`` up to ``last-id`` alone: a woken cross-shard
-    XREADGROUP's try on the stream its notification named, ``last-id``
-    the stream's last ID as the write that woke it ended, which the
+    A woken cross-shard XREADGROUP's try on the stream its notification
+    named: the XREADGROUP it carries, and the handler that runs it
+    delivering the new entries of ``key`` up to ``last-id`` alone, the
+    stream's last ID as the write that woke it ended, which the
     notification carries.  Redis serves a blocked XREADGROUP right after
     that write, so the entries that the writer's next commands added
     before the try came are not its (pipelined scripts through another
-    acceptor: it read them all, and its group delivered them to it).  It
-    runs as itself otherwise (its PEL, last-delivered ID, NOACK, its
-    XCLAIMs and XGROUP SETID in the AOF, its events and counts)."""
-    UPTO[:] = [(args[1], parse_strict_id(args[2]))]
-    return OK
+    acceptor: it read them all, and its group delivered them to it).
+    The shard runs the XREADGROUP as itself otherwise (its refusals, its
+    PEL, last-delivered ID, NOACK, its XCLAIMs and XGROUP SETID in the
+    AOF, its events and counts); the bound lives in the handler, for
+    that one run."""
+    upto = (args[1], parse_strict_id(args[2]))
+
+    def bounded(ks: Keyspace, command: list[bytes]) -> object:
+        return _xread(ks, command, upto)
+
+    read = now_or_never(bounded)  # (as its registered handler: see wiring.handlers_of)
+    read.reads = xreadgroup.reads  # type: ignore[attr-defined]  # (set at the worker's start: see wiring.build)
+    read.writes = xreadgroup.writes  # type: ignore[attr-defined]
+    return args[3:], read
 
 
 def xlastids(ks: Keyspace, args: list[bytes]) -> object:
@@ -1382,7 +1388,6 @@ HANDLERS: Handlers = {
     "xdel": xdel,
     Verb.XREAD: xread_part,
     Verb.XREAD_UPTO: xread_upto,
-    Verb.XREADGROUP_UPTO: xreadgroup_upto,
     Verb.XLASTIDS: xlastids,
     "xgroup": xgroup,
     "xsetid": xsetid,
