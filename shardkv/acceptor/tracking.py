@@ -1740,25 +1740,27 @@ def send(
     if resp3 is None:
         resp3 = client.resp3
     target: Client | None = client
-    redirected = False
-    if state is not None and state.redirect:
-        server = client.server
-        target = server.clients.get(state.redirect)
-        if (
-            (client.state.blocked_token > 0 or _AFTER_SERVE is not None)
-            and (target is not None or _elsewhere(server, state.redirect))
-            and _after_served_reply(
-                client,
-                target,
-                writer,
-                before,
-                lambda: send(client, keys, before, after, state, resp3, writer, at, served),
-            )
-        ):
-            return  # (once the reply of a client served before the change is written)
-        if target is None and _elsewhere(server, state.redirect):
+    server = client.server
+    redirect = state.redirect if state is not None else 0
+    if redirect:
+        target = server.clients.get(redirect)
+        waits = (client.state.blocked_token > 0 or _AFTER_SERVE is not None) and (
+            target is not None or _elsewhere(server, redirect)
+        )
+    else:
+        waits = _AFTER_SERVE is not None and not (client.closing or client.closed)
+    if waits and _after_served_reply(
+        client,
+        target,
+        writer,
+        before,
+        lambda: send(client, keys, before, after, state, resp3, writer, at, served),
+    ):
+        return  # (once the reply of a client served before the change is written)
+    if redirect:
+        if target is None and _elsewhere(server, redirect):
             null = keys is None
-            args = [state.redirect, client.id, int(resp3), keys or [], int(null)]
+            args = [redirect, client.id, int(resp3), keys or [], int(null)]
             if _REMOTE_AT is not None and not served:
                 args += _REMOTE_AT  # (the target may be the client whose command made the change)
             causal.remote(server, bus.INVALIDATE, args)  # the reply of what caused it waits for it
@@ -1766,24 +1768,12 @@ def send(
         if target is None or target.closed:
             state.broken = True
             if resp3:
-                client.push(Push([b"tracking-redir-broken", state.redirect]))
+                client.push(Push([b"tracking-redir-broken", redirect]))
             return
-        redirected = True
+    redirected = bool(redirect)
     assert target is not None
     if target.closing or target.closed:
         return
-    if (
-        not redirected
-        and _AFTER_SERVE is not None
-        and _after_served_reply(
-            client,
-            target,
-            writer,
-            before,
-            lambda: send(client, keys, before, after, state, resp3, writer, at, served),
-        )
-    ):
-        return  # (once the reply of the client served before the change is written)
     if keys is None:  # as Redis: the null of the tracking client's protocol, whoever gets it
         keys = Raw(b"_\r\n" if resp3 else b"$-1\r\n")  # type: ignore[assignment]
     to_resp3 = resp3 if target is client else target.resp3
