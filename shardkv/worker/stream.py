@@ -252,7 +252,17 @@ class Group:
 class Stream:
     """A stream value (see the module docstring)."""
 
-    __slots__ = ("nodes", "keys", "length", "last_id", "first_id", "max_deleted", "entries_added", "groups")
+    __slots__ = (
+        "nodes",
+        "keys",
+        "length",
+        "last_id",
+        "first_id",
+        "max_deleted",
+        "entries_added",
+        "groups",
+        "added",
+    )
 
     encoding = "stream"
 
@@ -265,6 +275,13 @@ class Stream:
         self.max_deleted = 0
         self.entries_added = 0
         self.groups: dict[bytes, Group] = {}
+        # The ID of the last entry added (by XADD), deleted since or not;
+        # a stream made whole (loaded, restored, moved to another shard):
+        # its last ID, as it is not part of its state.  Redis serves the
+        # clients blocked on a stream after an XADD, not after an XSETID
+        # that moves its last ID alone (see
+        # shardkv.worker.commands.streams.serves).
+        self.added = 0
 
     # -- adding ------------------------------------------------------------------
 
@@ -287,6 +304,7 @@ class Stream:
         self.length += 1
         self.entries_added += 1
         self.last_id = id_
+        self.added = id_
         if self.length == 1:
             self.first_id = id_
 
@@ -541,6 +559,7 @@ class Stream:
             s.keys.append(key)
         s.length, s.last_id, s.first_id = length, last_id, first_id
         s.max_deleted, s.entries_added = max_deleted, entries_added
+        s.added = last_id  # (not kept: see added)
         for name, gl, er, consumers, pel in groups:
             g = s.groups[name] = Group(gl, er)
             for cname, seen in consumers:

@@ -180,7 +180,7 @@ def load_stream(reader, kind: int, listpack: Callable[[bytes], list[bytes]]) -> 
             raise StreamBadData("empty listpack")
         _load_node(s, master_id, items)
     s.length = n()
-    s.last_id = n() << 64 | n()
+    s.last_id = s.added = n() << 64 | n()
     if v2:
         s.first_id = n() << 64 | n()
         s.max_deleted = n() << 64 | n()

@@ -281,3 +281,55 @@ def test_xreadgroup_across_shards_count_gets_every_entry_of_a_transaction(rr, se
     assert grouped.result(WAIT) == {b"a": both}
     assert plain.result(WAIT) == {b"a": both}
     assert rr.execute_command("XPENDING", "a", "g")[0] == 0  # NOACK
+
+
+def _block_on(rr, keys: list[str], group: bool) -> list:
+    """Entry 1-0 in each of ``keys`` (and group ``g`` past it); the read
+    that blocks for what comes after it."""
+    for key in keys:
+        rr.execute_command("XADD", key, "1-0", "f", "1")
+        if group:
+            rr.execute_command("XGROUP", "CREATE", key, "g", "$")
+    if group:
+        return ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", *keys, *[">"] * len(keys)]
+    return ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
+
+
+STREAM_KEYS = pytest.mark.parametrize(
+    "keys", [["a"], ["b", "a"], ["{a}x", "a"]], ids=["one", "cross-shard", "same-shard"]
+)
+
+
+@STREAM_KEYS
+@pytest.mark.parametrize("group", [False, True], ids=["xread", "xreadgroup"])
+def test_blocked_read_served_once_the_last_id_passes_it(rr, server, pool, keys, group):
+    """Redis 7.0 serves a blocked stream read once its stream's last ID is
+    past its ID (serveClientsBlockedOnStreamKey), the entries past it
+    deleted or not: a MULTI that adds an entry and XDELs it serves an
+    empty array for the stream (its consumer created, nothing pending)."""
+    waiting = start_raw(pool, server, *_block_on(rr, keys, group))
+    wait_blocked(rr, 1)
+    pipe = rr.pipeline(transaction=True)
+    pipe.execute_command("XADD", "a", "2-0", "f", "2")
+    pipe.execute_command("XDEL", "a", "2-0")
+    pipe.execute()
+    assert waiting.result(WAIT) == {b"a": []}
+    wait_blocked(rr, 0)
+    if group:
+        consumers = rr.execute_command("XINFO", "CONSUMERS", "a", "g")
+        assert [(c[b"name"], c[b"pending"]) for c in consumers] == [(b"c", 0)]
+        assert rr.execute_command("XINFO", "GROUPS", "a")[0][b"last-delivered-id"] == b"1-0"
+
+
+@STREAM_KEYS
+@pytest.mark.parametrize("group", [False, True], ids=["xread", "xreadgroup"])
+def test_blocked_read_not_served_by_an_xsetid_alone(rr, server, pool, keys, group):
+    """Redis serves a stream's blocked clients after an XADD: an XSETID
+    that moves its last ID past theirs serves none (an XDEL after it
+    neither); the next XADD serves its entry."""
+    waiting = start_raw(pool, server, *_block_on(rr, keys, group))
+    wait_blocked(rr, 1)
+    rr.execute_command("XSETID", "a", "5-0")
+    rr.execute_command("XDEL", "a", "1-0")
+    rr.execute_command("XADD", "a", "6-0", "f", "6")
+    assert waiting.result(WAIT) == {b"a": [[b"6-0", [b"f", b"6"]]]}

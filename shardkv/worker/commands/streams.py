@@ -588,10 +588,27 @@ def _group_name(group: Group) -> bytes:
     return _CURRENT_GROUP[0]
 
 
+def serves(s: Stream, gt: int, end: int = MAX_ID) -> bool:
+    """Whether a write serves a client blocked on ``s`` for the entries
+    past ``gt`` (its ID, or its group's last-delivered ID), ``end`` the
+    stream's last ID as that write ended (a woken try's bound): as Redis
+    7.0's ``serveClientsBlockedOnStreamKey``, once the stream's last ID is
+    past ``gt``, even when the entries past it are deleted (``MULTI``,
+    ``XADD``, ``XDEL``, ``EXEC``: an empty array for the stream), where a
+    read that does not wait needs an entry still there.  Redis serves a
+    stream's blocked clients after an XADD, not after an XSETID that moves
+    its last ID alone: an entry added past ``gt`` (:attr:`Stream.added`),
+    or one there."""
+    if min(s.last_id, end) <= gt:
+        return False
+    return s.added > gt or bool(s.length) and min(s.last_valid_id(), end) > gt
+
+
 def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = None) -> object:
-    """XREAD or XREADGROUP (``args``); ``upto``: (key, last ID), the
-    entries of ``key`` past its group's last-delivered ID that a woken
-    try delivers (see :func:`bounded_read`)."""
+    """XREAD or XREADGROUP (``args``); ``upto``: (key, last ID), a woken
+    try's bound: the entries of ``key`` up to that ID alone, served as
+    Redis serves a blocked client (:func:`serves`; see
+    :func:`bounded_read`, :func:`xread_upto`)."""
     PROPAGATE.clear()
     r = parse_read(args)
     nkeys = len(r.keys)
@@ -628,10 +645,13 @@ def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = Non
             continue
         gt = gts[i]
         g = groups[i]
+        end = upto[1] if upto is not None and upto[0] == key else None
         if g is not None:
             _CURRENT_GROUP[0] = r.group  # type: ignore[assignment]
-            end = upto[1] if upto is not None and upto[0] == key else MAX_ID
-            new = s.length and min(s.last_valid_id(), end) > g.last_id
+            if end is None:
+                new = s.length and s.last_valid_id() > g.last_id
+            else:
+                new = serves(s, g.last_id, end)
             if gt != MAX_ID or new:
                 changes += 1 + (r.consumer not in g.consumers)
             if gt != MAX_ID:
@@ -640,8 +660,12 @@ def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = Non
                 )
                 continue
             if new:
-                entries = _read_group(ks, key, s, g.last_id + 1, r.count, g, r.consumer, r.noack, end)  # type: ignore[arg-type]
+                last = MAX_ID if end is None else end
+                entries = _read_group(ks, key, s, g.last_id + 1, r.count, g, r.consumer, r.noack, last)  # type: ignore[arg-type]
                 out.append((key, entries))
+        elif end is not None:
+            if serves(s, gt, end):
+                out.append((key, s.range(gt + 1, end, r.count)))
         elif s.length and s.last_valid_id() > gt:
             out.append((key, s.range(gt + 1, MAX_ID, r.count)))
     if r.group is not None and (out or r.timeout is None):
@@ -678,8 +702,8 @@ def _make_serve(r: ReadArgs, gts: list[int]):
             if type(s) is not Stream:
                 return None
             gt = by_key[key]
-        if not (s.last_id > gt and s.length and s.last_valid_id() > gt):
-            return None  # nothing past gt (an XDEL may have taken it): keep waiting
+        if not serves(s, gt):
+            return None  # keep waiting
         if r.group is not None:
             _CURRENT_GROUP[0] = r.group
             # As Redis 7.0 serving a blocked XREADGROUP: a change for the
@@ -723,13 +747,8 @@ def xread_upto(ks: Keyspace, args: list[bytes]) -> object:
     write, so the entries that the writer's next commands added before
     the try came are not its (pipelined scripts through another
     acceptor: it read them all)."""
-    upto = parse_strict_id(args[1])
-    out = []
-    for key, entries in xread_part(ks, [Verb.XREAD, *args[2:]]):  # type: ignore[attr-defined]  # a list
-        entries = [entry for entry in entries if parse_strict_id(entry[0]) <= upto]
-        if entries:
-            out.append([key, entries])
-    return out
+    value = _xread(ks, [b"XREAD", *args[2:]], (args[-2], parse_strict_id(args[1])))
+    return [[key, entries] for key, entries in value] if type(value) is KeyedArrays else []
 
 
 def bounded_read(args: list[bytes]) -> tuple[list[bytes], Callable[[Keyspace, list[bytes]], object]]:
@@ -780,14 +799,14 @@ def stream_ready(ks: Keyspace, args: list[bytes]) -> bool:
         if group:
             if type(s) is not Stream or group not in s.groups:
                 return True
-            if s.last_id > s.groups[group].last_id:
+            if serves(s, s.groups[group].last_id):
                 return True
         elif type(s) is Stream:
             try:
                 gt = parse_strict_id(args[i + 1])
             except CommandError:
                 return True
-            if s.last_id > gt:
+            if serves(s, gt):
                 return True
     return False
 
