@@ -954,6 +954,13 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
         or scripted
         or (not flushes and (_needs_atomic(client, queued) or _acts_before_holds(client, queued, reply)))
     )
+    holding_first = not atomic and _holds_first(client, queued, reply)
+    if holding_first and (early or pin is not None):
+        # Its CLIENT UNBLOCKs of cross-shard waits or of other acceptors'
+        # clients ran first, their clients pinned: as one operation (every
+        # key parked), its local commands run once it is decided, and the
+        # pinned clients are served only if it ran.
+        atomic, holding_first = True, False
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
         tracked = None
@@ -970,7 +977,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
         if heard is not None:
             decided = heard if decided is None else _then(decided, heard)
         _run_atomic(client, queued, reply, early, pin, tracked, decided)
-    elif not early and pin is None and _holds_first(client, queued, reply):
+    elif holding_first:
         _run_holding_first(client, queued, reply)
         return
     else:
@@ -1371,16 +1378,15 @@ def _holds_first(client: Client, queued: list, reply: Exec) -> bool:
     hold refused ``-BUSY`` refused the whole EXEC with its local commands
     run (the client went on in the database its SELECT chose, a PUBLISH
     was heard).  So it is routed only once it holds every shard
-    (:func:`_run_holding_first`).  Not one with a script (its ``[lua]``
-    lines are placed as it is routed) or a CLIENT UNBLOCK (run first)."""
+    (:func:`_run_holding_first`), its scripts and its CLIENT UNBLOCKs of
+    one-shard waits in their places.  One whose CLIENT UNBLOCKs ran first
+    (:func:`_unblocks_first`) runs as one operation instead (:func:`_run`)."""
     server = client.server
     if server.holds is None or len(server.links) < 2:
         return False
     acts = bool(reply.refusals or reply.notes or server.monitors)
     every = False
     for cmd, args in queued:
-        if cmd.name in monitor.SCRIPT_COMMANDS or _is_unblock(cmd, args):
-            return False
         if cmd.route == "local":
             acts = True
         elif cmd.route == "all" or (cmd.pattern_keys is not None and cmd.pattern_keys(args) != []):

@@ -384,6 +384,7 @@ def _local_exec_at_a_busy_script(
     keys: list[str],
     between: Callable[[], None] | None = None,
     after: Callable[[], None] | None = None,
+    extra: tuple[tuple[str, ...], ...] = (),
 ) -> list:
     """:func:`_exec_at_a_busy_script` for a transaction with commands of the
     acceptor's and one over every shard: ``CLIENT SETNAME torn``, ``PUBLISH
@@ -391,7 +392,8 @@ def _local_exec_at_a_busy_script(
     busytear*``, ``SELECT 1``.  What the client sees: EXEC's reply, the
     value it would have set, the first message the subscriber hears (a
     marker published after the script was killed, if not the EXEC's), and
-    the client's name and database after it."""
+    the client's name and database after it.  ``extra``: commands queued
+    before the KEYS."""
     looper, probe, client, listener = connect(), connect(), connect(), connect()
     try:
         probe.command("CONFIG", "SET", "busy-reply-threshold", "100")
@@ -404,12 +406,13 @@ def _local_exec_at_a_busy_script(
             ("CLIENT", "SETNAME", "torn"),
             ("PUBLISH", "busytear", "torn"),
             ("SET", keys[0], "new"),
+            *extra,
             ("KEYS", "busytear*"),
             ("SELECT", "1"),
         ]
         transaction = encode_command("MULTI") + b"".join(encode_command(*c) for c in queued)
         client.sock.sendall(transaction + (encode_command("EXEC") if between is not None else b""))
-        assert [client.read_reply() for _ in range(6)] == [b"OK"] + [b"QUEUED"] * 5
+        assert [client.read_reply() for _ in range(len(queued) + 1)] == [b"OK"] + [b"QUEUED"] * len(queued)
         looper.send("EVAL", "while true do end", 1, keys[2])
         deadline = time.monotonic() + 20
         while _ask(probe, "PING") == b"PONG":  # until the script is past the threshold
@@ -433,8 +436,20 @@ def _local_exec_at_a_busy_script(
             c.close()
 
 
+# Scripts with a SCRIPT LOAD between them (each runs as a command of its
+# own, not on one operation's executor), and a CLIENT UNBLOCK of a client
+# nobody has (run first).
+_SCRIPTS = (
+    ("EVAL", "return redis.call('get', KEYS[1])", "1", "busytear-s"),
+    ("SCRIPT", "LOAD", "return 2"),
+    ("EVAL", "return 1", "0"),
+)
+_UNBLOCK = (("CLIENT", "UNBLOCK", "999999"),)
+
+
+@pytest.mark.parametrize("extra", [(), _SCRIPTS, _UNBLOCK], ids=["plain", "scripts", "unblock"])
 def test_an_exec_over_every_shard_whose_hold_a_busy_script_refuses_runs_none_of_its_local_commands(
-    server, fault_file, redis_proc
+    server, fault_file, redis_proc, extra
 ):
     """:func:`test_an_exec_whose_hold_a_busy_script_refuses_runs_nothing_as_in_redis`
     for an EXEC with a KEYS and commands of the acceptor's (CLIENT SETNAME,
@@ -444,7 +459,7 @@ def test_an_exec_over_every_shard_whose_hold_a_busy_script_refuses_runs_none_of_
     as it was read, those commands ran before its holds were refused: the
     client was named ``torn``, in database 1, and ``torn`` was published."""
     keys = on_shards(0, 1, 2, prefix="busytear")
-    want = _local_exec_at_a_busy_script(lambda: RespClient(redis_proc.port, timeout=20), keys)
+    want = _local_exec_at_a_busy_script(lambda: RespClient(redis_proc.port, timeout=20), keys, extra=extra)
     assert str(want[0]).startswith("-EXECABORT Transaction discarded because of: BUSY ")
     assert want[1:] == ["old", [b"message", b"busytear", b"marker"], "", "0"]
     pids = acceptor_pids(server)
@@ -463,11 +478,92 @@ def test_an_exec_over_every_shard_whose_hold_a_busy_script_refuses_runs_none_of_
 
     try:
         got = _local_exec_at_a_busy_script(
-            lambda: client_on(server.port, 0, timeout=20), keys, hold_shards, go_on
+            lambda: client_on(server.port, 0, timeout=20), keys, hold_shards, go_on, extra
         )
         victim.settimeout(20)
         assert victim.recv(100) == b"*2\r\n$3\r\nold\r\n$-1\r\n"
     finally:
         os.kill(pids[1], signal.SIGCONT)  # (if the scene failed before)
         victim.close()
+    assert got == want
+
+
+def _monitor_lines(monitor: RespClient, until: bytes) -> list[bytes]:
+    """The MONITOR lines up to and with the first that holds ``until``, each
+    as its database and arguments (no time, no client address, but ``lua``)."""
+    out = []
+    while True:
+        stamp, _, rest = monitor.read().partition(b" [")
+        assert stamp.startswith(b"+"), stamp
+        where, _, shown = rest.partition(b"] ")
+        db, _, addr = where.partition(b" ")
+        out.append(db + b" " + (b"lua " if addr == b"lua" else b"") + shown.rstrip(b"\r\n"))
+        if until in shown:
+            return out
+
+
+def _exec_with_scripts_or_an_unblock(
+    connect: Callable[[], RespClient], keys: list[str], unblock: bool
+) -> list:
+    """A transaction over every shard (KEYS) with commands of the
+    acceptor's (CLIENT SETNAME, PUBLISH, SELECT) beside scripts (a SCRIPT
+    LOAD between them) or a CLIENT UNBLOCK of a client blocked on one key,
+    run with nothing busy.  What is seen: EXEC's reply (the KEYS sorted),
+    the MONITOR lines from MULTI to EXEC, the messages a subscriber hears,
+    the client's name and database after, and the blocked client's reply."""
+    monitor, client, listener, blocked = connect(), connect(), connect(), connect()
+    try:
+        for key in keys:
+            client.command("SET", key, "v")
+        listener.send("SUBSCRIBE", "holdsfirst")
+        assert listener.read_reply() == [b"subscribe", b"holdsfirst", 1]
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send("BLPOP", "holdsfirst-list", "0")
+        deadline = time.monotonic() + 20
+        while b"cmd=blpop" not in client.command("CLIENT", "LIST", "ID", str(blocked_id)):  # type: ignore[operator]
+            assert time.monotonic() < deadline, "the client did not block"
+        assert monitor.command("MONITOR") == b"OK"
+        middle: list[tuple[str, ...]] = [
+            ("EVAL", "return redis.call('get', KEYS[1])", "1", keys[0]),
+            ("SCRIPT", "LOAD", "return 2"),
+            ("EVAL", "return redis.call('get', KEYS[1])", "1", keys[1]),
+        ]
+        if unblock:
+            middle = [("CLIENT", "UNBLOCK", str(blocked_id))]
+        queued = [
+            ("CLIENT", "SETNAME", "held"),
+            ("PUBLISH", "holdsfirst", "first"),
+            *middle,
+            ("KEYS", "holdsfirst*"),
+            ("SELECT", "1"),
+            ("PUBLISH", "holdsfirst", "second"),
+        ]
+        client.sock.sendall(encode_command("MULTI") + b"".join(encode_command(*c) for c in queued))
+        assert [client.read_reply() for _ in range(len(queued) + 1)] == [b"OK"] + [b"QUEUED"] * len(queued)
+        got = client.command("EXEC")
+        assert isinstance(got, list)
+        got[-3] = sorted(got[-3])  # (the KEYS)
+        lines = _monitor_lines(monitor, b'"EXEC"')
+        lines = [line.replace(str(blocked_id).encode(), b"ID") for line in lines]
+        heard = [listener.read_reply(), listener.read_reply()]
+        fields = dict(f.split("=", 1) for f in _ask(client, "CLIENT", "INFO").decode().split())  # type: ignore[union-attr]
+        if not unblock:
+            blocked.send("CLIENT", "UNBLOCK", str(blocked_id))  # (itself: a reply of its own)
+            client.command("CLIENT", "UNBLOCK", str(blocked_id))
+        return [[_text(x) for x in got], lines, heard, fields["name"], fields["db"], blocked.read_reply()]
+    finally:
+        for c in (monitor, client, listener, blocked):
+            c.close()
+
+
+@pytest.mark.parametrize("unblock", [False, True], ids=["scripts", "unblock"])
+def test_an_exec_over_every_shard_with_scripts_or_an_unblock_runs_as_in_redis(server, redis_proc, unblock):
+    """Such an EXEC, routed once it holds every shard, as redis-server
+    7.0.15 runs it: its replies, its MONITOR lines (the scripts' ``lua``
+    lines in their places, EXEC's last in database 1), the messages in
+    order, the client named ``held`` in database 1 after, and the blocked
+    client's null (its CLIENT UNBLOCK's) after the EXEC."""
+    keys = on_shards(0, 1, 2, 3, prefix="holdsfirst")
+    want = _exec_with_scripts_or_an_unblock(lambda: RespClient(redis_proc.port, timeout=20), keys, unblock)
+    got = _exec_with_scripts_or_an_unblock(lambda: client_on(server.port, 0, timeout=20), keys, unblock)
     assert got == want

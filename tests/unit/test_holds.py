@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from shardkv.acceptor import scripting, shardlink
+from shardkv.acceptor import blocking, scripting, shardlink
 from shardkv.acceptor.holds import HOLDING, HoldingClient
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
@@ -809,3 +809,127 @@ def test_a_bug_in_an_exec_routed_once_held_costs_its_client_alone(monkeypatch) -
         link.answer(marshal.dumps([b"v%d" % link.index]))
         link.answer(b"+OK\r\n")
     assert replies(acceptor, seen) == b"*2\r\n$2\r\nv0\r\n$2\r\nv1\r\n"
+
+
+_PING = encode_command([b"__ping"])
+
+
+def _answer(link: Link, body: bytes, answer: bytes) -> None:
+    """Answer ``link``'s oldest entry ``body``, wherever it stands (behind
+    a blocked client's BLPOP, which the shard answers later)."""
+    entry = next(entry for entry in link.sent if entry[1] == body)
+    link.sent.remove(entry)
+    entry[2].deliver(answer)  # type: ignore[attr-defined]
+
+
+def _answer_pings(links) -> None:
+    """Answer the ``__ping`` each link was sent (an EXEC with a CLIENT
+    UNBLOCK waits for the shards' scripts first)."""
+    for link in links:
+        while _PING in link.bodies():
+            _answer(link, _PING, b"+PONG\r\n")
+
+
+def _refuse_busy(links) -> None:
+    """The step's try on shard 0 refused (another acceptor holds it), its
+    hold granted, then shard 1's hold answered ``-BUSY``."""
+    links[1].grant()
+    links[0].grant(False)
+    _answer(links[0], HOLD, b"+OK\r\n")
+    _answer(links[1], RELEASE, b"+OK\r\n")
+    _answer(links[1], HOLD, encode_error(errors.BUSY))
+
+
+def _blocked_on(acceptor, key: bytes):
+    """A client of ``acceptor`` blocked (BLPOP) on ``key``'s shard."""
+    blocked, transport = connect(acceptor)
+    send(blocked, [b"BLPOP", key, b"0"])
+    return blocked, transport
+
+
+@pytest.mark.parametrize("kind", ["script", "unblock", "unblock-first"])
+def test_an_exec_over_every_shard_with_a_script_or_unblock_refused_at_a_busy_hold_runs_none_of_it(
+    kind: str,
+) -> None:
+    """:func:`test_an_exec_over_every_shard_refused_at_a_busy_hold_runs_none_of_its_local_commands`
+    for an EXEC with scripts (a SCRIPT LOAD between them: they run as
+    commands of their own, not on an operation's executor) or a CLIENT
+    UNBLOCK (of a client waiting on one shard, asked in place; or of a
+    client nobody has, run first): its SELECT, CLIENT SETNAME and PUBLISH
+    ran as it was routed, before its holds (the client in database 1,
+    named, the message heard), and the blocked client's ``__serve`` left."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    heard = _subscribed(acceptor, links, b"refused-" + kind.encode())
+    extra: list[list[bytes]] = [[b"EVAL", b"return 1", b"0"], [b"SCRIPT", b"LOAD", b"return 2"]]
+    extra.append([b"EVAL", b"return 1", b"0"])
+    if kind == "unblock":
+        blocked, _ = _blocked_on(acceptor, k0)
+        extra = [[b"CLIENT", b"UNBLOCK", b"%d" % blocked.id]]
+    elif kind == "unblock-first":
+        extra = [[b"CLIENT", b"UNBLOCK", b"999999"]]
+    before = [link.bodies() for link in links]
+    local = [
+        [b"SELECT", b"1"],
+        [b"CLIENT", b"SETNAME", b"torn"],
+        [b"PUBLISH", b"refused-" + kind.encode(), b"m"],
+    ]
+    send(client, [b"MULTI"], *local, *extra, [b"KEYS", b"*"], [b"EXEC"])
+    _answer_pings(links)
+    assert (client.db, client.name) == (0, b"") and replies(acceptor, heard) == b""
+    _refuse_busy(links)
+    for link, was in zip(links, before, strict=True):
+        assert [body for body in _steps(link) if body not in was] in ([RELEASE], [])  # nothing of it left
+    _answer(links[0], RELEASE, b"+OK\r\n")
+    busy = (errors.EXECABORT_BECAUSE % errors.BUSY).encode()
+    queued = b"+QUEUED\r\n" * (len(local) + len(extra) + 1)
+    assert replies(acceptor, transport) == b"+OK\r\n" + queued + b"-" + busy + b"\r\n"
+    assert replies(acceptor, heard) == b""  # nothing published
+    assert (client.db, client.name) == (0, b"")
+    stats = acceptor.stats.commands
+    assert [stats.get(name, [0])[0] for name in ("select", "client|setname", "publish", "keys")] == [0] * 4
+    if kind == "unblock":
+        assert blocking.waiting_shard(blocked) == 0  # still waiting, no __unblock sent
+
+
+def test_an_exec_over_every_shard_with_an_unblock_in_place_runs_it_once_it_holds_every_shard() -> None:
+    """The EXEC with a CLIENT UNBLOCK of a one-shard wait, every try
+    granted: routed whole under the holds, its ``__serve`` and
+    ``__unblock`` first on the waiting client's shard; its SELECT then
+    runs (the client goes on in database 1)."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    blocked, _ = _blocked_on(acceptor, k0)
+    send(client, [b"MULTI"], [b"SELECT", b"1"], [b"CLIENT", b"UNBLOCK", b"%d" % blocked.id], [b"KEYS", b"*"])
+    send(client, [b"EXEC"])
+    _answer_pings(links)
+    assert client.db == 0
+    for link in links:
+        link.grant()
+    assert client.db == 1
+    keys = encode_command([b"KEYS", b"*"])
+    assert _steps(links[1]) == [keys, RELEASE]
+    assert _steps(links[0])[1:] == [SERVE] or SERVE in links[0].bodies()
+    assert keys in _steps(links[0]) and _steps(links[0])[-1] == RELEASE
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_an_exec_routed_once_held_whose_client_went_away_runs_as_read(busy: bool) -> None:
+    """Redis runs an EXEC it has read, even if its client closes right
+    after: so does such an EXEC whose client goes away while it waits for
+    its holds (its PUBLISH is heard, its KEYS routed); refused at a busy
+    hold (Redis read it at the threshold), none of it runs."""
+    acceptor, links, (k0, k1), client, transport = one_client(2)
+    heard = _subscribed(acceptor, links, b"gone-%d" % busy)
+    send(client, [b"MULTI"], [b"PUBLISH", b"gone-%d" % busy, b"m"], [b"KEYS", b"*"], [b"EXEC"])
+    client.connection_lost(None)
+    assert replies(acceptor, heard) == b""
+    if busy:
+        _refuse_busy(links)
+        _answer(links[0], RELEASE, b"+OK\r\n")
+        assert replies(acceptor, heard) == b""
+        assert not any(link.sent for link in links)
+        return
+    for link in links:
+        link.grant()
+    assert replies(acceptor, heard) == b"*3\r\n$7\r\nmessage\r\n$6\r\ngone-0\r\n$1\r\nm\r\n"
+    keys = encode_command([b"KEYS", b"*"])
+    assert [_steps(link) for link in links] == [[keys, RELEASE]] * 2
