@@ -1004,7 +1004,11 @@ def _ran(client: Client, queued: list, reply: Exec, early: dict[int, list], scri
     if not scripted:
         _unwatch(client, reply.watched)
     client.state.locate(None)
-    if reply.line_due:
+    settle = reply.outcome
+    if reply.line_due and not (type(settle) is _Settle and settle.data is None and settle.db is not None):
+        # (not while one operation with a SELECT is undecided: once it is,
+        # in the database it left, see _Settle; the client's later
+        # commands, and their lines, wait for it)
         reply.line_due = False
         _show_exec(client, reply)
 
@@ -2020,10 +2024,16 @@ class _Settle(Slot):
             self.reply.place.put(b"")
         if self.pin is not None:
             self.pin.release(client.server, ran)
+        if self.holds and ran and self.db is not None:
+            client.select(self.db)
+        if self.reply.line_due:  # an EXEC that waited for the shards' scripts, with a SELECT (see _ran)
+            # Its line, in the database its SELECTs left if it ran, as
+            # Redis's call() feeds EXEC once it has run (it showed the
+            # client's database as it was, before the decision).
+            self.reply.line_due = False
+            _show_exec(client, self.reply)
         if not self.holds:
             return
-        if ran and self.db is not None:
-            client.select(self.db)
         if ran and self.reply.cut is not None:
             _close_after_exec(client)
         if client.state.unblock(HELD) and not hold_for_changes(client):

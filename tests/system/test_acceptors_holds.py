@@ -503,22 +503,27 @@ def _monitor_lines(monitor: RespClient, until: bytes) -> list[bytes]:
 
 
 def _exec_with_scripts_or_an_unblock(
-    connect: Callable[[], RespClient], keys: list[str], unblock: bool
+    connect: Callable[[], RespClient],
+    keys: list[str],
+    unblock: bool,
+    connect_blocked: Callable[[], RespClient],
+    lists: list[str],
 ) -> list:
     """A transaction over every shard (KEYS) with commands of the
     acceptor's (CLIENT SETNAME, PUBLISH, SELECT) beside scripts (a SCRIPT
     LOAD between them) or a CLIENT UNBLOCK of a client blocked on one key,
     run with nothing busy.  What is seen: EXEC's reply (the KEYS sorted),
     the MONITOR lines from MULTI to EXEC, the messages a subscriber hears,
-    the client's name and database after, and the blocked client's reply."""
-    monitor, client, listener, blocked = connect(), connect(), connect(), connect()
+    the client's name and database after, and the blocked client's reply
+    (``connect_blocked``'s, a BLPOP on ``lists``)."""
+    monitor, client, listener, blocked = connect(), connect(), connect(), connect_blocked()
     try:
         for key in keys:
             client.command("SET", key, "v")
         listener.send("SUBSCRIBE", "holdsfirst")
         assert listener.read_reply() == [b"subscribe", b"holdsfirst", 1]
         blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        blocked.send("BLPOP", "holdsfirst-list", "0")
+        blocked.send("BLPOP", *lists, "0")
         deadline = time.monotonic() + 20
         while b"cmd=blpop" not in client.command("CLIENT", "LIST", "ID", str(blocked_id)):  # type: ignore[operator]
             assert time.monotonic() < deadline, "the client did not block"
@@ -556,14 +561,33 @@ def _exec_with_scripts_or_an_unblock(
             c.close()
 
 
-@pytest.mark.parametrize("unblock", [False, True], ids=["scripts", "unblock"])
-def test_an_exec_over_every_shard_with_scripts_or_an_unblock_runs_as_in_redis(server, redis_proc, unblock):
-    """Such an EXEC, routed once it holds every shard, as redis-server
-    7.0.15 runs it: its replies, its MONITOR lines (the scripts' ``lua``
-    lines in their places, EXEC's last in database 1), the messages in
-    order, the client named ``held`` in database 1 after, and the blocked
-    client's null (its CLIENT UNBLOCK's) after the EXEC."""
+@pytest.mark.parametrize(
+    ("unblock", "elsewhere", "across"),
+    [(False, 0, False), (True, 0, False), (True, 1, False), (True, 1, True)],
+    ids=["scripts", "unblock", "unblock-other", "unblock-across"],
+)
+def test_an_exec_over_every_shard_with_scripts_or_an_unblock_runs_as_in_redis(
+    server, redis_proc, unblock, elsewhere, across
+):
+    """Such an EXEC, routed once it holds every shard (with a CLIENT
+    UNBLOCK of a client waiting across shards, run first: as one
+    operation), as
+    redis-server 7.0.15 runs it: its replies, its MONITOR lines (the
+    scripts' ``lua`` lines in their places, EXEC's last in database 1),
+    the messages in order, the client named ``held`` in database 1 after,
+    and the blocked client's null (its CLIENT UNBLOCK's) after the EXEC."""
     keys = on_shards(0, 1, 2, 3, prefix="holdsfirst")
-    want = _exec_with_scripts_or_an_unblock(lambda: RespClient(redis_proc.port, timeout=20), keys, unblock)
-    got = _exec_with_scripts_or_an_unblock(lambda: client_on(server.port, 0, timeout=20), keys, unblock)
+    lists = on_shards(0, 1, prefix="holdsfirst-list")[: 2 if across else 1]
+
+    def real() -> RespClient:
+        return RespClient(redis_proc.port, timeout=20)
+
+    want = _exec_with_scripts_or_an_unblock(real, keys, unblock, real, lists)
+    got = _exec_with_scripts_or_an_unblock(
+        lambda: client_on(server.port, 0, timeout=20),
+        keys,
+        unblock,
+        lambda: client_on(server.port, elsewhere, timeout=20),
+        lists,
+    )
     assert got == want
