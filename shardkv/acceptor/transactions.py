@@ -956,8 +956,8 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     )
     holding_first = not atomic and _holds_first(client, queued, reply)
     if holding_first and (early or pin is not None):
-        # Its CLIENT UNBLOCKs of cross-shard waits or of other acceptors'
-        # clients ran first, their clients pinned: as one operation (every
+        # Its CLIENT UNBLOCKs of cross-shard waits (or of clients not found
+        # waiting on one shard) ran first, pinned: as one operation (every
         # key parked), its local commands run once it is decided, and the
         # pinned clients are served only if it ran.
         atomic, holding_first = True, False
