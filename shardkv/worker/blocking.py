@@ -1206,12 +1206,15 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
     if gone is not None:
         return gone
     for i in range(1, len(rest) - 1, 2):
-        if rest[i] == key and ready(ks, [rest[0], key, rest[i + 1]]):
+        if rest[i] != key:
+            continue
+        if ready(ks, [rest[0], key, rest[i + 1]]):
             # The stream's last ID now, which its client's try reads up to
             # (an XREAD's ``__xreadupto``, an XREADGROUP's
             # ``__xgroupupto``), as Redis serves it now.
             stream: Stream = ks.peek(key)  # type: ignore[assignment]  # ready: a stream
             return [wire.BWAIT_READY, key, format_id(stream.last_id)]
+        break  # (named twice: it waits past its first ID, as Redis's blockForKeys)
     return None
 
 

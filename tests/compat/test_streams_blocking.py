@@ -333,3 +333,24 @@ def test_blocked_read_not_served_by_an_xsetid_alone(rr, server, pool, keys, grou
     rr.execute_command("XDEL", "a", "1-0")
     rr.execute_command("XADD", "a", "6-0", "f", "6")
     assert waiting.result(WAIT) == {b"a": [[b"6-0", [b"f", b"6"]]]}
+
+
+@pytest.mark.parametrize(
+    "keys,ids",
+    [
+        (["a", "a"], ["7-0", "6-0"]),
+        (["a", "{a}x", "a"], ["7-0", "0", "6-0"]),
+        (["a", "b", "a"], ["7-0", "0", "6-0"]),
+    ],
+    ids=["one", "same-shard", "cross-shard"],
+)
+def test_xread_block_naming_a_stream_twice_waits_past_its_first_id(rr, server, pool, keys, ids):
+    """Redis's blockForKeys keeps a key's first ID and ignores the others:
+    an entry past the second ID alone serves nobody; the next one past
+    the first is served, alone."""
+    rr.execute_command("XADD", "a", "5-0", "f", "5")
+    waiting = start_raw(pool, server, "XREAD", "BLOCK", 0, "STREAMS", *keys, *ids)
+    wait_blocked(rr, 1)
+    rr.execute_command("XADD", "a", "6-5", "f", "65")
+    rr.execute_command("XADD", "a", "8-0", "f", "8")
+    assert waiting.result(WAIT) == {b"a": [[b"8-0", [b"f", b"8"]]]}

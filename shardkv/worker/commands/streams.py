@@ -685,7 +685,11 @@ def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = Non
 
 
 def _make_serve(r: ReadArgs, gts: list[int]):
-    by_key = dict(zip(r.keys, gts, strict=False))
+    by_key: dict[bytes, int] = {}
+    for key, gt in zip(r.keys, gts, strict=False):
+        # A stream named twice waits past its first ID, as Redis's
+        # blockForKeys keeps the first and ignores the others.
+        by_key.setdefault(key, gt)
     count = r.count or XREAD_BLOCKED_DEFAULT_COUNT
 
     def serve(ks: Keyspace, args: list[bytes], key: bytes) -> object:
@@ -795,6 +799,8 @@ def stream_ready(ks: Keyspace, args: list[bytes]) -> bool:
     the command would fail now (the group or stream is gone)."""
     group = args[0]
     for i in range(1, len(args) - 1, 2):
+        if args[i] in args[1:i:2]:
+            continue  # a stream named twice waits past its first ID (see _make_serve)
         s = ks.lookup(args[i])
         if group:
             if type(s) is not Stream or group not in s.groups:
