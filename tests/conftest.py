@@ -27,7 +27,12 @@ SERVERS = ["redis", "shardkv"]
 # in it besides pytest's own tmp_path folders was leaked by a test or a
 # helper: the run reports it and fails.  The folder is removed either way,
 # so a run leaves nothing behind in the temp directory.
-_TMP = tempfile.mkdtemp(prefix="shardkv-tests-")
+# Under pytest-xdist each worker is a process of its own that imports this
+# file too: it shares the folder of the run that started it (inherited in
+# TMPDIR), which that run checks and removes once every worker has ended.
+_WORKER = "PYTEST_XDIST_WORKER" in os.environ and "SHARDKV_TESTS_TMP" in os.environ
+_TMP = os.environ["SHARDKV_TESTS_TMP"] if _WORKER else tempfile.mkdtemp(prefix="shardkv-tests-")
+os.environ["SHARDKV_TESTS_TMP"] = _TMP
 os.environ["TMPDIR"] = _TMP
 # The suite starts hundreds of servers, each a supervisor, a worker per
 # shard and its acceptors: Python processes that import all of shardkv.
@@ -41,8 +46,37 @@ os.environ["REDISCLI_HISTFILE"] = "/dev/null"  # redis-cli, which some tests run
 tempfile.tempdir = _TMP
 
 
+# The suite, or a folder of it, runs in parallel by default: it mostly
+# waits on the servers it starts, so several test processes (pytest-xdist,
+# a test extra) finish it in far less time, even on 2 cores.  A file's tests
+# stay together in one worker (--dist loadfile), sharing its module and
+# session servers, as in a serial run.  A run that names test files (or
+# tests) stays in one process: there, starting workers that each collect
+# the tests again costs more than it saves.  Explicit options win: -n 0 or
+# -p no:xdist runs serially, -n N in N workers; --pdb and --collect-only
+# stay in one process.
+XDIST_WORKERS = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and "PYTEST_XDIST_WORKER" not in os.environ
+        and config.getoption("numprocesses", None) is None
+        and config.getoption("dist", "no") == "no"
+        and not config.getoption("usepdb", False)
+        and not config.getoption("collectonly", False)
+        and all(os.path.isdir(arg) for arg in config.args)
+    ):
+        config.option.numprocesses = XDIST_WORKERS
+        config.option.dist = "loadfile"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
+    if _WORKER:
+        return  # the run that started this worker checks and removes the folder
     leaked = sorted(
         name for name in os.listdir(_TMP) if not name.startswith("pytest-of-") and name != _PYCACHE
     )
