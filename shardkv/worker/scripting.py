@@ -97,8 +97,12 @@ REDIS_VERSION_NUM = 0x07000F
 _SCRIPT_READ = events.SCRIPT_READ  # (redis.call's fast read: a global's load, not an attribute's too)
 GC_PERIOD = 50  # scripts between two steps of Lua's collector (LUA_GC_CYCLE_PERIOD)
 # A step is skipped while Lua's memory has grown by less than this since
-# the last one (see Engine._invoke).
-GC_GROWTH = 16 * 1024
+# the last one (see Engine._collect).  A step runs a whole cycle over the
+# state (tens of KB; a few hundred thousand instructions): the more garbage
+# it frees, the less it costs a script, and the keys and replies a script
+# pushes stay interned for longer.  Lua's own collector would wait for the
+# heap to double (its pause, 200%).
+GC_GROWTH = 32 * 1024
 # The bytecode patches a compile names (the prelude's PATCHES, given to each
 # Lua state once: a Python function passed with every compile came back, at
 # times, as another Python object, lupa 2.8's scoder/lupa#293 and #294).
@@ -1356,7 +1360,7 @@ class Engine:
         # scripts left (EVALSHA of a one-key read leaves 144 bytes).
         # The step waits until GC_GROWTH is left: memory stays within
         # that (and 50 scripts' garbage) of where the last step left
-        # it, and such a script steps every ~150 runs, not 50.  (Lua's
+        # it, and such a script steps every few hundred runs, not 50.  (Lua's
         # own collector runs too, as in Redis, when its heap doubles.)
         used = vm.lua.get_memory_used()
         if used - vm.gc_floor >= GC_GROWTH:

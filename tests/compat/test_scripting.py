@@ -1101,7 +1101,7 @@ def test_script_debug(same):
 
 def test_lua_memory_does_not_grow_with_calls(r):
     """As Redis (a step of Lua's collector every 50 scripts; here once
-    they left 16 KB), thousands of script runs leave used_memory_lua where
+    they left 32 KB), thousands of script runs leave used_memory_lua where
     it was, give or take a few KB."""
     r.set("x", 0)
     script = r.register_script("return redis.call('incr', KEYS[1])")

@@ -867,7 +867,9 @@ def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
 
     engine = shard.keyspace.scripts
     small = engine.load(b"return 1")
-    large = engine.load(b"local t = {} for i = 1, 400 do t[i] = {} end return 1")
+    # (an empty table and its slot in t: ~70 bytes each, more than GC_GROWTH in all)
+    tables = scripting.GC_GROWTH // 40
+    large = engine.load(b"local t = {} for i = 1, %d do t[i] = {} end return 1" % tables)
     run(shard, "EVALSHA", small, 0)
     steps = []
     engine._gc_step = lambda: steps.append(engine._vm.gc_step())
