@@ -357,6 +357,21 @@ path that inlines ``Slot.deliver`` (ShardLink._frame), and through
 :func:`is_plain_slot` the slow log's names and tracking's reads."""
 
 
+class _Unregistered:
+    """SCREENED's type until its module registers one: never a sink."""
+
+
+SCREENED: list[type] = [_Unregistered]
+"""The exact type of the one kind of reply slot that a reply starting with
+none of :data:`SCREENED_FIRSTS` (not an error, nor an aggregate that may
+hold one) fills as :meth:`Slot.deliver` fills a plain slot, inline in
+ShardLink._frame; any other reply goes to its ``deliver``.  Registered by
+its module (the replies know no scripts): ``scripting._RunSlot``, an
+EVALSHA of a run to one shard behind which another of the run keeps the
+client's wait (see ``scripting.scripts_alike``)."""
+SCREENED_FIRSTS = frozenset(b"-*%~")  # (as byte values)
+
+
 def is_plain_slot(sink: object) -> TypeGuard[Slot]:
     """Whether ``sink`` is a command's own reply slot (see :data:`PLAIN_SLOTS`)."""
     return type(sink) in PLAIN_SLOTS

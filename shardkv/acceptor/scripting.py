@@ -67,7 +67,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.fanout import Gather
-from shardkv.acceptor.replies import Sink, Slot
+from shardkv.acceptor.replies import SCREENED, Sink, Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes, declares_no_writes
 from shardkv.acceptor.shardlink import (
     ENDED,
@@ -531,7 +531,9 @@ def scripts_alike(
     before = len(pending)
     db = client.db
     touched: list[int] = []
-    new_slot, crc, lbrace = _ScriptSlot, crc_hqx, LBRACE
+    # Each a _RunSlot: the last of each shard's run becomes a _ScriptSlot
+    # below, the one that its client's wait counts for the run.
+    new_slot, crc, lbrace = _RunSlot, crc_hqx, LBRACE
     for key, raw in zip(batch.keys(), batch.raws):  # noqa: B905 (as long as each other)
         shard = by_crc[key_slot(key) if lbrace in key else crc(key, 0)][0]
         slot = new_slot()  # (see evalsha_fast)
@@ -554,11 +556,15 @@ def scripts_alike(
     else:
         last = batch.found[-1] if batch.found is not None else [*batch.head, key]
     taken = len(pending) - before
-    if taken > 1:
-        state.scripts_sent(taken - 1)  # (script_sent counted the first)
+    # The wait counts one script a run, its last (script_sent counted the
+    # first run's): the shard answers the others before it (see _RunSlot).
+    if len(touched) > 1:
+        state.scripts_sent(len(touched) - 1)
     server.stats.row_of(first)[0] += taken  # counted as evalsha_fast counts each
     for shard in touched:
-        links[shard].send_run(header, runs[shard])  # type: ignore[arg-type]
+        run = runs[shard]
+        run[-1].__class__ = _ScriptSlot  # type: ignore[index]
+        links[shard].send_run(header, run)  # type: ignore[arg-type]
     return last
 
 
@@ -691,9 +697,16 @@ class _ScriptSlot(Slot):
     def busy_refused(self) -> None:
         """The worker refused it with ``-BUSY`` (ShardLink._refused
         answered it): what the client sent behind it may run; not a call
-        (see :func:`_uncounted`)."""
-        _uncounted(self.client.server.stats.row_of(self.args()))
-        _answered(self.client)
+        (see :func:`_uncounted`).  The EVALSHAs of its client's runs whose
+        wait it kept (:class:`_RunSlot`) and that have not answered keep it
+        now, each its own: the worker may have refused it alone, the script
+        ahead of it in its run still running."""
+        client = self.client
+        _uncounted(client.server.stats.row_of(self.args()))
+        for slot in client.pending:
+            if type(slot) is _RunSlot and slot.data is None:
+                slot.count()
+        _answered(client)
 
     def _error(self, body: bytes) -> None:
         args = self.args()
@@ -720,6 +733,43 @@ class _ScriptSlot(Slot):
     def slow_called(self) -> list[bytes]:
         """How its client called it, for its slow log entry (``N`` frame)."""
         return self.args()
+
+
+class _RunSlot(_ScriptSlot):
+    """The reply slot of an EVALSHA of a run sent to one shard
+    (:func:`scripts_alike`) but its last: the script may escape as any
+    other, but its client's wait (``ClientState.script_sent``) counts the
+    run once, for its last slot, a :class:`_ScriptSlot`, which the shard
+    answers after this one.  So a plain reply (no error, no aggregate)
+    needs nothing more than a plain slot's, and ShardLink._frame fills it
+    so, inline (``replies.SCREENED``); any other reply (an escape, a
+    retry, a failed call), and a refusal of the run's last slot that
+    leaves it behind (:meth:`_ScriptSlot.busy_refused`), makes it count
+    in the wait (:meth:`count`), a :class:`_ScriptSlot` from then on."""
+
+    __slots__ = ()
+
+    def count(self) -> None:
+        """Keep its client's wait from now until its reply, as a
+        :class:`_ScriptSlot` (the run's last one still on its way, or
+        refused, ahead of its reply: the client still waits)."""
+        self.__class__ = _ScriptSlot
+        self.client.state.scripts_sent(1)
+
+    def deliver(self, body: bytes) -> None:
+        if body[0] in _NOT_PLAIN:
+            self.count()
+            _ScriptSlot.deliver(self, body)
+            return
+        Slot.deliver(self, body)
+
+    def busy_refused(self) -> None:
+        """The worker refused it with ``-BUSY``: not a call (see
+        :func:`_uncounted`); its run's last slot keeps the wait."""
+        _uncounted(self.client.server.stats.row_of(self.args()))
+
+
+SCREENED[0] = _RunSlot
 
 
 def _answered(client: Client) -> None:

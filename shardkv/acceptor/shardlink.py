@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from shardkv.acceptor import causal, scriptcaller
 from shardkv.acceptor.replies import (
     PLAIN_SLOTS,
+    SCREENED,
+    SCREENED_FIRSTS,
     MutedSlot,
     Slot,
     deliver,
@@ -1010,14 +1012,24 @@ class ShardLink:
             popleft = self.fifo.popleft
             # The plain slots (PLAIN_SLOTS), Client._run's first: an
             # identity test each, where ``in`` a tuple compares any other
-            # sink's type with each (a script's reply slot's, the next usual).
+            # sink's type with each (a script's reply slot's, the next usual);
+            # then the screened ones (SCREENED), plain unless the reply's
+            # first byte says otherwise (most of a pipeline's EVALSHAs).
             bare, plain = PLAIN_SLOTS
+            screened = SCREENED[0]
+            not_plain = SCREENED_FIRSTS
             type_of = type  # a local: no builtins lookup per reply
             pos, sizes = wire.reply_sizes(payload)
             for size in sizes:
                 body = payload[pos : (pos := pos + size)]  # (no ``end``: two opcodes fewer a reply)
                 sink = popleft()
-                if type_of(sink) is bare or type_of(sink) is plain:
+                # (``sink_type`` named after the first test: nothing more for a
+                # bare slot's, one call of type() fewer for the others.)
+                if (
+                    type_of(sink) is bare
+                    or ((sink_type := type_of(sink)) is screened and body[0] not in not_plain)
+                    or sink_type is plain
+                ):
                     sink.data = body
                     client = sink.client
                     if not client.dirty:
