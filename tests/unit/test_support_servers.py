@@ -8,13 +8,29 @@ that could not listen.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import textwrap
 
+import psutil
 import pytest
 
 from tests.support import servers
 from tests.support.resp import RespClient
-from tests.support.servers import ServerProcess, ServerStartError, free_port, start_redis, start_shardkv
+from tests.support.servers import (
+    ROOT,
+    ServerProcess,
+    ServerStartError,
+    free_port,
+    popen_dying_with_us,
+    start_redis,
+    start_shardkv,
+)
 
 
 @pytest.mark.parametrize("lives", [0.3, 5.0])
@@ -72,3 +88,77 @@ def test_a_picked_port_taken_meanwhile_is_picked_again(monkeypatch):
             ours.stop()
     finally:
         stranger.stop()
+
+
+# Starts a redis-server from a pool's thread (that ends with the pool) and a
+# shardkv from the main thread, checks the redis-server outlived the thread,
+# prints what it started, then waits to be killed.
+ORPHANING_CHILD = textwrap.dedent(
+    """
+    import concurrent.futures, json, subprocess, sys, time
+    from tests.support.servers import start_redis, start_shardkv
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        real = pool.submit(start_redis).result()
+    try:
+        real.proc.wait(1)  # it must not end with the thread that started it
+        sys.exit("redis-server ended with the thread that started it")
+    except subprocess.TimeoutExpired:
+        pass
+    ours = start_shardkv(shards=2)
+    started = [real, ours]
+    print(json.dumps({
+        "pids": [[p.pid, p.create_time()] for s in started for p in s.processes()],
+        "paths": [path for s in started for path in (s.log.name, s.workdir)],
+    }), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.slow  # a shardkv of its own, in a Python of its own
+def test_servers_die_with_the_process_that_started_them():
+    """A test process killed before its teardown (SIGKILL, as an xdist
+    worker at Ctrl-C ends without running fixtures' teardown) leaves no
+    server behind: shardkv's supervisor, acceptor and workers and a
+    redis-server all end, found by the pids the child recorded."""
+    child = popen_dying_with_us(
+        [sys.executable, "-c", ORPHANING_CHILD],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    procs: list[psutil.Process] = []
+    started: dict = {"paths": []}
+    try:
+        line = child.stdout.readline() if child.stdout else ""
+        assert line, f"the child exited with {child.wait(60)} before starting its servers"
+        started = json.loads(line)
+        for pid, created in started["pids"]:
+            proc = psutil.Process(pid)
+            assert proc.create_time() == created, pid  # (the same process)
+            procs.append(proc)
+        assert len(procs) >= 4  # redis-server; supervisor, acceptor, 2 workers
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        _, alive = psutil.wait_procs(procs, timeout=30)
+        assert not alive, [(p.pid, p.name()) for p in alive]
+    finally:
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=5)
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        if child.stdout:
+            child.stdout.close()
+        for path in started["paths"]:  # nothing was left to remove them
+            if path and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
