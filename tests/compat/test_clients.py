@@ -24,6 +24,8 @@ import pytest
 import redis
 import redis.asyncio
 
+from tests.support.servers import popen_dying_with_us
+
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
@@ -90,7 +92,7 @@ class Terminal:
     def __init__(self, port: int) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 250, 0, 0))
-        self.proc = subprocess.Popen(
+        self.proc = popen_dying_with_us(
             [REDIS_CLI, "-p", str(port)],
             stdin=slave,
             stdout=slave,

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 import redis
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, popen_dying_with_us
 
 EXPORTER = shutil.which("prometheus-redis-exporter") or shutil.which("redis_exporter")
 # Families that come from CONFIG GET parameters, not INFO: reported once
@@ -29,7 +29,7 @@ CONFIG_FAMILIES = {"redis_config_io_threads"}
 def _families(port: int) -> set[str]:
     """The metric families the exporter shows for the server on ``port``."""
     listen = free_port()
-    proc = subprocess.Popen(
+    proc = popen_dying_with_us(
         [EXPORTER, "-redis.addr", f"redis://127.0.0.1:{port}", "-web.listen-address", f"127.0.0.1:{listen}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

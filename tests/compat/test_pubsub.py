@@ -16,6 +16,7 @@ import redis
 from tests.compat.test_transactions import run_script
 from tests.support.rawsocket import read_until_quiet
 from tests.support.resp import RespClient, encode_command
+from tests.support.servers import popen_dying_with_us
 
 
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
@@ -278,7 +279,7 @@ def test_pubsub_ping_and_reset_with_redis_py(r):
 
 @pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
 def test_redis_cli_subscribe(server):
-    cli = subprocess.Popen(
+    cli = popen_dying_with_us(
         ["redis-cli", "-p", str(server), "subscribe", "ch"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.servers import run_dying_with_us
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ def test_benchmark_command_measures_every_server_in_every_round(tmp_path: Path) 
     argv += ["--shards", "2", "--tests", "set,get", "--pipelines", "1,16", "--requests", "2000"]
     argv += ["--repeat", "2", "--keys", "12000", "--memory-shards", "2", "--settle", "0"]
     argv += ["--out", str(out)]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=280)
+    done = run_dying_with_us(argv, cwd=REPO, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Throughput (redis-benchmark)" in done.stdout
     assert "round 2/2" in done.stderr  # progress lines name the round
@@ -105,7 +106,7 @@ def test_benchmark_command_runs_every_acceptor_count_and_projects(tmp_path: Path
     argv = [sys.executable, "benchmarks/run.py", "--throughput", "--servers", "redis,shardkv"]
     argv += ["--shards", "2", "--acceptors", "1,2", "--tests", "set", "--pipelines", "1"]
     argv += ["--requests", "3000", "--out", str(out)]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
+    done = run_dying_with_us(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Projection on N cores" in done.stdout
     assert "N=16: K=" in done.stdout  # the arithmetic is printed
@@ -168,7 +169,7 @@ def test_scaling_script_runs_the_acceptor_by_shard_grid_beside_redis(tmp_path: P
     argv = [sys.executable, "benchmarks/scaling.py", "--acceptors", "1,2", "--shards", "1,2"]
     argv += ["--pipelines", "1,8", "--with-redis", "--requests", "1500", "--processes", "1"]
     argv += ["--connections", "2", "--keys", "50", "--budget", "150", "--out", str(out)]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
+    done = run_dying_with_us(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "N=16: K=" in done.stdout  # the projection's arithmetic
 
@@ -195,7 +196,7 @@ def test_scaling_script_runs_the_acceptor_by_shard_grid_beside_redis(tmp_path: P
 def test_scaling_script_skips_what_the_time_budget_leaves_no_room_for(tmp_path: Path) -> None:
     argv = [sys.executable, "benchmarks/scaling.py", "--acceptors", "1,2", "--shards", "2"]
     argv += ["--with-redis", "--budget", "2", "--out", str(tmp_path)]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_dying_with_us(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1  # points were left out
     report = json.loads((tmp_path / "scaling.json").read_text())
     assert [p["error"] for p in report["points"]] == ["skipped: time budget"] * 3

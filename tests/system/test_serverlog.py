@@ -23,6 +23,7 @@ from tests.support.placement import key_on
 from tests.support.servers import (
     ROOT,
     free_port,
+    popen_dying_with_us,
     start_redis,
     start_shardkv,
     wait_for_ping,
@@ -105,7 +106,7 @@ def test_no_logfile_logs_to_standard_output_as_redis():
     """``logfile ""``: Redis writes its log to standard output (nothing to standard error)."""
     port = free_port()
     argv = [sys.executable, str(ROOT / "main.py"), "--port", str(port), "--shards", "1", "--acceptors", "1"]
-    proc = subprocess.Popen(
+    proc = popen_dying_with_us(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
     )
     try:
