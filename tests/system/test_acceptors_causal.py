@@ -531,16 +531,20 @@ def _served_then_invalidated(
     RESP3 ("own"); w (``places[2]``) sends ``RPUSH {t}l v`` and ``SET {t}s
     1`` in one write, while the acceptor ``places[3]``, where a client
     tracks keys (so it wants the batch's events), is stopped (SIGSTOP, for
-    up to a second; ``pids`` None: redis-server, nothing stopped).
-    Returns the invalidation heard and what x had a moment after it came
-    (None: nothing yet)."""
+    up to a second; ``pids`` None: redis-server, nothing stopped).  Or the
+    client beside x tracks ``{t}s`` with BCAST (PREFIX ``{t}s``), told
+    itself, RESP3 ("bcast-own"), or redirecting to r ("bcast"); or
+    subscribes to ``__keyspace@0__:{t}s`` ("keyspace", with
+    notify-keyspace-events ``K$``).  Returns the message heard and what x
+    had a moment after it came (None: nothing yet)."""
     x_on, r_on, w_on, stopped_on = places
     x = client_on(port, x_on, k=k)
     r = client_on(port, r_on, protocol=3 if resp3 else 2, k=k)
     w = client_on(port, w_on, k=k)
     u = client_on(port, stopped_on, protocol=3, k=k)
-    t = x if who == "x" else client_on(port, x_on, protocol=3 if who == "own" else 2, k=k)
-    listener = t if who == "own" else r
+    own = who in ("own", "bcast-own", "keyspace")
+    t = x if who == "x" else client_on(port, x_on, protocol=3 if own and who != "keyspace" else 2, k=k)
+    listener = t if own else r
     stopped = pids[stopped_on] if pids is not None else None
     try:
         w.command("DEL", "{t}l", "{t}s")
@@ -548,9 +552,14 @@ def _served_then_invalidated(
         rid = int(r.command("CLIENT", "ID"))  # type: ignore[arg-type]
         if not resp3:
             r.command("SUBSCRIBE", INVALIDATE)
-        redirect = [] if who == "own" else ["REDIRECT", rid]
-        assert t.command("CLIENT", "TRACKING", "on", *redirect) == b"OK"
-        assert t.command("GET", "{t}s") is None
+        if who == "keyspace":
+            assert w.command("CONFIG", "SET", "notify-keyspace-events", "K$") == b"OK"
+            t.command("SUBSCRIBE", "__keyspace@0__:{t}s")
+        else:
+            redirect = [] if own else ["REDIRECT", rid]
+            bcast = ["BCAST", "PREFIX", "{t}s"] if who.startswith("bcast") else []
+            assert t.command("CLIENT", "TRACKING", "on", *bcast, *redirect) == b"OK"
+            assert t.command("GET", "{t}s") is None
         x.send("BLPOP", "{t}l", 0)
         deadline = time.monotonic() + 10
         while blocked_clients(w) < 1:
@@ -575,6 +584,8 @@ def _served_then_invalidated(
         assert w.read_reply() == b"OK"
         return heard, reply
     finally:
+        if who == "keyspace":
+            w.command("CONFIG", "SET", "notify-keyspace-events", "")
         for c in {x, r, w, u, t}:
             c.close()
 
@@ -591,6 +602,11 @@ SERVED_CASES = {
     "beside-resp3": (2, (0, 0, 0, 1), "x", True),
     "another-tracker": (3, (0, 1, 0, 2), "beside", False),
     "another-tracker-own": (2, (0, 0, 0, 1), "own", False),
+    "bcast-own": (2, (0, 0, 0, 1), "bcast-own", False),
+    "bcast-redirect": (2, (0, 0, 0, 1), "bcast", False),
+    "bcast-elsewhere": (3, (0, 1, 0, 2), "bcast", False),
+    "keyspace-subscriber": (2, (0, 0, 0, 1), "keyspace", False),
+    "keyspace-subscriber-writer-elsewhere": (3, (0, 0, 1, 2), "keyspace", False),
 }
 
 
