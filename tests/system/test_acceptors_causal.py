@@ -633,15 +633,16 @@ def test_a_served_blocked_clients_redirect_target_hears_a_later_change_after_its
 
 
 def _served_behind_an_earlier_reply(
-    port: int, k: int, who: str, worker: int | None
+    port: int, k: int, who: str, worker: int | None, later: bool = False
 ) -> tuple[bytes, bytes | None]:
     """x, on acceptor 0, pipelines ``GET <key>`` (a key of the other shard
     than ``{t}``'s, whose worker (pid ``worker``; None: redis-server) is
     stopped, for up to a second) and ``BLPOP {t}l 0``; the tracker of
     ``{t}s`` (x, or another client beside it: ``who``) redirects to r on
     acceptor ``k - 1``; w sends ``RPUSH {t}l v`` and ``SET {t}s 1`` in one
-    write once x blocked.  Returns r's first message and x's first reply
-    a moment after r got it (None: nothing yet)."""
+    write once x blocked (``later``: the SET once the RPUSH's reply came).
+    Returns r's first message and x's first reply a moment after r got it
+    (None: nothing yet)."""
     tshard = Router(2).shard_of(b"{t}l")
     key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
     x = client_on(port, 0, k=k)
@@ -664,7 +665,11 @@ def _served_behind_an_earlier_reply(
             while not re.search(rb" flags=\S*b", w.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
                 assert time.monotonic() < deadline, "x never blocked"
                 time.sleep(0.005)
-            w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
+            if later:
+                assert w.command("RPUSH", "{t}l", "v") == 1
+                w.sock.sendall(encode_command("SET", "{t}s", 1))
+            else:
+                w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
             heard = _next_within(r, 1.0)
             reply = _next_within(x, 0.3) if heard is not None else None
         finally:
@@ -674,7 +679,8 @@ def _served_behind_an_earlier_reply(
             heard = _next_within(r, 10)
             assert heard is not None, "r heard nothing of {t}s"
             reply = _next_within(x, 0.3)
-        assert w.read_reply() == 1
+        if not later:
+            assert w.read_reply() == 1
         assert w.read_reply() == b"OK"
         return heard, reply
     finally:
@@ -697,6 +703,21 @@ def test_a_served_blocked_clients_reply_behind_an_earlier_one_is_written_before_
     assert theirs[1] is not None, "redis-server: r heard before x had its replies"
     worker = worker_pid(server, 1 - Router(2).shard_of(b"{t}l"))
     assert _served_behind_an_earlier_reply(server.port, K, who, worker) == theirs
+
+
+@pytest.mark.parametrize("who", ["x", "beside"])
+def test_a_served_blocked_clients_reply_behind_an_earlier_one_is_written_before_a_later_writes_invalidation(
+    ports, server, who
+) -> None:
+    """As above, but the SET comes in a later write, once the RPUSH's reply
+    came (so x's reply came too, waiting behind its GET's): Redis had
+    written both of x's replies before it ran the SET.  It still waits
+    until x's reply is written (``_OneShard.unwritten``:
+    ``pubsub.served_before`` keeps it until then)."""
+    theirs = _served_behind_an_earlier_reply(ports["redis"], 1, who, None, later=True)
+    assert theirs[1] is not None, "redis-server: r heard before x had its replies"
+    worker = worker_pid(server, 1 - Router(2).shard_of(b"{t}l"))
+    assert _served_behind_an_earlier_reply(server.port, K, who, worker, later=True) == theirs
 
 
 class Monitor:
