@@ -346,13 +346,15 @@ class _OneShard:
     """A blocking command whose keys all live on one shard: the sink of its
     reply, in the R frame (empty if it blocked) and then the W frame."""
 
-    __slots__ = ("client", "slot", "link", "token", "done", "timed", "after")
+    __slots__ = ("client", "slot", "link", "token", "done", "timed", "after", "behind")
 
     def __init__(self, client: Client, shard: int, args: list[bytes], timed: bool) -> None:
         self.client = client
         self.timed = timed
         # What waits for its reply to be written (see after_reply), if anything.
         self.after: list[Callable[[], None]] | None = None
+        # Where that waits once its reply came, behind one still to come.
+        self.behind: _AfterWritten | None = None
         self.slot = Slot(client)
         client.pending.append(self.slot)
         self.token = token = _blocked(client)
@@ -386,26 +388,49 @@ class _OneShard:
         for others on behalf of its client (an invalidation for its REDIRECT
         target), which Redis writes after that reply, as it serves the
         client before it runs the next command.  The reply may wait (a
-        ``J`` frame) while this acceptor hands those events out."""
+        ``J`` frame) while this acceptor hands those events out, or, come,
+        behind a reply still to come (see :meth:`unwritten`)."""
+        if self.done:
+            self._after_written([then])
+            return
         if self.after is None:
             self.after = []
         self.after.append(then)
 
+    def unwritten(self) -> bool:
+        """Whether its reply is not written yet (and what waits for it has
+        not run): not come, or come behind a reply still to come."""
+        if not self.done:
+            return True
+        behind = self.behind
+        if behind is not None and behind.after is not None:
+            return True
+        client = self.client
+        return not client.closed and any(item is self.slot for item in client.pending)
+
     def _written(self) -> None:
         after, self.after = self.after, None
         if after:
-            client = self.client
-            client.flush()  # its reply first
-            pending = client.pending
-            if not client.closed and any(item is self.slot for item in pending):
-                # (behind the reply of a command it sent before, still to
-                # come, which Redis wrote before it ran this one: once
-                # both are written)
-                at = next(i for i, item in enumerate(pending) if item is self.slot)
-                pending.insert(at + 1, _AfterWritten(client, after))
-                return
-            for then in after:
-                then()
+            self._after_written(after)
+
+    def _after_written(self, after: list[Callable[[], None]]) -> None:
+        client = self.client
+        client.flush()  # its reply first
+        behind = self.behind
+        if behind is not None and behind.after is not None:
+            behind.after += after  # (already waiting for it)
+            return
+        pending = client.pending
+        if not client.closed and any(item is self.slot for item in pending):
+            # (behind the reply of a command it sent before, still to
+            # come, which Redis wrote before it ran this one: once
+            # both are written)
+            at = next(i for i, item in enumerate(pending) if item is self.slot)
+            self.behind = _AfterWritten(client, after)
+            pending.insert(at + 1, self.behind)
+            return
+        for then in after:
+            then()
 
     def cancel(self) -> None:
         """The client went away."""

@@ -146,6 +146,8 @@ def publish(server, events: list, origin: object) -> None:
     served = 0  # the last waiter served that the events named
     awaiting = pubsub.awaiting()
     last = None  # the sink of the event before (see pubsub.events_heard)
+    served_here = pubsub.SERVED  # (served clients whose replies are not written yet)
+    hold = None
     for i, (db, key, cls, event) in enumerate(events):
         sink = before
         if places:
@@ -179,10 +181,14 @@ def publish(server, events: list, origin: object) -> None:
                 pubsub.events_heard(server, last)  # (the command before it: all of its events came)
             last = sink
             pubsub.events_heard(server, sink, i)
+        if served_here:  # (a change after one was served: others hear of it after its reply)
+            hold = pubsub.served_before(cls >> WAITER_SHIFT if cls & SERVED_EVENT else 0)
         if cls & KEYSPACE:
-            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after, nth=i)
+            channel = b"__keyspace@%d__:%s" % (db, key)
+            publish_message(server, channel, event, sink, behind=after, nth=i, hold=hold)
         if cls & KEYEVENT:
-            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after, nth=i)
+            channel = b"__keyevent@%d__:%s" % (db, event)
+            publish_message(server, channel, key, sink, behind=after, nth=i, hold=hold)
     if awaiting:  # (and after its last)
         _heard(server, before, places)
     if held and server.bus is None:  # (and one sent after this command, before the next one's events)

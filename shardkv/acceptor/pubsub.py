@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from shardkv.acceptor import monitor
+from shardkv.acceptor import causal, monitor
 from shardkv.acceptor.blocking import WAITING, serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
@@ -812,6 +812,7 @@ def publish_message(
     behind: Behind | Within | None = None,
     noted: int = -1,
     nth: int = -1,
+    hold: object = None,
 ) -> int:
     """Deliver ``message`` to the subscribers of ``channel``; how many got it.
     ``before``: the publisher's reply slot (K > 1), which its own copy precedes
@@ -825,7 +826,9 @@ def publish_message(
     it published: see :func:`_to_itself`).  ``noted``: a script's PUBLISH,
     after how many of the script's events its own client gets the message
     (:class:`~shardkv.acceptor.replies.Published`; -1: after all); ``nth``:
-    a keyspace event of ``before``'s command, which one (from 0)."""
+    a keyspace event of ``before``'s command, which one (from 0);
+    ``hold``: a keyspace event of a change after a served blocked command
+    here whose reply is not written yet (see :func:`served_before`)."""
     if since:
         found = receivers(channel, message, since, shard)
         deliver(server, found, before, noted)
@@ -850,13 +853,13 @@ def publish_message(
             ):
                 receivers_ -= 1
                 continue
-            _deliver_safely(sub, msg, limits, before, behind, noted, nth)
+            _deliver_safely(sub, msg, limits, before, behind, noted, nth, hold)
     if shard:
         return receivers_
     if own is not None and own not in (subscribers or ()) and _was_in(changes, channel, False):
         limits = limits or _limits(server)
         _deliver_safely(
-            own, _Message(Push([b"message", channel, message])), limits, before, behind, noted, nth
+            own, _Message(Push([b"message", channel, message])), limits, before, behind, noted, nth, hold
         )
         receivers_ += 1
     for pattern, (match, subs) in list(PATTERNS.items()):
@@ -870,7 +873,7 @@ def publish_message(
                     or (sub is own and _was_in(changes, pattern, True) is False)
                 ):
                     continue
-                _deliver_safely(sub, msg, limits, before, behind, noted, nth)
+                _deliver_safely(sub, msg, limits, before, behind, noted, nth, hold)
                 receivers_ += 1
     if own is not None:  # the patterns it left since, that matched
         left = {p: m for _, joined, _, patterns in changes for p, m in patterns.items() if not joined}
@@ -883,7 +886,7 @@ def publish_message(
             ):
                 limits = limits or _limits(server)
                 msg = _Message(Push([b"pmessage", pattern, channel, message]))
-                _deliver_safely(own, msg, limits, before, behind, noted, nth)
+                _deliver_safely(own, msg, limits, before, behind, noted, nth, hold)
                 receivers_ += 1
     return receivers_
 
@@ -953,8 +956,15 @@ def _deliver_safely(
     behind: Behind | Within | None = None,
     noted: int = -1,
     nth: int = -1,
+    hold: object = None,
 ) -> None:
-    """:func:`_deliver`, where a bug costs this subscriber alone."""
+    """:func:`_deliver`, where a bug costs this subscriber alone (once
+    ``hold``'s reply is written, if it waits for it: see :func:`_held`)."""
+    if hold is not None and _held(client, before, hold):
+        after_written(
+            client.server, hold, partial(_deliver_safely, client, msg, limits, before, behind, noted, nth)
+        )
+        return
     try:
         _deliver(client, msg, limits, before, behind, noted, nth)
     except Exception:
@@ -1194,6 +1204,60 @@ def note_served(server, waiter: int) -> None:
     pending = slot.client.pending
     if pending and pending[-1] is slot and not _served_already(pending):
         pending.insert(len(pending) - 1, InReply(slot))
+        if getattr(wait, "after_reply", None) is not None:
+            SERVED.append((waiter, wait))
+
+
+# The blocked commands here (one shard's: each a ``_OneShard``) that a
+# write served, each with its name (wire.EVENT_WAITER_SHIFT), in the order
+# served, until their replies are written (see note_served, served_before).
+SERVED: list[tuple[int, object]] = []
+
+
+def served_before(served: int) -> object | None:
+    """The last blocked command here of :data:`SERVED` whose reply is not
+    written yet, other than ``served`` (the one whose own change this is,
+    which Redis tells others of as it serves it): a change handed out now
+    came after it was served, and what Redis writes of it to others than
+    that command's client waits for its reply (:func:`after_written`), as
+    Redis serves the client before it runs the next command."""
+    SERVED[:] = [(w, wait) for w, wait in SERVED if wait.unwritten()]  # type: ignore[attr-defined]
+    for waiter, wait in reversed(SERVED):
+        if waiter != served:
+            return wait
+    return None
+
+
+def after_written(server, wait: object, then: Callable[[], None]) -> None:
+    """``then()`` once the reply of ``wait`` (of :data:`SERVED`) is written;
+    the reply whose command's events are being handed out, if one waits
+    for what they cause (:func:`causal.gathering`), waits for it too, as
+    for what ``then`` asks of the other acceptors."""
+    gate = causal.gathering()
+    answered = [gate.expect()] if gate is not None else []
+
+    def run() -> None:
+        if answered:
+            causal.gather()
+        try:
+            then()
+        finally:
+            if answered:
+                causal.settle(server, answered, causal.gathered())
+
+    wait.after_reply(run)  # type: ignore[attr-defined]
+
+
+def _held(client: Client, before: Slot | None, hold: object) -> bool:
+    """Whether a message for ``client`` of a change after the serve of
+    ``hold`` (see :func:`served_before`) waits for its reply: not for its
+    client (after its reply anyway), the writer (before its own reply), nor
+    a blocked client (at once, before its own reply)."""
+    return (
+        client is not hold.client  # type: ignore[attr-defined]
+        and (before is None or before.client is not client)
+        and client.state.blocked_token <= 0
+    )
 
 
 def served_unwritten(client: Client) -> object | None:

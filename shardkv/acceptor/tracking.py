@@ -47,6 +47,7 @@ import random
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from shardkv.acceptor import causal, notifications, pubsub
 from shardkv.acceptor.bus import fail_slot
@@ -361,12 +362,9 @@ _REMOTE_AT: list[int] | None = None
 # blocked client here that it did not serve is told at once of a change by
 # a command behind another of the batch (see _ask_behind).
 _FRAME_SERVED: list[int] | None = None
-# The blocked commands here that a write served, their replies not
-# written yet (a J frame may hold them), each with its name
-# (wire.EVENT_WAITER_SHIFT), in the order served; and while an event is
-# handed out, the last of them that its change came after (see
-# _after_served_reply).
-_SERVED: list[tuple[int, object]] = []
+# While an event is handed out, the last blocked command here that a write
+# served before its change, its reply not written yet (a J frame may hold
+# it; see pubsub.served_before, _after_served_reply).
 _AFTER_SERVE: object | None = None
 
 
@@ -1389,12 +1387,10 @@ def on_events(server, events: list, origin: object) -> None:
                 waiter = cls >> WAITER_SHIFT or -1
                 if waiter != served and waiter > 0:  # (served before what comes after it)
                     pubsub.note_served(server, waiter)
-                    if (wait := pubsub.served_here(server, waiter)) is not None:
-                        _SERVED.append((waiter, wait))
                 served = waiter
             else:
                 served = 0
-            _AFTER_SERVE = _served_before(served) if _SERVED else None
+            _AFTER_SERVE = pubsub.served_before(served) if pubsub.SERVED else None
             # As Redis: an eviction happens before the command runs, so even
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
@@ -1484,27 +1480,24 @@ def _invalidate_key(
     if bcast and PREFIXES:
         # Each prefix the key starts with: its first bytes of each length
         # that a prefix has (Redis walks its prefix tree along the key).
-        found = False
+        found = []
         for length in _LENGTHS:
             if length > len(key):
                 break
             prefix = key[:length]
-            entry = PREFIXES.get(prefix)
-            if entry is not None:
+            if prefix in PREFIXES:
                 if changer is not None and _unheard(changer, prefix, key, place or early):
                     continue
-                if not quiet:
-                    entry[1][key] = changer if mine is _WRITERS else mine  # type: ignore[assignment]
-                elif key not in entry[1]:
-                    entry[1][key] = changer
-                _CHANGED[prefix] = None
-                found = True
+                found.append(prefix)
         if found:
-            if not STATE.flush_due:
-                STATE.flush_due = True
-                _BROADCAST.due(server)
-            if STATE.remote_bcast:
-                _promise()
+            who = changer if mine is _WRITERS else mine
+            wait = _AFTER_SERVE
+            if wait is not None and wait.unwritten():  # type: ignore[attr-defined]
+                # (after a client served here: once its reply is written)
+                later = partial(_broadcast_due, server, key, found, who, quiet, changer)
+                pubsub.after_written(server, wait, later)
+            else:
+                _broadcast_due(server, key, found, who, quiet, changer)
     ids = TABLE.pop(key, None)
     if not ids:
         return
@@ -1554,16 +1547,26 @@ def _invalidate_key(
             send(target, [key], early, place, state, _resp3_then(target, state) if _RETIRED else None)
 
 
-def _served_before(served: int) -> object | None:
-    """The last blocked command here of :data:`_SERVED` whose reply is not
-    written yet, other than ``served`` (the one whose own change this is,
-    which Redis tells others of as it serves it): a change handed out now
-    came after it was served."""
-    _SERVED[:] = [(w, wait) for w, wait in _SERVED if not wait.done and wait.slot.data is None]  # type: ignore[attr-defined]
-    for waiter, wait in reversed(_SERVED):
-        if waiter != served:
-            return wait
-    return None
+def _broadcast_due(
+    server, key: bytes, prefixes: list[bytes], who: object, quiet: bool, changer: Client | None
+) -> None:
+    """``key`` changed under these BCAST ``prefixes`` (see
+    :func:`_invalidate_key`): the next flush tells their clients, the
+    change counted ``who``'s (``quiet``: the key's last changer stays)."""
+    for prefix in prefixes:
+        entry = PREFIXES.get(prefix)
+        if entry is None:  # (its last client turned tracking off since)
+            continue
+        if not quiet:
+            entry[1][key] = who  # type: ignore[assignment]
+        elif key not in entry[1]:
+            entry[1][key] = changer
+        _CHANGED[prefix] = None
+    if not STATE.flush_due:
+        STATE.flush_due = True
+        _BROADCAST.due(server)
+    if STATE.remote_bcast:
+        _promise()
 
 
 def _served_own(server, served: int, cls: int) -> tuple[object, bool]:
@@ -1848,33 +1851,24 @@ def _after_served_reply(
         wait = _AFTER_SERVE
         if (
             wait is None
-            or wait.done  # type: ignore[attr-defined]
-            or wait.slot.data is not None  # type: ignore[attr-defined]
+            or not wait.unwritten()  # type: ignore[attr-defined]
             or target is wait.client  # type: ignore[attr-defined]
             or (target is not None and target.state.blocked_token > 0)
         ):
             return False
-    gate = causal.gathering()
     context = (_REMOTE_AT, _FRAME_SERVED)
-    answered: list[Callable[[list], None]] = []
 
     def run() -> None:
         global _REMOTE_AT, _FRAME_SERVED, _AFTER_SERVE
         outer = (_REMOTE_AT, _FRAME_SERVED, _AFTER_SERVE)
         _REMOTE_AT, _FRAME_SERVED = context
         _AFTER_SERVE = None
-        if answered:
-            causal.gather()
         try:
             later()
         finally:
             _REMOTE_AT, _FRAME_SERVED, _AFTER_SERVE = outer
-            if answered:
-                causal.settle(client.server, answered, causal.gathered())
 
-    wait.after_reply(run)  # type: ignore[attr-defined]
-    if gate is not None:
-        answered.append(gate.expect())
+    pubsub.after_written(client.server, wait, run)
     return True
 
 

@@ -137,6 +137,14 @@ GATHERED: list[bytes] = []
 
 # Blocking commands whose served try counts none in dirty (Redis 7.0's
 # serveClientBlockedOnList propagates the pop or move without a count).
+def _served_on(cls: int, pipe: int) -> bool:
+    """Whether an event of class ``cls`` is a blocked command's that a
+    write served, of a client of ``pipe``'s acceptor (``wire.EVENT_SERVED``)."""
+    return bool(cls & wire.EVENT_SERVED) and cls >> wire.EVENT_WAITER_SHIFT & _PIPE_MASK == pipe
+
+
+_PIPE_MASK = (1 << wire.EVENT_WAITER_PIPE_BITS) - 1
+
 _SERVED_UNCOUNTED = frozenset((b"blpop", b"brpop", b"blmove", b"brpoplpush"))
 
 
@@ -1362,6 +1370,11 @@ class Shard:
                 replies[done:bound] = [i] * max(0, bound - done)
                 done = max(done, bound)
             del replies[len(noted) :]
+        # The pipes of the clients whose blocked commands a write served
+        # here: each gets those commands' events while it listens, whatever
+        # its mask selects, as what its acceptor hands out after them waits
+        # for their replies (see shardkv.acceptor.pubsub.served_before).
+        served_to = {pipe for pipe, _ in self.waiters.served} if self.waiters.served else ()
         for pipe, mask in ks.event_masks.items():
             if pipe == here:
                 continue
@@ -1370,7 +1383,7 @@ class Shard:
             now = []
             of: list[int] = []
             for i, (e, r) in enumerate(zip(noted, relayed, strict=True)):
-                if not r and e[2] & mask:
+                if not r and (e[2] & mask or (pipe in served_to and mask and _served_on(e[2], pipe))):
                     now.append(e)
                     shared[i] = 1
                     if replies is not None:
@@ -1385,6 +1398,8 @@ class Shard:
             faultpoints.hold("shared", self.index)  # the fault-injection tests only
         mine = ks.event_masks.get(here, 0)
         kept = [bool(e[2] & (mine | others if r else mine)) for e, r in zip(noted, relayed, strict=True)]
+        if here in served_to and mine:
+            kept = [k or _served_on(e[2], here) for e, k in zip(noted, kept, strict=True)]
         # (A G frame with none of them, for the replies it gates, hands out nothing here.)
         self.events_here = any(kept)
         gated: list[int] = []
