@@ -622,7 +622,8 @@ def test_a_served_blocked_clients_redirect_target_hears_a_later_change_after_its
     wants the batch's events; since 7 December (1b31933) x's acceptor sent
     the invalidation at once, heard while x's reply waited (for as long as
     that acceptor was stopped); now it waits for x's reply
-    (``tracking._after_served_reply``)."""
+    (``tracking._after_served_reply``).  So do a BCAST tracker's and a
+    keyspace subscriber's beside x (``pubsub.after_written``)."""
     k, places, who, resp3 = SERVED_CASES[case]
     server = request.getfixturevalue("server3" if k == 3 else "server")
     theirs = _served_then_invalidated(ports["redis"], 1, places, who, resp3, None)
