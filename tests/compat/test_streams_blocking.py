@@ -354,3 +354,34 @@ def test_xread_block_naming_a_stream_twice_waits_past_its_first_id(rr, server, p
     rr.execute_command("XADD", "a", "6-5", "f", "65")
     rr.execute_command("XADD", "a", "8-0", "f", "8")
     assert waiting.result(WAIT) == {b"a": [[b"8-0", [b"f", b"8"]]]}
+
+
+@STREAM_KEYS
+@pytest.mark.parametrize("group", [False, True], ids=["xread", "xreadgroup"])
+def test_blocked_read_past_an_entry_deleted_before_it_waits_for_an_xadd(rr, server, pool, keys, group):
+    """An entry added and deleted before a read blocked past the entries
+    left serves it on no later write but an XADD: Redis 7.0 serves a
+    stream's blocked clients when a write signals the key ready (XADD,
+    not XDEL, XACK, XTRIM or XSETID), so an XDEL, XACK or XSETID after it
+    blocked leaves it waiting, and the next XADD serves its entry."""
+    for key in keys:
+        rr.execute_command("XADD", key, "1-0", "f", "1")
+        if group:
+            rr.execute_command("XGROUP", "CREATE", key, "g", "$")
+    rr.execute_command("XADD", "a", "2-0", "f", "2")
+    rr.execute_command("XDEL", "a", "2-0")
+    if group:
+        read = ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", *keys, *[">"] * len(keys)]
+    else:
+        read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
+    waiting = start_raw(pool, server, *read)
+    wait_blocked(rr, 1)
+    rr.execute_command("XDEL", "a", "1-0")
+    if group:
+        rr.execute_command("XACK", "a", "g", "1-0")
+    rr.execute_command("XSETID", "a", "3-0")
+    rr.execute_command("XTRIM", "a", "MAXLEN", "5")
+    assert blocked_clients(rr) == 1
+    assert not waiting.done()
+    rr.execute_command("XADD", "a", "4-0", "f", "4")
+    assert waiting.result(WAIT) == {b"a": [[b"4-0", [b"f", b"4"]]]}
