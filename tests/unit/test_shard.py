@@ -1387,3 +1387,27 @@ def test_an_xread_bwait_resolves_dollar_as_it_comes_and_its_notification_bounds_
     upto = [wire.Verb.XREAD_UPTO, b"2-0", b"COUNT", b"5", b"STREAMS", b"s", b"1-0"]
     read = [[b"s", [[b"2-0", [b"f", b"b"]]]]]
     assert wire.decode_replies(shard.run_batch(_batch((0, upto)))) == [encode(read, 0)]
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["xread", "xreadgroup"])
+def test_a_stream_bwait_past_an_entry_deleted_before_it_waits_for_an_xadd(shard, group):
+    """A cross-shard XREAD's ``__bwait`` past the entries of its stream, an
+    entry added and deleted before it came, waits: its client's try would
+    read nothing (answering ready at once had the client try, wait and try
+    again, for ever), and Redis serves it on the next XADD alone (an XDEL
+    signals no key ready), whose notification carries the last ID."""
+    run(shard, "XADD", "a", "1-0", "f", "1")
+    if group:
+        run(shard, "XGROUP", "CREATE", "a", "g", "$")
+    run(shard, "XADD", "a", "2-0", "f", "2")
+    run(shard, "XDEL", "a", "2-0")
+    bwait = [wire.Verb.BWAIT, b"xreadgroup" if group else b"xread", b"0", b"0"]
+    bwait += [b"g", b"a", b">"] if group else [b"", b"a", b"1-0"]
+    assert wire.decode_replies(shard.run_batch(_batch((5, bwait)))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"XDEL", b"a", b"1-0"])))) == [b":1\r\n"]
+    assert shard.waiters.wakes == []
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"XADD", b"a", b"3-0", b"f", b"3"])))) == [
+        b"$3\r\n3-0\r\n"
+    ]
+    notification = b"*3\r\n:1\r\n$1\r\na\r\n$3\r\n3-0\r\n"  # [BWAIT_READY, the key, the last ID]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, notification))]
