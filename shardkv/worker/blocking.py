@@ -174,7 +174,7 @@ from shardkv.worker.handlers import (
     find_blocking,
 )
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.stream import Stream, format_id
+from shardkv.worker.stream import Stream, added_now, format_id
 from shardkv.worker.zset import ZSet
 
 log = logging.getLogger("shardkv.worker")
@@ -1098,16 +1098,19 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         ready = READY[args[1].lower()]
         rest = _dollars(ks, args[4:])
         keys = rest[1::2]
-        if ready(ks, rest):
+        # (as the one-shard waiter's: an XADD after this serves it, or an
+        # entry there, which its client's try reads)
+        seen = added_now(ks.peek, keys)
+        if ready(ks, rest, seen):
             # (a key its client blocked on was written before this came:
             # an XREADGROUP whose stream or group is gone fails so)
             gone = _stream_gone(ks, rest[0], keys)
             if gone is not None:
                 return gone
             for i in range(1, len(rest) - 1, 2):
-                if ready(ks, [rest[0], rest[i], rest[i + 1]]):
+                if ready(ks, [rest[0], rest[i], rest[i + 1]], seen):
                     return [wire.BWAIT_READY, rest[i]]
-        serve = functools.partial(_notify_stream, ready, rest)
+        serve = functools.partial(_notify_stream, ready, rest, seen)
     else:
         claims = int(args[4])
         keys = args[5:]
@@ -1196,7 +1199,9 @@ def _notify_kind(kind: type | None, ks: Keyspace, args: list[bytes], key: bytes)
     return wire.BWAIT_READY if type(ks.peek(key)) is kind else None
 
 
-def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
+def _notify_stream(
+    ready: Callable, rest: list, seen: dict[bytes, int], ks: Keyspace, args: list[bytes], key: bytes
+) -> object:
     """An XREADGROUP whose ready key is no stream now (deleted, or of
     another type) or has lost its group fails at once with Redis's error
     of that (its client's try would fail NOGROUP, naming the key), as
@@ -1208,7 +1213,7 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
     for i in range(1, len(rest) - 1, 2):
         if rest[i] != key:
             continue
-        if ready(ks, [rest[0], key, rest[i + 1]]):
+        if ready(ks, [rest[0], key, rest[i + 1]], seen):
             # The stream's last ID now, which its client's try reads up to
             # (an XREAD's ``__xreadupto``, an XREADGROUP's
             # ``__xgroupupto``), as Redis serves it now.

@@ -37,11 +37,13 @@ class Blocking(NamedTuple):
     (the command's handler is its non-blocking form, which replies
     ``Wait.deny`` then); ``kind`` is the type of value it pops (None when
     ``ready`` says instead whether a key can serve it, for ``__bwait``:
-    ``ready(keyspace, arguments after the key count)``)."""
+    ``ready(keyspace, arguments after the key count, seen)``, ``seen``
+    each stream's last entry added as the ``__bwait`` came: see
+    ``shardkv.worker.stream.added_now``)."""
 
     form: Handler
     kind: type | None
-    ready: Callable[[Keyspace, list], bool] | None = None
+    ready: Callable[[Keyspace, list, dict], bool] | None = None
 
 
 BlockingForms = Mapping[str | bytes, Blocking]
@@ -51,7 +53,7 @@ HANDLERS: dict[bytes, Handler] = {}
 BLOCKING: dict[bytes, Handler] = {}
 # By lower-case name: the type a blocking command pops, and its readiness test.
 KINDS: dict[bytes, type | None] = {}
-READY: dict[bytes, Callable[[Keyspace, list], bool]] = {}
+READY: dict[bytes, Callable[[Keyspace, list, dict], bool]] = {}
 
 
 def find(name: bytes) -> Handler | None:

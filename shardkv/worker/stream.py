@@ -32,7 +32,7 @@ from __future__ import annotations
 import marshal
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sortedcontainers import SortedDict
 
@@ -604,3 +604,15 @@ def _setting(text: str | None, default: int) -> int:
         if text.endswith(suffix) and text[: -len(suffix)].isdigit():
             return int(text[: -len(suffix)]) * unit
     return int(text) if text.lstrip("-").isdigit() else default
+
+
+def added_now(peek: Callable[[bytes], object], keys: list[bytes]) -> dict[bytes, int]:
+    """Each of ``keys``' :attr:`Stream.added` now (0 for no stream), ``peek``
+    the keyspace's probe: what a blocked stream read's later serves are
+    measured against, as only an XADD after it serves it (see
+    ``shardkv.worker.commands.streams.serves``)."""
+    seen = {}
+    for key in keys:
+        s = peek(key)
+        seen[key] = s.added if type(s) is Stream else 0
+    return seen

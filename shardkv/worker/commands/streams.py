@@ -38,6 +38,7 @@ from shardkv.worker.stream import (
     Group,
     Nack,
     Stream,
+    added_now,
     format_id,
     node_limits,
 )
@@ -588,7 +589,7 @@ def _group_name(group: Group) -> bytes:
     return _CURRENT_GROUP[0]
 
 
-def serves(s: Stream, gt: int, end: int = MAX_ID) -> bool:
+def serves(s: Stream, gt: int, end: int = MAX_ID, seen: int = 0) -> bool:
     """Whether a write serves a client blocked on ``s`` for the entries
     past ``gt`` (its ID, or its group's last-delivered ID), ``end`` the
     stream's last ID as that write ended (a woken try's bound): as Redis
@@ -597,11 +598,14 @@ def serves(s: Stream, gt: int, end: int = MAX_ID) -> bool:
     ``XADD``, ``XDEL``, ``EXEC``: an empty array for the stream), where a
     read that does not wait needs an entry still there.  Redis serves a
     stream's blocked clients after an XADD, not after an XSETID that moves
-    its last ID alone: an entry added past ``gt`` (:attr:`Stream.added`),
-    or one there."""
+    its last ID alone: an entry added past ``gt`` (:attr:`Stream.added`)
+    since the client blocked (``seen``: the stream's ``added`` then, as an
+    XDEL, XACK or XSETID after it signals no key ready in Redis, so an
+    entry added and deleted before it blocked serves it on no write but
+    the next XADD), or one there."""
     if min(s.last_id, end) <= gt:
         return False
-    return s.added > gt or bool(s.length) and min(s.last_valid_id(), end) > gt
+    return s.added > max(gt, seen) or bool(s.length) and min(s.last_valid_id(), end) > gt
 
 
 def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = None) -> object:
@@ -677,19 +681,22 @@ def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = Non
     return Wait(
         list(r.keys),
         r.timeout,
-        _make_serve(r, gts),
+        _make_serve(ks, r, gts),
         deny=NULL_ARRAY,
         expired=NULL_ARRAY,
         missing=r.group is not None,
     )
 
 
-def _make_serve(r: ReadArgs, gts: list[int]):
+def _make_serve(ks: Keyspace, r: ReadArgs, gts: list[int]):
     by_key: dict[bytes, int] = {}
     for key, gt in zip(r.keys, gts, strict=False):
         # A stream named twice waits past its first ID, as Redis's
         # blockForKeys keeps the first and ignores the others.
         by_key.setdefault(key, gt)
+    # Each stream's last entry added as the client blocks: only an XADD
+    # after it serves it (see serves).
+    seen = added_now(ks.peek, list(by_key))
     count = r.count or XREAD_BLOCKED_DEFAULT_COUNT
 
     def serve(ks: Keyspace, args: list[bytes], key: bytes) -> object:
@@ -706,7 +713,7 @@ def _make_serve(r: ReadArgs, gts: list[int]):
             if type(s) is not Stream:
                 return None
             gt = by_key[key]
-        if not serves(s, gt):
+        if not serves(s, gt, seen=seen[key]):
             return None  # keep waiting
         if r.group is not None:
             _CURRENT_GROUP[0] = r.group
@@ -793,11 +800,16 @@ def xlastids(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-def stream_ready(ks: Keyspace, args: list[bytes]) -> bool:
+def stream_ready(ks: Keyspace, args: list[bytes], seen: dict[bytes, int] | None = None) -> bool:
     """For ``__bwait``: ``args`` is ``group key id [key id ...]`` (group empty
     for XREAD); True when one key has something for the command, or when
-    the command would fail now (the group or stream is gone)."""
+    the command would fail now (the group or stream is gone).  ``seen``:
+    each stream's :attr:`Stream.added` as the ``__bwait`` came (see
+    :func:`shardkv.worker.stream.added_now`), only an XADD after which serves it (see
+    :func:`serves`): without it, an entry added and deleted before its
+    client's try made it ready again at once, try after try."""
     group = args[0]
+    seen = seen or {}
     for i in range(1, len(args) - 1, 2):
         if args[i] in args[1:i:2]:
             continue  # a stream named twice waits past its first ID (see _make_serve)
@@ -805,14 +817,14 @@ def stream_ready(ks: Keyspace, args: list[bytes]) -> bool:
         if group:
             if type(s) is not Stream or group not in s.groups:
                 return True
-            if serves(s, s.groups[group].last_id):
+            if serves(s, s.groups[group].last_id, seen=seen.get(args[i], 0)):
                 return True
         elif type(s) is Stream:
             try:
                 gt = parse_strict_id(args[i + 1])
             except CommandError:
                 return True
-            if serves(s, gt):
+            if serves(s, gt, seen=seen.get(args[i], 0)):
                 return True
     return False
 
