@@ -385,3 +385,25 @@ def test_blocked_read_past_an_entry_deleted_before_it_waits_for_an_xadd(rr, serv
     assert not waiting.done()
     rr.execute_command("XADD", "a", "4-0", "f", "4")
     assert waiting.result(WAIT) == {b"a": [[b"4-0", [b"f", b"4"]]]}
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["xread", "xreadgroup"])
+def test_blocked_read_not_served_by_an_xsetid_in_a_cross_shard_transaction(rr, server, pool, group):
+    """An XSETID in a transaction over two shards (``b`` first) that moves
+    the stream's last ID past a blocked read's serves it no more than one
+    alone: the stream's last entry added travels with it through the
+    operation, and neither the XSETID nor a later XDEL or XACK signals it
+    ready in Redis; the next XADD serves its entry."""
+    waiting = start_raw(pool, server, *_block_on(rr, ["a"], group))
+    wait_blocked(rr, 1)
+    pipe = rr.pipeline(transaction=True)
+    pipe.execute_command("SET", "b", "x")
+    pipe.execute_command("XSETID", "a", "5-0")
+    pipe.execute()
+    rr.execute_command("XDEL", "a", "1-0")
+    if group:
+        rr.execute_command("XACK", "a", "g", "1-0")
+    assert blocked_clients(rr) == 1
+    assert not waiting.done()
+    rr.execute_command("XADD", "a", "6-0", "f", "6")
+    assert waiting.result(WAIT) == {b"a": [[b"6-0", [b"f", b"6"]]]}
