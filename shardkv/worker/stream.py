@@ -276,11 +276,13 @@ class Stream:
         self.entries_added = 0
         self.groups: dict[bytes, Group] = {}
         # The ID of the last entry added (by XADD), deleted since or not;
-        # a stream made whole (loaded, restored, moved to another shard):
-        # its last ID, as it is not part of its state.  Redis serves the
-        # clients blocked on a stream after an XADD, not after an XSETID
-        # that moves its last ID alone (see
-        # shardkv.worker.commands.streams.serves).
+        # a stream made anew (DUMP/RESTORE, COPY, an RDB loaded): its last
+        # ID, as Redis's dbAdd signals the new key ready.  Part of its
+        # plain state (to_plain), so that a stream that a cross-shard
+        # operation wrote (an XSETID in a transaction), or that moves to
+        # another shard, keeps it.  Redis serves the clients blocked on a
+        # stream after an XADD, not after an XSETID that moves its last ID
+        # alone (see shardkv.worker.commands.streams.serves).
         self.added = 0
 
     # -- adding ------------------------------------------------------------------
@@ -511,7 +513,11 @@ class Stream:
     # -- copies and plain values --------------------------------------------------
 
     def copy(self) -> Stream:
-        return Stream.from_plain(self.to_plain())
+        """A new key's (COPY): its last ID taken as added, as Redis's dbAdd
+        signals the new key ready (see :attr:`added`)."""
+        s = Stream.from_plain(self.to_plain())
+        s.added = s.last_id
+        return s
 
     def to_plain(self) -> tuple:
         """Built from plain types only (see :mod:`shardkv.worker.transfer`)."""
@@ -536,11 +542,12 @@ class Stream:
                 (id_, n.time, n.count, n.consumer.name if n.consumer else None) for id_, n in g.pel.items()
             ]
             groups.append((name, g.last_id, g.entries_read, consumers, pel))
-        return (nodes, self.length, self.last_id, self.first_id, self.max_deleted, self.entries_added, groups)
+        last = (self.last_id, self.first_id, self.max_deleted, self.entries_added)
+        return (nodes, self.length, *last, groups, self.added)
 
     @classmethod
     def from_plain(cls, plain: tuple) -> Stream:
-        nodes, length, last_id, first_id, max_deleted, entries_added, groups = plain
+        nodes, length, last_id, first_id, max_deleted, entries_added, groups = plain[:7]
         s = cls()
         for key, ms, seq, flags, offs, data, master, live, lpbytes in nodes:
             n = Node.__new__(Node)
@@ -559,7 +566,8 @@ class Stream:
             s.keys.append(key)
         s.length, s.last_id, s.first_id = length, last_id, first_id
         s.max_deleted, s.entries_added = max_deleted, entries_added
-        s.added = last_id  # (not kept: see added)
+        # (a state saved before it was kept: its last ID, see added)
+        s.added = plain[7] if len(plain) > 7 else last_id
         for name, gl, er, consumers, pel in groups:
             g = s.groups[name] = Group(gl, er)
             for cname, seen in consumers:

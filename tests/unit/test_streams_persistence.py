@@ -59,7 +59,9 @@ def _normal(st: dict) -> dict:
     for key, value in st.items():
         tag, plain, when = value
         if tag == "stream":
-            nodes, *rest, groups = plain
+            # (its last entry added left out: neither Redis's saved state
+            # nor an AOF rewrite keeps it, see Stream.added)
+            nodes, *rest, groups, _added = plain
             groups = [
                 (name, last, read, [(c, 0) for c, _ in consumers], pel)
                 for name, last, read, consumers, pel in groups
