@@ -18,6 +18,7 @@ import redis
 
 from tests.support.placement import on_shards
 from tests.support.rawsocket import REPLY_WAIT, read_until_quiet
+from tests.support.resp import RespClient
 
 LINE = re.compile(rb"\+(\d+)\.(\d{6}) \[0 ([^\]]+)\] (.*)")
 
@@ -632,4 +633,53 @@ def test_an_exec_that_waits_for_the_scripts_shows_its_commands_before_exec(ports
 
     real, ours = on_both(ports, script)
     assert real[-2:] == ['a: "EXEC"', 'a: "PING"']
+    assert ours == real
+
+
+_EXEC_AND_SELECT = {
+    "watch": [("SET", "{one}", "1"), ("SET", "{two}", "1"), ("SELECT", "1")],
+    "script": [("EVAL", "return redis.call('set', KEYS[1], 1)", "1", "{one}"), ("SELECT", "1")],
+    "script-load": [("EVAL", "return 1", "0"), ("SCRIPT", "LOAD", "return 2"), ("SELECT", "1")],
+    "aborted": [("SET", "{one}", "1"), ("SET", "{two}", "1"), ("SELECT", "1")],
+}
+
+
+@pytest.mark.parametrize("case", list(_EXEC_AND_SELECT))
+def test_an_atomic_exec_with_a_select_shows_exec_in_the_database_it_left(ports, case: str) -> None:
+    """An EXEC run as one operation (WATCHed, or with a script run on its
+    executor) whose SELECT changes the client's database: Redis's call()
+    feeds EXEC's line once it has run, in the database the SELECT left
+    (``[1 ...] "EXEC"``), or, aborted by WATCH, in the one it was in.
+    shardkv fed it as the operation started, in the old one (``[0 ...]``)."""
+    one, two = on_shards(0, 1, prefix="mxdb")
+    queued = [tuple(a.format(one=one, two=two) for a in c) for c in _EXEC_AND_SELECT[case]]
+
+    def script(port: int) -> list[tuple[bytes, bytes]]:
+        m = RespClient(port, timeout=20)
+        a, b = RespClient(port, timeout=20), RespClient(port, timeout=20)
+        try:
+            assert m.command("MONITOR") == b"OK"
+            if case in ("watch", "aborted"):
+                a.command("WATCH", one)
+            if case == "aborted":
+                b.command("SET", one, "changed")
+            for c in (("MULTI",), *queued):
+                a.command(*c)
+            a.command("EXEC")
+            a.command("ECHO", "after")
+            mine = ("%s:%d" % a.sock.getsockname()[:2]).encode()
+            shown = []
+            while not shown or shown[-1][1] != b'"ECHO" "after"':
+                stamp, _, rest = m.read().partition(b" [")
+                where, _, args = rest.partition(b"] ")
+                db, _, addr = where.partition(b" ")
+                if addr in (b"lua", mine):
+                    shown.append((db, args.rstrip(b"\r\n")))
+            return shown
+        finally:
+            for c in (m, a, b):
+                c.close()
+
+    real, ours = on_both(ports, script)
+    assert real[-2:] == [(b"0" if case == "aborted" else b"1", b'"EXEC"'), (real[-2][0], b'"ECHO" "after"')]
     assert ours == real
