@@ -149,7 +149,16 @@ def feed(
         place = getattr(sent, "place", None)
         if place is not None:
             own.append(place)
-    if type(sent) is LineSlot and sent.hold is None and sent.data is None:
+        if getattr(sent, "line_held", False) is True:
+            # An atomic EXEC whose SELECT changes the client's database: its
+            # line, in the database it leaves, once it is decided (see
+            # transactions._Settle).
+            sent.line_held = hold = Hold(client.server)  # type: ignore[union-attr]
+            own.append(hold)
+            data = b""
+    if not data:
+        pass
+    elif type(sent) is LineSlot and sent.hold is None and sent.data is None:
         # Sent to one shard just now: its line waits for its reply, since
         # a busy script's worker may still refuse it (see LineSlot).
         sent.hold = Hold(client.server)

@@ -404,6 +404,7 @@ class Exec:
         "place",
         "name",
         "line_due",
+        "line_held",
         "refusals",
         "refused_last",
         "muted",
@@ -457,6 +458,11 @@ class Exec:
         # EXEC's own line is still to be fed, once it runs (an EXEC that
         # waited for the shards' scripts, see _show_exec).
         self.line_due = False
+        # An atomic EXEC whose SELECT changes the client's database: True
+        # while its line is to be fed, then the place in every monitor's
+        # stream where it goes once the EXEC is decided, in the database
+        # the client is left in (see monitor.feed and _Settle).
+        self.line_held: bool | monitor.Hold = False
         # EXEC as the client wrote it: how its errors name it (an
         # operation's errors.INTERNAL), as every command's are named.
         self.name = b"EXEC"
@@ -1809,6 +1815,11 @@ def _run_atomic(
 
     if holds_client or pin is not None or reply.place is not None or done is not None:
         slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client, done)
+    if final_db != op_db and client.server.monitors:
+        # Its line goes in its place now, filled once it is decided, in the
+        # database its SELECTs left if it ran: Redis's call() feeds EXEC
+        # once it has run (the client is in op_db until then, see _Settle).
+        reply.line_held = True
     if holds_client:
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
 
@@ -2032,6 +2043,10 @@ class _Settle(Slot):
             # client's database as it was, before the decision).
             self.reply.line_due = False
             _show_exec(client, self.reply)
+        held = self.reply.line_held
+        self.reply.line_held = False  # (not fed yet: fed as it comes, in this database)
+        if type(held) is monitor.Hold:
+            held.put(monitor.line(client, [self.reply.name]))
         if not self.holds:
             return
         if ran and self.reply.cut is not None:
