@@ -949,3 +949,60 @@ def test_a_held_publish_reaches_the_other_acceptor_after_its_writes_events(serve
             admin.command("CONFIG", "SET", "notify-keyspace-events", "")
         for sock in (c, x, y, sub0, sub1):
             sock.close()
+
+
+def _held_then_unsubscribed(port: int, k: int, worker: int | None) -> list[bytes | None]:
+    """s, on acceptor 0, subscribes to ``__keyspace@0__:{t}s``; x, beside
+    it, pipelines ``GET <key>`` (the other shard's, whose worker (pid
+    ``worker``; None: redis-server) is stopped, for up to a second) and
+    ``BLPOP {t}l 0``; once x blocked, w pushes to ``{t}l`` and then sets
+    ``{t}s`` (``notify-keyspace-events Kl$``: the push's events reach
+    acceptor 0 too), and s unsubscribes.  Returns s's next messages (the
+    unsubscribe's reply may wait until the worker goes on)."""
+    tshard = Router(2).shard_of(b"{t}l")
+    key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
+    x = client_on(port, 0, k=k)
+    s = client_on(port, 0, k=k)
+    w = client_on(port, 0, k=k)
+    try:
+        w.command("DEL", "{t}l", "{t}s", key)
+        assert w.command("CONFIG", "SET", "notify-keyspace-events", "Kl$") == b"OK"
+        xid = int(x.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        s.command("SUBSCRIBE", "__keyspace@0__:{t}s")
+        if worker is not None:
+            os.kill(worker, signal.SIGSTOP)
+        try:
+            x.sock.sendall(encode_command("GET", key) + encode_command("BLPOP", "{t}l", 0))
+            deadline = time.monotonic() + 10
+            while not re.search(rb" flags=\S*b", w.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
+                assert time.monotonic() < deadline, "x never blocked"
+                time.sleep(0.005)
+            assert w.command("RPUSH", "{t}l", "v") == 1
+            w.sock.sendall(encode_command("SET", "{t}s", 1))
+            time.sleep(0.2)  # (the SET's event reaches s's acceptor: nothing to poll)
+            s.sock.sendall(encode_command("UNSUBSCRIBE", "__keyspace@0__:{t}s"))
+            first = _next_within(s, 1.0)
+        finally:
+            if worker is not None:
+                os.kill(worker, signal.SIGCONT)
+        heard = [first] if first is not None else []
+        while len(heard) < 2 and (more := _next_within(s, 10)) is not None:
+            heard.append(more)
+        assert w.read_reply() == b"OK"
+        return heard
+    finally:
+        w.command("CONFIG", "SET", "notify-keyspace-events", "")
+        for c in (x, s, w):
+            c.close()
+
+
+def test_a_held_keyspace_message_is_not_heard_after_its_unsubscribe(ports, server) -> None:
+    """A keyspace message of a change after x was served waits while x's
+    reply waits behind an earlier one (``pubsub.after_written``); its
+    subscriber then unsubscribes.  Redis wrote the message before it ran
+    the UNSUBSCRIBE, and never sends a channel's message after confirming
+    the unsubscribe."""
+    theirs = _held_then_unsubscribed(ports["redis"], 1, None)
+    assert theirs[0] is not None and theirs[0].startswith(b"*3\r\n$7\r\nmessage"), theirs
+    worker = worker_pid(server, 1 - Router(2).shard_of(b"{t}l"))
+    assert _held_then_unsubscribed(server.port, K, worker) == theirs
