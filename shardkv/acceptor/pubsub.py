@@ -194,6 +194,8 @@ def _subscribe(client: Client, args: list[bytes]) -> None:
 
 
 def _unsubscribe(client: Client, args: list[bytes]) -> None:
+    if _HELD_FOR:
+        release_held_messages(client)
     names = args[1:] or list(client.state.channels)
     gone: list[tuple[bytes, bool]] = []
     replies = []
@@ -224,6 +226,8 @@ def _psubscribe(client: Client, args: list[bytes]) -> None:
 
 
 def _punsubscribe(client: Client, args: list[bytes]) -> None:
+    if _HELD_FOR:
+        release_held_messages(client)
     names = args[1:] or list(client.state.patterns)
     gone: list[tuple[bytes, bool]] = []
     replies = []
@@ -371,6 +375,8 @@ def unsubscribe_all(client: Client) -> None:
 
 
 def on_disconnect(client: Client) -> None:
+    if _HELD_FOR:
+        _HELD_FOR.pop(client, None)  # (what waits for a served reply delivers it to no one)
     if client.state.subscribed:
         unsubscribe_all(client)
     _soft_since.pop(client, None)
@@ -961,9 +967,9 @@ def _deliver_safely(
     """:func:`_deliver`, where a bug costs this subscriber alone (once
     ``hold``'s reply is written, if it waits for it: see :func:`_held`)."""
     if hold is not None and _held(client, before, hold):
-        after_written(
-            client.server, hold, partial(_deliver_safely, client, msg, limits, before, behind, noted, nth)
-        )
+        once = _HeldMessage(client, partial(_deliver_safely, client, msg, limits, before, behind, noted, nth))
+        _HELD_FOR.setdefault(client, []).append(once)
+        after_written(client.server, hold, once)
         return
     try:
         _deliver(client, msg, limits, before, behind, noted, nth)
@@ -1246,6 +1252,44 @@ def after_written(server, wait: object, then: Callable[[], None]) -> None:
                 causal.settle(server, answered, causal.gathered())
 
     wait.after_reply(run)  # type: ignore[attr-defined]
+
+
+# The messages held for each client (see _deliver_safely), in the order
+# held, until delivered.
+_HELD_FOR: dict[Client, list[_HeldMessage]] = {}
+
+
+class _HeldMessage:
+    """A message held for ``client`` until a served reply is written, or
+    until the client drops a subscription (:func:`release_held_messages`): Redis
+    wrote it before it ran that (P)UNSUBSCRIBE or RESET, and never sends a
+    channel's message after confirming the unsubscribe.  Delivered once;
+    never to a client gone meanwhile."""
+
+    __slots__ = ("client", "then")
+
+    def __init__(self, client: Client, then: Callable[[], None] | None) -> None:
+        self.client = client
+        self.then = then
+
+    def __call__(self) -> None:
+        then, self.then = self.then, None
+        if then is None:
+            return
+        held = _HELD_FOR.get(self.client)
+        if held is not None:
+            held.remove(self)
+            if not held:
+                del _HELD_FOR[self.client]
+        if not self.client.closed:
+            then()
+
+
+def release_held_messages(client: Client) -> None:
+    """Deliver now the messages held for ``client`` (see
+    :class:`_HeldMessage`), before it drops a subscription."""
+    for once in _HELD_FOR.pop(client, ()):
+        once()
 
 
 def _held(client: Client, before: Slot | None, hold: object) -> bool:
@@ -1619,6 +1663,8 @@ def reset(client: Client, args: list[bytes]) -> None:
 
 
 def _reset(client: Client, args: list[bytes]) -> None:
+    if _HELD_FOR:
+        release_held_messages(client)
     discard_transaction(client)
     unsubscribe_all(client)
     monitor.stop(client)
