@@ -951,19 +951,22 @@ def test_a_held_publish_reaches_the_other_acceptor_after_its_writes_events(serve
             sock.close()
 
 
-def _held_then_unsubscribed(port: int, k: int, worker: int | None) -> list[bytes | None]:
+def _held_then_unsubscribed(port: int, k: int, worker: int | None, publish: bool = False) -> list[bytes]:
     """s, on acceptor 0, subscribes to ``__keyspace@0__:{t}s``; x, beside
     it, pipelines ``GET <key>`` (the other shard's, whose worker (pid
     ``worker``; None: redis-server) is stopped, for up to a second) and
     ``BLPOP {t}l 0``; once x blocked, w pushes to ``{t}l`` and then sets
     ``{t}s`` (``notify-keyspace-events Kl$``: the push's events reach
-    acceptor 0 too), and s unsubscribes.  Returns s's next messages (the
-    unsubscribe's reply may wait until the worker goes on)."""
+    acceptor 0 too), and s unsubscribes (``publish``: p, on acceptor
+    ``k - 1``, reads ``{t}s`` set and publishes to s's channel).  Returns
+    s's next two messages (the unsubscribe's reply may wait until the
+    worker goes on)."""
     tshard = Router(2).shard_of(b"{t}l")
     key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
     x = client_on(port, 0, k=k)
     s = client_on(port, 0, k=k)
     w = client_on(port, 0, k=k)
+    p = client_on(port, k - 1, k=k)
     try:
         w.command("DEL", "{t}l", "{t}s", key)
         assert w.command("CONFIG", "SET", "notify-keyspace-events", "Kl$") == b"OK"
@@ -980,7 +983,13 @@ def _held_then_unsubscribed(port: int, k: int, worker: int | None) -> list[bytes
             assert w.command("RPUSH", "{t}l", "v") == 1
             w.sock.sendall(encode_command("SET", "{t}s", 1))
             time.sleep(0.2)  # (the SET's event reaches s's acceptor: nothing to poll)
-            s.sock.sendall(encode_command("UNSUBSCRIBE", "__keyspace@0__:{t}s"))
+            if publish:
+                while p.command("GET", "{t}s") != b"1":
+                    assert time.monotonic() < deadline, "{t}s never set"
+                    time.sleep(0.005)
+                assert p.command("PUBLISH", "__keyspace@0__:{t}s", "hello") == 1
+            else:
+                s.sock.sendall(encode_command("UNSUBSCRIBE", "__keyspace@0__:{t}s"))
             first = _next_within(s, 1.0)
         finally:
             if worker is not None:
@@ -992,7 +1001,7 @@ def _held_then_unsubscribed(port: int, k: int, worker: int | None) -> list[bytes
         return heard
     finally:
         w.command("CONFIG", "SET", "notify-keyspace-events", "")
-        for c in (x, s, w):
+        for c in (x, s, w, p):
             c.close()
 
 
@@ -1006,3 +1015,13 @@ def test_a_held_keyspace_message_is_not_heard_after_its_unsubscribe(ports, serve
     assert theirs[0] is not None and theirs[0].startswith(b"*3\r\n$7\r\nmessage"), theirs
     worker = worker_pid(server, 1 - Router(2).shard_of(b"{t}l"))
     assert _held_then_unsubscribed(server.port, K, worker) == theirs
+
+
+def test_a_held_keyspace_message_is_heard_before_a_later_publish(ports, server) -> None:
+    """As above, but rather than s unsubscribing, p reads ``{t}s`` set (the
+    change the held message tells of) and then publishes to s's channel:
+    Redis wrote the keyspace message first."""
+    theirs = _held_then_unsubscribed(ports["redis"], 1, None, publish=True)
+    assert len(theirs) == 2 and b"$3\r\nset" in theirs[0], theirs
+    worker = worker_pid(server, 1 - Router(2).shard_of(b"{t}l"))
+    assert _held_then_unsubscribed(server.port, K, worker, publish=True) == theirs
