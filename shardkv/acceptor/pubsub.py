@@ -964,13 +964,37 @@ def _deliver_safely(
     nth: int = -1,
     hold: object = None,
 ) -> None:
-    """:func:`_deliver`, where a bug costs this subscriber alone (once
-    ``hold``'s reply is written, if it waits for it: see :func:`_held`)."""
+    """:func:`_deliver_now`, once ``hold``'s reply is written if it waits
+    for it (see :func:`_held`), and behind the messages held for
+    ``client`` (:class:`_HeldMessage`)."""
+    if _HELD_FOR and client in _HELD_FOR and (before is None or before.client is not client):
+        # (behind a message held for it, which Redis wrote first)
+        held = hold is not None and _held(client, before, hold)
+        once = _HeldMessage(
+            client, partial(_deliver_now, client, msg, limits, before, behind, noted, nth), not held
+        )
+        _HELD_FOR[client].append(once)
+        if held:
+            after_written(client.server, hold, once)
+        return
     if hold is not None and _held(client, before, hold):
-        once = _HeldMessage(client, partial(_deliver_safely, client, msg, limits, before, behind, noted, nth))
-        _HELD_FOR.setdefault(client, []).append(once)
+        once = _HeldMessage(client, partial(_deliver_now, client, msg, limits, before, behind, noted, nth))
+        _HELD_FOR[client] = [once]
         after_written(client.server, hold, once)
         return
+    _deliver_now(client, msg, limits, before, behind, noted, nth)
+
+
+def _deliver_now(
+    client: Client,
+    msg: _Message,
+    limits: tuple[int, int, int],
+    before: Slot | None,
+    behind: Behind | Within | None = None,
+    noted: int = -1,
+    nth: int = -1,
+) -> None:
+    """:func:`_deliver`, where a bug costs this subscriber alone."""
     try:
         _deliver(client, msg, limits, before, behind, noted, nth)
     except Exception:
@@ -1254,42 +1278,48 @@ def after_written(server, wait: object, then: Callable[[], None]) -> None:
     wait.after_reply(run)  # type: ignore[attr-defined]
 
 
-# The messages held for each client (see _deliver_safely), in the order
-# held, until delivered.
+# The messages held for each client (see _deliver_safely), in order,
+# until delivered.
 _HELD_FOR: dict[Client, list[_HeldMessage]] = {}
 
 
 class _HeldMessage:
     """A message held for ``client`` until a served reply is written, or
-    until the client drops a subscription (:func:`release_held_messages`): Redis
-    wrote it before it ran that (P)UNSUBSCRIBE or RESET, and never sends a
-    channel's message after confirming the unsubscribe.  Delivered once;
-    never to a client gone meanwhile."""
+    until the client drops a subscription (:func:`release_held_messages`):
+    Redis wrote it before it ran that (P)UNSUBSCRIBE or RESET, and never
+    sends a channel's message after confirming the unsubscribe.  Those
+    for the client after it wait behind it (``ready``: waiting for nothing
+    else).  Delivered once, in order; never to a client gone meanwhile."""
 
-    __slots__ = ("client", "then")
+    __slots__ = ("client", "then", "ready")
 
-    def __init__(self, client: Client, then: Callable[[], None] | None) -> None:
+    def __init__(self, client: Client, then: Callable[[], None], ready: bool = False) -> None:
         self.client = client
-        self.then = then
+        self.then: Callable[[], None] | None = then
+        self.ready = ready
 
     def __call__(self) -> None:
-        then, self.then = self.then, None
-        if then is None:
-            return
+        self.ready = True
         held = _HELD_FOR.get(self.client)
-        if held is not None:
-            held.remove(self)
-            if not held:
-                del _HELD_FOR[self.client]
-        if not self.client.closed:
+        due = []
+        while held and held[0].ready:
+            due.append(held.pop(0))
+        if held is not None and not held:
+            del _HELD_FOR[self.client]
+        for once in due:
+            once.deliver()
+
+    def deliver(self) -> None:
+        then, self.then = self.then, None
+        if then is not None and not self.client.closed:
             then()
 
 
 def release_held_messages(client: Client) -> None:
-    """Deliver now the messages held for ``client`` (see
+    """Deliver now, in order, the messages held for ``client`` (see
     :class:`_HeldMessage`), before it drops a subscription."""
     for once in _HELD_FOR.pop(client, ()):
-        once()
+        once.deliver()
 
 
 def _held(client: Client, before: Slot | None, hold: object) -> bool:
