@@ -967,22 +967,18 @@ def _deliver_safely(
     """:func:`_deliver_now`, once ``hold``'s reply is written if it waits
     for it (see :func:`_held`), and behind the messages held for
     ``client`` (:class:`_HeldMessage`)."""
-    if _HELD_FOR and client in _HELD_FOR and (before is None or before.client is not client):
-        # (behind a message held for it, which Redis wrote first)
-        held = hold is not None and _held(client, before, hold)
-        once = _HeldMessage(
-            client, partial(_deliver_now, client, msg, limits, before, behind, noted, nth), not held
-        )
-        _HELD_FOR[client].append(once)
-        if held:
-            after_written(client.server, hold, once)
+    held = hold is not None and _held(client, before, hold)
+    # (behind a message held for it, which Redis wrote first)
+    queued = client in _HELD_FOR and (before is None or before.client is not client)
+    if not held and not queued:
+        _deliver_now(client, msg, limits, before, behind, noted, nth)
         return
-    if hold is not None and _held(client, before, hold):
-        once = _HeldMessage(client, partial(_deliver_now, client, msg, limits, before, behind, noted, nth))
-        _HELD_FOR[client] = [once]
+    once = _HeldMessage(
+        client, partial(_deliver_now, client, msg, limits, before, behind, noted, nth), not held
+    )
+    _HELD_FOR.setdefault(client, []).append(once)
+    if held:
         after_written(client.server, hold, once)
-        return
-    _deliver_now(client, msg, limits, before, behind, noted, nth)
 
 
 def _deliver_now(
