@@ -68,6 +68,7 @@ from shardkv.worker.blocking import Wait, Waiters, note_ready
 from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.busywatch import BusyWatches
 from shardkv.worker.clock import Clock
+from shardkv.worker.commands.lists import serving_move
 from shardkv.worker.commands.streams import bounded_read
 from shardkv.worker.handlers import HANDLERS, find
 from shardkv.worker.keyspace import Keyspace, slot_of
@@ -146,6 +147,7 @@ def _served_on(cls: int, pipe: int) -> bool:
 _PIPE_MASK = (1 << wire.EVENT_WAITER_PIPE_BITS) - 1
 
 _SERVED_UNCOUNTED = frozenset((b"blpop", b"brpop", b"blmove", b"brpoplpush"))
+_SERVED_MOVES = frozenset((b"blmove", b"brpoplpush"))
 
 
 def _served_changes(args: list[bytes], reply: object, changes: int) -> int:
@@ -2122,6 +2124,10 @@ class Shard:
                     # A woken cross-shard XREADGROUP's try: the XREADGROUP
                     # it carries, run as itself, its handler bounded.
                     args, handler = bounded_read(args)
+                elif message.served and args[0].lower() in _SERVED_MOVES:
+                    # A cross-shard BLMOVE's try serving its blocked client:
+                    # the move alone, its source looked up once, as Redis serves it.
+                    handler = serving_move()
                 if untouched and (at in untouched) != (touching is not None):
                     # A CLIENT NO-TOUCH client's command, as its entry runs
                     # (a group's other clients' maybe not).

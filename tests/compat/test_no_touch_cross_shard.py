@@ -240,9 +240,9 @@ def test_a_blocked_move_across_shards_served_later(servers, no_touch):
 
 def test_a_blocked_move_across_shards_served_to_a_destination_of_another_type(servers):
     """Served, its destination of another type: WRONGTYPE, the element left
-    in the source, and the destination looked up once (Redis's
-    serveClientBlockedOnList), as redis-server counts it.  (Its source,
-    which keeps the element, is not compared: README, gap.)"""
+    in the source, and the source and the destination looked up once each
+    (Redis's handleClientsBlockedOnKeys and serveClientBlockedOnList), as
+    redis-server counts them."""
     real, ours, lfu = servers
     case = Case({"d": (1, "string")}, lambda c, k: None, new={"s": 0})
     keys = _keys(case, "served-wrongtype")
@@ -257,5 +257,33 @@ def test_a_blocked_move_across_shards_served_to_a_destination_of_another_type(se
             reply = waiter.read_reply()
             assert isinstance(reply, ErrorReply) and str(reply).startswith("WRONGTYPE"), reply
         assert c.command("LRANGE", keys["s"], 0, -1) == [b"pushed"]
-        seen.append(_clocks(c, {"d": keys["d"]}, lfu))
+        seen.append(_clocks(c, keys, lfu))
+    assert seen[1] == seen[0]
+
+
+@pytest.mark.parametrize("command", ["BLMOVE", "BRPOPLPUSH"])
+@pytest.mark.parametrize("destination", [0, 1], ids=["one-shard", "across"])
+def test_a_served_move_looks_up_a_source_that_keeps_elements_once(servers, command, destination):
+    """A blocked BLMOVE (BRPOPLPUSH) served by a push of two elements, on one
+    shard or between two: the source, which keeps one, is looked up once
+    by the serve (Redis's handleClientsBlockedOnKeys), not twice as the
+    command run afresh looks it up (blmoveGenericCommand, then
+    lmoveGenericCommand); its FREQ and the destination's as
+    redis-server's."""
+    real, ours, lfu = servers
+    case = Case({"d": (destination, "list")}, lambda c, k: None, new={"s": 0})
+    keys = _keys(case, f"served-kept-{command}")
+    args = [keys["s"], keys["d"], *(["LEFT", "RIGHT"] if command == "BLMOVE" else []), "10"]
+    seen = []
+    for c in (real, ours):
+        port = c.sock.getpeername()[1]
+        _set_up(c, case, keys, _payloads(c), lfu)
+        with RespClient(port) as waiter:
+            waiter.send(command, *args)
+            _blocked(c, 1)
+            assert c.command("RPUSH", keys["s"], "a", "b") == 2
+            moved = waiter.read_reply()  # BRPOPLPUSH pops from the right
+            assert moved == (b"a" if command == "BLMOVE" else b"b")
+        assert c.command("LRANGE", keys["s"], 0, -1) == [b"b" if moved == b"a" else b"a"]
+        seen.append(_clocks(c, keys, lfu))
     assert seen[1] == seen[0]

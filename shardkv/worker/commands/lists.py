@@ -26,7 +26,7 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK
 from shardkv.protocol.wire import Verb
 from shardkv.worker.blocking import Wait, parse_timeout
-from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
+from shardkv.worker.handlers import Blocking, BlockingForms, Handler, Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.values import index_range
 
@@ -464,15 +464,38 @@ def blmove(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def _serve_move(ks: Keyspace, args: list[bytes], key: bytes) -> object:
-    if type(ks.lookup(key)) is not deque:
+    # A probe: the move's own lookup of its source is the serve's one access.
+    if type(ks.peek(key)) is not deque:
         return None
-    if len(args) == 4:
-        reply = _move(ks, args[1], args[2], False, True)
-    else:
-        # A destination of another type: WRONGTYPE to this client; the item stays.
-        reply = _move(ks, args[1], args[2], _where(args[3]), _where(args[4]))
+    reply = served_move(ks, args)
     ks.changes = 0  # as Redis 7.0's serveClientBlockedOnList: logged, not counted in dirty
     return reply
+
+
+def served_move(ks: Keyspace, args: list[bytes]) -> object:
+    """BLMOVE source destination LEFT | RIGHT LEFT | RIGHT timeout (or
+    BRPOPLPUSH source destination timeout), run to serve its blocked
+    client: the move alone, with a null when the source is gone.  Redis's
+    serve looks the source up once (``handleClientsBlockedOnKeys``), where
+    the command run afresh looks it up twice (``blmoveGenericCommand``,
+    then ``lmoveGenericCommand``), which counts under an LFU policy.  A
+    destination of another type gets WRONGTYPE; the item stays."""
+    if len(args) == 4:
+        return _move(ks, args[1], args[2], False, True)
+    return _move(ks, args[1], args[2], _where(args[3]), _where(args[4]))
+
+
+def serving_move() -> Handler:
+    """:func:`served_move` as the handler of a cross-shard BLMOVE's try
+    that serves its client (``wire.Run.served``), flagged as BLMOVE's own
+    (set at the worker's start: see ``wiring.build``)."""
+
+    def move(ks: Keyspace, args: list[bytes]) -> object:
+        return served_move(ks, args)
+
+    move.reads = blmove.reads  # type: ignore[attr-defined]
+    move.writes = blmove.writes  # type: ignore[attr-defined]
+    return move
 
 
 def bdest(ks: Keyspace, args: list[bytes]) -> object:
