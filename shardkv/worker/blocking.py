@@ -1213,7 +1213,7 @@ def _notify_stream(
     for i in range(1, len(rest) - 1, 2):
         if rest[i] != key:
             continue
-        if ready(ks, [rest[0], key, rest[i + 1]], seen):
+        if ready(ks, [rest[0], key, rest[i + 1]], seen, True):
             # The stream's last ID now, which its client's try reads up to
             # (an XREAD's ``__xreadupto``, an XREADGROUP's
             # ``__xgroupupto``), as Redis serves it now.

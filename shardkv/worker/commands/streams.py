@@ -589,7 +589,7 @@ def _group_name(group: Group) -> bytes:
     return _CURRENT_GROUP[0]
 
 
-def serves(s: Stream, gt: int, end: int = MAX_ID, seen: int = 0) -> bool:
+def serves(s: Stream, gt: int, end: int = MAX_ID, seen: int = 0, waiting: bool = False) -> bool:
     """Whether a write serves a client blocked on ``s`` for the entries
     past ``gt`` (its ID, or its group's last-delivered ID), ``end`` the
     stream's last ID as that write ended (a woken try's bound): as Redis
@@ -597,15 +597,21 @@ def serves(s: Stream, gt: int, end: int = MAX_ID, seen: int = 0) -> bool:
     past ``gt``, even when the entries past it are deleted (``MULTI``,
     ``XADD``, ``XDEL``, ``EXEC``: an empty array for the stream), where a
     read that does not wait needs an entry still there.  Redis serves a
-    stream's blocked clients after an XADD, not after an XSETID that moves
-    its last ID alone: an entry added past ``gt`` (:attr:`Stream.added`)
-    since the client blocked (``seen``: the stream's ``added`` then, as an
-    XDEL, XACK or XSETID after it signals no key ready in Redis, so an
-    entry added and deleted before it blocked serves it on no write but
-    the next XADD), or one there."""
+    stream's blocked clients when a write signals the key ready: an XADD,
+    not an XSETID that moves its last ID alone, nor an XDEL, XACK or
+    XGROUP SETID: an entry added past ``gt`` (:attr:`Stream.added`) since
+    the client blocked (``seen``: the stream's ``added`` then, so an entry
+    added and deleted before it blocked serves it on no write but the
+    next XADD).  ``waiting``: the
+    client waits (its serve, its ``__bwait``'s notification), so an entry
+    there past ``gt`` alone does not serve it (an XGROUP SETID back wakes
+    no XREADGROUP in Redis); a try or a ``__bwait`` as it comes reads what
+    is there."""
     if min(s.last_id, end) <= gt:
         return False
-    return s.added > max(gt, seen) or bool(s.length) and min(s.last_valid_id(), end) > gt
+    if s.added > max(gt, seen):
+        return True
+    return not waiting and bool(s.length) and min(s.last_valid_id(), end) > gt
 
 
 def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = None) -> object:
@@ -713,7 +719,7 @@ def _make_serve(ks: Keyspace, r: ReadArgs, gts: list[int]):
             if type(s) is not Stream:
                 return None
             gt = by_key[key]
-        if not serves(s, gt, seen=seen[key]):
+        if not serves(s, gt, seen=seen[key], waiting=True):
             return None  # keep waiting
         if r.group is not None:
             _CURRENT_GROUP[0] = r.group
@@ -800,14 +806,18 @@ def xlastids(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-def stream_ready(ks: Keyspace, args: list[bytes], seen: dict[bytes, int] | None = None) -> bool:
+def stream_ready(
+    ks: Keyspace, args: list[bytes], seen: dict[bytes, int] | None = None, waiting: bool = False
+) -> bool:
     """For ``__bwait``: ``args`` is ``group key id [key id ...]`` (group empty
     for XREAD); True when one key has something for the command, or when
     the command would fail now (the group or stream is gone).  ``seen``:
     each stream's :attr:`Stream.added` as the ``__bwait`` came (see
     :func:`shardkv.worker.stream.added_now`), only an XADD after which serves it (see
     :func:`serves`): without it, an entry added and deleted before its
-    client's try made it ready again at once, try after try."""
+    client's try made it ready again at once, try after try.  ``waiting``:
+    the ``__bwait`` waits (a write made its key ready, see :func:`serves`),
+    else it has just come."""
     group = args[0]
     seen = seen or {}
     for i in range(1, len(args) - 1, 2):
@@ -817,14 +827,14 @@ def stream_ready(ks: Keyspace, args: list[bytes], seen: dict[bytes, int] | None 
         if group:
             if type(s) is not Stream or group not in s.groups:
                 return True
-            if serves(s, s.groups[group].last_id, seen=seen.get(args[i], 0)):
+            if serves(s, s.groups[group].last_id, seen=seen.get(args[i], 0), waiting=waiting):
                 return True
         elif type(s) is Stream:
             try:
                 gt = parse_strict_id(args[i + 1])
             except CommandError:
                 return True
-            if serves(s, gt, seen=seen.get(args[i], 0)):
+            if serves(s, gt, seen=seen.get(args[i], 0), waiting=waiting):
                 return True
     return False
 

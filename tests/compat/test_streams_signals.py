@@ -1,0 +1,118 @@
+"""Which writes wake a blocked XREAD or XREADGROUP, against both servers.
+
+Redis 7.0 serves a stream's blocked clients when a write signals the key
+ready (``signalKeyAsReady``): an XADD, an XGROUP DESTROY, a new key
+(``dbAdd``: RENAME, COPY), not an XSETID, XDEL, XACK or XGROUP SETID.
+Then ``serveClientsBlockedOnStreamKey`` answers a client blocked on a
+group that is gone ``-NOGROUP``, and serves every other whose ID (its
+group's last-delivered ID) the stream's last ID is past, the entries past
+it there or not.  Each case runs on one shard's stream, then with a
+stream of the other shard in the same read (the read across shards), on
+shardkv with one acceptor and with two (the blocked client on acceptor 0,
+the writer on acceptor 1).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import ErrorReply, RespClient
+from tests.support.waits import WAIT
+
+S, T = key_on(0, "sig", shards=2), key_on(1, "sig", shards=2)
+# A stream on S's shard, another on T's.
+NEAR, FAR = key_on(0, "near", shards=2), key_on(1, "far", shards=2)
+
+
+def _blocked(c: RespClient) -> int:
+    info = c.command("INFO", "clients")
+    assert isinstance(info, bytes)
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
+
+
+def _wait_blocked(c: RespClient, n: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while _blocked(c) != n:
+        assert time.monotonic() < deadline, f"never {n} blocked clients"
+        time.sleep(0.01)
+
+
+def _reply(value: object) -> object:
+    return f"error: {value}" if isinstance(value, ErrorReply) else value
+
+
+def _run(port: int, acceptors: int, setup: list, read: list, steps: list) -> list:
+    """Run ``setup``, block ``read`` on acceptor 0, then each of
+    ``steps`` from acceptor 1: a command (its reply), ``"blocked"`` (how
+    many clients are blocked) or ``"served"`` (the blocked read's reply);
+    what each gave."""
+    with client_on(port, 1, k=acceptors) as writer, client_on(port, 0, k=acceptors) as reader:
+        writer.command("FLUSHALL")
+        for command in setup:
+            writer.command(*command)
+        reader.send(*read)
+        _wait_blocked(writer, 1)
+        out: list = []
+        for step in steps:
+            if step == "blocked":
+                out.append(("blocked", _blocked(writer)))
+            elif step == "served":
+                out.append(("served", _reply(reader.read_reply())))
+                _wait_blocked(writer, 0)
+            else:
+                writer.send(*step)
+                out.append((step[0], _reply(writer.read_reply())))
+        return out
+
+
+def _both(servers, setup: list, read: list, steps: list) -> list:
+    real, ours, acceptors = servers
+    expected = _run(real, 1, setup, read, steps)
+    assert _run(ours, acceptors, setup, read, steps) == expected
+    return expected
+
+
+KEYS = pytest.mark.parametrize("keys", [[S], [T, S]], ids=["one-shard", "cross-shard"])
+
+
+def _group_read(keys: list[str], group: str = "g") -> list:
+    return ["XREADGROUP", "GROUP", group, "c", "BLOCK", 0, "STREAMS", *keys, *[">"] * len(keys)]
+
+
+def _streams(keys: list[str], *groups: str) -> list:
+    """Entry 1-0 in each of ``keys``, and ``groups`` past it."""
+    out: list = []
+    for key in keys:
+        out.append(["XADD", key, "1-0", "f", "1"])
+        out.extend(["XGROUP", "CREATE", key, group, "$"] for group in groups)
+    return out
+
+
+def _others(keys: list[str]) -> list[str]:
+    return [key for key in keys if key != S]
+
+
+def _two_entries_then(*groups: str) -> list:
+    """Entries 1-0 and 2-0 in S, and ``groups`` past them."""
+    return [
+        ["XADD", S, "1-0", "f", "1"],
+        ["XADD", S, "2-0", "f", "2"],
+        *(["XGROUP", "CREATE", S, group, "$"] for group in groups),
+    ]
+
+
+@KEYS
+def test_xgroup_setid_back_wakes_no_xreadgroup(redis_and_shardkv_k12, keys):
+    """XGROUP SETID signals nothing: a blocked XREADGROUP of that group
+    waits on; the next XADD serves it every entry past its group's
+    last-delivered ID, the older ones too."""
+    setup = [*_streams(_others(keys), "g"), *_two_entries_then("g")]
+    steps = [["XGROUP", "SETID", S, "g", "0"], "blocked", ["XADD", S, "3-0", "f", "3"], "served"]
+    out = _both(redis_and_shardkv_k12, setup, _group_read(keys), steps)
+    assert out[1] == ("blocked", 1)
+    entries = [[b"1-0", [b"f", b"1"]], [b"2-0", [b"f", b"2"]], [b"3-0", [b"f", b"3"]]]
+    assert out[-1] == ("served", [[S.encode(), entries]])
