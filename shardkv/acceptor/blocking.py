@@ -2378,7 +2378,17 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     pipelined, a client in ``BLPOP B A 0``: the client gets ``x``, LLEN 0;
     it used to be 1, the try coming after the LLEN); a plain write of
     such a key waits so for its in-place pop's verdict (issue 22)."""
-    _try_written(client, keys, at, cmd.name not in RANKED)
+    _try_written(client, keys, at, cmd.name not in RANKED, xreads=cmd.name not in NO_ENTRY_WRITES)
+
+
+# Stream writes that add no entry: Redis serves no XREAD after one, but
+# after an XGROUP DESTROY (it signals the key ready: a read whose ID the
+# stream's last ID is past gets an empty array), which the read's
+# notification alone brings (a try reads the entries there, not the
+# signal): its cross-shard XREADs wait on their notifications, their
+# ``__bwait``s kept (an eager try cancelled them, and a DESTROY that came
+# before the new ones went unseen).
+NO_ENTRY_WRITES = frozenset({"xgroup", "xsetid", "xdel", "xack", "xtrim", "xclaim", "xautoclaim"})
 
 
 def script_ran_across(client: Client, slot: object, keys: list, everything: int, shards: list[int]) -> None:
@@ -2476,9 +2486,11 @@ def _try_written(
     only_settle: bool = False,
     stack: bool = False,
     shards: list[int] | None = None,
+    xreads: bool = True,
 ) -> None:
     """(See :func:`try_at_once`; ``reads``: not a transaction's or
-    script's; ``only_settle``: no wait of this acceptor's tries now;
+    script's; ``xreads``: its XREADs try too (see :data:`NO_ENTRY_WRITES`);
+    ``only_settle``: no wait of this acceptor's tries now;
     ``stack``: see :func:`_after_tries`; ``shards``: a keyless
     ``__bsettle`` on each, see :func:`settle_script`.)"""
     late: list[tuple[_CrossShard, bytes]] = []
@@ -2504,7 +2516,7 @@ def _try_written(
                     late.append((wait, key))
                 else:
                     wait.serve_now(key)
-        if reads:
+        if reads and xreads:
             for wait in list(_READS.get(key, ())):
                 wait.serve_now(key)
     if late or settle:

@@ -312,6 +312,9 @@ class Waiters:
         self.by_token: dict[tuple[int, int], Waiter] = {}  # by (pipe, token)
         self.timeouts: list[tuple[float, int, int]] = []  # heap of (deadline, pipe, token)
         self.ready: dict[tuple[int, bytes], None] = {}  # (db, key)s to serve, in the order they became ready
+        # The waited-on streams a write signaled ready beyond its entries
+        # (XGROUP DESTROY: see signal) since the ready keys were last served.
+        self.signaled: set[tuple[int, bytes]] = set()
         # (pipe, W frame) to send after the current R frame
         self.wakes: list[tuple[int, bytes]] = []
         # Those of ``wakes`` that answer a waiter a write served here: with
@@ -749,6 +752,17 @@ class Waiters:
                 if ranks and name in ranks:
                     self.ranks[key] = (op, ranks[name])
 
+    def signal(self, key: bytes) -> None:
+        """A write signaled the stream ``key`` of the current database ready
+        as Redis's ``signalKeyAsReady`` (XGROUP DESTROY): its blocked reads
+        whose ID its last ID is past are served, the entries past it there
+        or not, though no entry was added (see
+        ``shardkv.worker.commands.streams.serves``)."""
+        dbkey = (self.ks.db, key)
+        if dbkey in self.by_key:
+            self.signaled.add(dbkey)
+            self.ready[dbkey] = None
+
     def mark_db(self, db: int) -> None:
         """Every waited-on key of database ``db`` may serve now (SWAPDB)."""
         for key in self.by_key:
@@ -816,6 +830,7 @@ class Waiters:
                     if self._serve(waiter, key, left, order) and wait.claims:
                         claimed += wait.claims
         finally:
+            self.signaled.clear()
             if ks.db != here:
                 ks.select(here)
 

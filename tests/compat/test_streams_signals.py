@@ -24,8 +24,6 @@ from tests.support.resp import ErrorReply, RespClient
 from tests.support.waits import WAIT
 
 S, T = key_on(0, "sig", shards=2), key_on(1, "sig", shards=2)
-# A stream on S's shard, another on T's.
-NEAR, FAR = key_on(0, "near", shards=2), key_on(1, "far", shards=2)
 
 
 def _blocked(c: RespClient) -> int:
@@ -106,6 +104,48 @@ def _two_entries_then(*groups: str) -> list:
 
 
 @KEYS
+def test_xgroup_destroy_fails_the_reads_blocked_on_its_group(redis_and_shardkv_k12, keys):
+    """Its XREADGROUP gets ``-NOGROUP`` (Redis's text), at once."""
+    out = _both(
+        redis_and_shardkv_k12,
+        _streams(keys, "g"),
+        _group_read(keys),
+        [["XGROUP", "DESTROY", S, "g"], "served"],
+    )
+    assert out[-1] == (
+        "served",
+        "error: NOGROUP the consumer group this client was blocked on no longer exists",
+    )
+
+
+@KEYS
+def test_xgroup_destroy_of_another_group_serves_an_xread_an_xsetid_passed(redis_and_shardkv_k12, keys):
+    """An XSETID that moves the stream's last ID past a blocked XREAD's
+    serves it nothing; an XGROUP DESTROY of another group after it serves
+    it an empty array for the stream; one of no group nothing."""
+    read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
+    steps = [
+        ["XSETID", S, "5-0"],
+        ["XGROUP", "DESTROY", S, "none"],
+        "blocked",
+        ["XGROUP", "DESTROY", S, "other"],
+        "served",
+    ]
+    out = _both(redis_and_shardkv_k12, _streams(keys, "other"), read, steps)
+    assert out[2:] == [("blocked", 1), ("XGROUP", 1), ("served", [[S.encode(), []]])]
+
+
+@KEYS
+def test_xgroup_destroy_serves_an_xread_past_an_entry_deleted_before_it_blocked(redis_and_shardkv_k12, keys):
+    """The entries past a blocked XREAD's ID deleted before it blocked:
+    an XGROUP DESTROY serves it an empty array, as Redis's last ID is past it."""
+    setup = [*_streams(keys, "other"), ["XADD", S, "2-0", "f", "2"], ["XDEL", S, "2-0"]]
+    read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
+    out = _both(redis_and_shardkv_k12, setup, read, [["XGROUP", "DESTROY", S, "other"], "served"])
+    assert out[-1] == ("served", [[S.encode(), []]])
+
+
+@KEYS
 def test_xgroup_setid_back_wakes_no_xreadgroup(redis_and_shardkv_k12, keys):
     """XGROUP SETID signals nothing: a blocked XREADGROUP of that group
     waits on; the next XADD serves it every entry past its group's
@@ -116,3 +156,13 @@ def test_xgroup_setid_back_wakes_no_xreadgroup(redis_and_shardkv_k12, keys):
     assert out[1] == ("blocked", 1)
     entries = [[b"1-0", [b"f", b"1"]], [b"2-0", [b"f", b"2"]], [b"3-0", [b"f", b"3"]]]
     assert out[-1] == ("served", [[S.encode(), entries]])
+
+
+@KEYS
+def test_xgroup_destroy_of_another_group_serves_an_xreadgroup_set_back(redis_and_shardkv_k12, keys):
+    """A group set back (XGROUP SETID, which wakes nobody), then another
+    group destroyed: its blocked XREADGROUP is served the older entries."""
+    setup = [*_streams(_others(keys), "g"), *_two_entries_then("g", "other")]
+    steps = [["XGROUP", "SETID", S, "g", "1-0"], "blocked", ["XGROUP", "DESTROY", S, "other"], "served"]
+    out = _both(redis_and_shardkv_k12, setup, _group_read(keys), steps)
+    assert out[-1] == ("served", [[S.encode(), [[b"2-0", [b"f", b"2"]]]]])

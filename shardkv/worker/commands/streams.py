@@ -589,7 +589,9 @@ def _group_name(group: Group) -> bytes:
     return _CURRENT_GROUP[0]
 
 
-def serves(s: Stream, gt: int, end: int = MAX_ID, seen: int = 0, waiting: bool = False) -> bool:
+def serves(
+    s: Stream, gt: int, end: int = MAX_ID, seen: int = 0, signaled: bool = False, waiting: bool = False
+) -> bool:
     """Whether a write serves a client blocked on ``s`` for the entries
     past ``gt`` (its ID, or its group's last-delivered ID), ``end`` the
     stream's last ID as that write ended (a woken try's bound): as Redis
@@ -602,16 +604,24 @@ def serves(s: Stream, gt: int, end: int = MAX_ID, seen: int = 0, waiting: bool =
     XGROUP SETID: an entry added past ``gt`` (:attr:`Stream.added`) since
     the client blocked (``seen``: the stream's ``added`` then, so an entry
     added and deleted before it blocked serves it on no write but the
-    next XADD).  ``waiting``: the
+    next XADD), or ``signaled``: an XGROUP DESTROY since (see
+    :meth:`shardkv.worker.blocking.Waiters.signal`).  ``waiting``: the
     client waits (its serve, its ``__bwait``'s notification), so an entry
     there past ``gt`` alone does not serve it (an XGROUP SETID back wakes
     no XREADGROUP in Redis); a try or a ``__bwait`` as it comes reads what
     is there."""
     if min(s.last_id, end) <= gt:
         return False
-    if s.added > max(gt, seen):
+    if signaled or s.added > max(gt, seen):
         return True
     return not waiting and bool(s.length) and min(s.last_valid_id(), end) > gt
+
+
+def _signaled(ks: Keyspace, key: bytes) -> bool:
+    """Whether a write signaled ``key`` ready since its waiters were last
+    served (see :meth:`shardkv.worker.blocking.Waiters.signal`)."""
+    waiters = ks.waiters
+    return waiters is not None and (ks.db, key) in waiters.signaled
 
 
 def _xread(ks: Keyspace, args: list[bytes], upto: tuple[bytes, int] | None = None) -> object:
@@ -719,7 +729,7 @@ def _make_serve(ks: Keyspace, r: ReadArgs, gts: list[int]):
             if type(s) is not Stream:
                 return None
             gt = by_key[key]
-        if not serves(s, gt, seen=seen[key], waiting=True):
+        if not serves(s, gt, seen=seen[key], signaled=_signaled(ks, key), waiting=True):
             return None  # keep waiting
         if r.group is not None:
             _CURRENT_GROUP[0] = r.group
@@ -827,14 +837,18 @@ def stream_ready(
         if group:
             if type(s) is not Stream or group not in s.groups:
                 return True
-            if serves(s, s.groups[group].last_id, seen=seen.get(args[i], 0), waiting=waiting):
+            signaled = waiting and _signaled(ks, args[i])
+            if serves(
+                s, s.groups[group].last_id, seen=seen.get(args[i], 0), signaled=signaled, waiting=waiting
+            ):
                 return True
         elif type(s) is Stream:
             try:
                 gt = parse_strict_id(args[i + 1])
             except CommandError:
                 return True
-            if serves(s, gt, seen=seen.get(args[i], 0), waiting=waiting):
+            signaled = waiting and _signaled(ks, args[i])
+            if serves(s, gt, seen=seen.get(args[i], 0), signaled=signaled, waiting=waiting):
                 return True
     return False
 
@@ -939,6 +953,13 @@ def xgroup(ks: Keyspace, args: list[bytes]) -> object:
         if g is None:
             return 0
         del s.groups[args[3]]  # type: ignore[union-attr]
+        # Redis signals the key ready: its XREADGROUP of that group fails
+        # -NOGROUP, and every read blocked on it whose ID its last ID is
+        # past is served (an empty array after an XSETID moved it), as
+        # after an XADD; a woken cross-shard try reads so (see serves).
+        s.added = s.last_id  # type: ignore[union-attr]
+        if ks.waiters is not None:
+            ks.waiters.signal(key)
         return 1
     if sub == b"createconsumer" and n == 5:
         if args[4] in g.consumers:  # type: ignore[union-attr]
