@@ -313,7 +313,8 @@ class Waiters:
         self.timeouts: list[tuple[float, int, int]] = []  # heap of (deadline, pipe, token)
         self.ready: dict[tuple[int, bytes], None] = {}  # (db, key)s to serve, in the order they became ready
         # The waited-on streams a write signaled ready beyond its entries
-        # (XGROUP DESTROY: see signal) since the ready keys were last served.
+        # (XGROUP DESTROY, RENAME, COPY: see signal) since the ready keys
+        # were last served.
         self.signaled: set[tuple[int, bytes]] = set()
         # (pipe, W frame) to send after the current R frame
         self.wakes: list[tuple[int, bytes]] = []
@@ -754,7 +755,8 @@ class Waiters:
 
     def signal(self, key: bytes) -> None:
         """A write signaled the stream ``key`` of the current database ready
-        as Redis's ``signalKeyAsReady`` (XGROUP DESTROY): its blocked reads
+        as Redis's ``signalKeyAsReady`` (XGROUP DESTROY; RENAME and COPY,
+        whose ``dbAdd`` signals the new key): its blocked reads
         whose ID its last ID is past are served, the entries past it there
         or not, though no entry was added (see
         ``shardkv.worker.commands.streams.serves``)."""

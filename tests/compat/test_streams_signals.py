@@ -24,6 +24,8 @@ from tests.support.resp import ErrorReply, RespClient
 from tests.support.waits import WAIT
 
 S, T = key_on(0, "sig", shards=2), key_on(1, "sig", shards=2)
+# A stream on S's shard, another on T's.
+NEAR, FAR = key_on(0, "near", shards=2), key_on(1, "far", shards=2)
 
 
 def _blocked(c: RespClient) -> int:
@@ -166,3 +168,18 @@ def test_xgroup_destroy_of_another_group_serves_an_xreadgroup_set_back(redis_and
     steps = [["XGROUP", "SETID", S, "g", "1-0"], "blocked", ["XGROUP", "DESTROY", S, "other"], "served"]
     out = _both(redis_and_shardkv_k12, setup, _group_read(keys), steps)
     assert out[-1] == ("served", [[S.encode(), [[b"2-0", [b"f", b"2"]]]]])
+
+
+@pytest.mark.parametrize("source", [NEAR, FAR], ids=["same-shard", "cross-shard"])
+@pytest.mark.parametrize("how", ["RENAME", "COPY"])
+def test_a_stream_renamed_or_copied_onto_a_blocked_key_serves_past_its_last_id(
+    redis_and_shardkv_k12, source, how
+):
+    """A stream whose last ID an XSETID moved, renamed or copied onto the
+    key a read blocks on: Redis's dbAdd signals the new key ready, its
+    last ID past the read's, which gets an empty array."""
+    setup = [["XADD", S, "1-0", "f", "1"], ["XADD", source, "1-0", "f", "1"], ["XSETID", source, "5-0"]]
+    read = ["XREAD", "BLOCK", 0, "STREAMS", S, "3-0"]
+    command = [how, source, S] + (["REPLACE"] if how == "COPY" else [])
+    out = _both(redis_and_shardkv_k12, setup, read, [command, "served"])
+    assert out[-1] == ("served", [[S.encode(), []]])

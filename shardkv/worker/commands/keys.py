@@ -216,10 +216,23 @@ def _rename(ks: Keyspace, src: bytes, dst: bytes, nx: bool) -> object:
     ks.delete(dst)
     ks.delete(src)
     ks.store(dst, value)
+    if type(value) is Stream:
+        _signal_new_stream(ks, dst, value)
     access.move_clock(ks, dst, clock)  # the object moves, its clock with it
     if when is not None:
         ks.set_expire(dst, when)
     return 1 if nx else OK
+
+
+def _signal_new_stream(ks: Keyspace, key: bytes, s: Stream) -> None:
+    """A stream put at ``key`` of the current database (RENAME, COPY):
+    Redis's dbAdd signals the new key ready, so its blocked reads whose ID
+    its last ID is past are served: its last ID is taken as added (which
+    travels with it, a cross-shard operation's result too), and its
+    waiters here are signaled."""
+    s.added = s.last_id
+    if ks.waiters is not None:
+        ks.waiters.signal(key)
 
 
 def rename(ks: Keyspace, args: list[bytes]) -> object:
@@ -270,7 +283,10 @@ def copy(ks: Keyspace, args: list[bytes]) -> object:
                 ks.unchanged = True  # a destination held: nothing copied
                 return 0
             ks.delete(dst)
-        ks.store(dst, copy_value(value))
+        copied = copy_value(value)
+        ks.store(dst, copied)
+        if type(copied) is Stream:
+            _signal_new_stream(ks, dst, copied)
         if when is not None:
             ks.set_expire(dst, when)
     return 1

@@ -604,7 +604,8 @@ def serves(
     XGROUP SETID: an entry added past ``gt`` (:attr:`Stream.added`) since
     the client blocked (``seen``: the stream's ``added`` then, so an entry
     added and deleted before it blocked serves it on no write but the
-    next XADD), or ``signaled``: an XGROUP DESTROY since (see
+    next XADD), or ``signaled``: an XGROUP DESTROY, RENAME or COPY
+    since (see
     :meth:`shardkv.worker.blocking.Waiters.signal`).  ``waiting``: the
     client waits (its serve, its ``__bwait``'s notification), so an entry
     there past ``gt`` alone does not serve it (an XGROUP SETID back wakes
