@@ -39,14 +39,19 @@ KEYS = 10000  # 5000 a shard
 PROMPT = 15.0  # a stop or a CONFIG SET answered well before the reload would end
 
 
-def _reloading(server, c: redis.Redis, victim: int, delay: int) -> None:
-    """Kill ``victim``'s worker; return once its restart is loading
-    (``delay``: key-load-delay, µs a key)."""
+def _saved(c: redis.Redis, keys: int) -> None:
+    """Set ``k0`` ... to ``0`` ... (``keys`` of them) in one pipeline, then SAVE."""
     p = c.pipeline(transaction=False)
-    for i in range(KEYS):
+    for i in range(keys):
         p.set(f"k{i}", i)
     p.execute()
     assert c.save()
+
+
+def _reloading(server, c: redis.Redis, victim: int, delay: int) -> None:
+    """Kill ``victim``'s worker; return once its restart is loading
+    (``delay``: key-load-delay, µs a key)."""
+    _saved(c, KEYS)
     c.config_set("key-load-delay", delay)
     os.kill(worker_pids(server)[victim], signal.SIGKILL)
     assert until(lambda: _says_loading(c), 60), "the restarted worker never said it was loading"
@@ -74,11 +79,7 @@ def _held_reloading(server, c: redis.Redis, victim: int, fault) -> int:
     begins to load (the ``loading`` fault point: it stops, SIGSTOP) until
     the test sends it SIGCONT, rather than loading slowly for a fixed time;
     return once it is held and the server says it loads: its pid."""
-    p = c.pipeline(transaction=False)
-    for i in range(KEYS):
-        p.set(f"k{i}", i)
-    p.execute()
-    assert c.save()
+    _saved(c, KEYS)
     pid = kill_held(server, victim, fault)
     assert until(lambda: _says_loading(c), 60), "the restarted worker never said it was loading"
     return pid
@@ -192,11 +193,7 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
     again = None
     try:
         c = client(server)
-        p = c.pipeline(transaction=False)
-        for i in range(2000):
-            p.set(f"k{i}", i)
-        p.execute()
-        assert c.save()
+        _saved(c, 2000)
         # Shard 1's reload is held until the SHUTDOWN has skipped it; shard
         # 0 holds itself as it takes the SHUTDOWN's __shutdown, until shard
         # 1 has loaded and been asked: it loads while shard 0 still saves.
@@ -416,11 +413,7 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
     again = None
     try:
         c = client(server)
-        p = c.pipeline(transaction=False)
-        for i in range(2000):
-            p.set(f"k{i}", i)
-        p.execute()
-        assert c.save()
+        _saved(c, 2000)
         # Shard 1's reload is held until the SHUTDOWN has skipped it; shard
         # 0 holds itself as it takes the SHUTDOWN's __shutdown, until shard
         # 1 has loaded and been asked: it loads while shard 0 still saves.
@@ -494,11 +487,7 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
     again = None
     try:
         c = client(server)
-        p = c.pipeline(transaction=False)
-        for i in range(2000):
-            p.set(f"k{i}", i)
-        p.execute()
-        assert c.save()
+        _saved(c, 2000)
         snapshot = data / "dump.rdb.shard-1"
         saved = snapshot.stat().st_ino
         # The reload is held until the signal's stop has begun (PING_WAIT

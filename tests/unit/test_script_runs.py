@@ -40,15 +40,28 @@ def _one_shard_keys(acceptor, n: int) -> list[bytes]:
     return [k for k in (b"k%d" % i for i in range(200)) if acceptor.shard_of(k) == shard][:n]
 
 
+def _sent_to_one_shard(monkeypatch: pytest.MonkeyPatch, n: int):
+    """:func:`_sent_read` of ``n`` EVALSHAs whose keys share a shard, with
+    that shard's link in place of the links."""
+    keys = _one_shard_keys(build()[0], n)
+    acceptor, links, client, transport = _sent_read(monkeypatch, keys)
+    return acceptor, links[acceptor.shard_of(keys[0])], client, transport
+
+
+def _refused_busy(slot) -> bytes:
+    """Refuse ``slot`` with ``-BUSY`` as ShardLink._refused does; the error's bytes."""
+    busy = encode_error(errors.BUSY)
+    Slot.deliver(slot, busy)
+    slot.busy_refused()
+    return busy
+
+
 def test_a_run_waits_for_each_of_its_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Four EVALSHAs to one shard: one _ScriptSlot counted, the last; the
     client waits until it answers (after the others, as the shard answers
     in order), and an error of one before it counts that call failed and
     keeps the wait until its own answer."""
-    acceptor, _ = build()
-    keys = _one_shard_keys(acceptor, 4)
-    acceptor, links, client, transport = _sent_read(monkeypatch, keys)
-    link = links[acceptor.shard_of(keys[0])]
+    acceptor, link, client, transport = _sent_to_one_shard(monkeypatch, 4)
     sinks = [sink for _, _, sink in link.sent]
     assert [type(s) for s in sinks] == [scripting._RunSlot] * 3 + [scripting._ScriptSlot]
     state = client.state
@@ -70,15 +83,9 @@ def test_a_refusal_of_a_runs_last_script_leaves_the_others_waited_for(
     """The worker may refuse the run's last EVALSHA with ``-BUSY`` while
     one before it still runs (ShardLink._refused answers it first): the
     client waits on for the others, each counted now."""
-    acceptor, _ = build()
-    keys = _one_shard_keys(acceptor, 3)
-    acceptor, links, client, transport = _sent_read(monkeypatch, keys)
-    link = links[acceptor.shard_of(keys[0])]
-    *_, (_, _, last) = link.sent
-    del link.sent[-1]
-    busy = encode_error(errors.BUSY)
-    Slot.deliver(last, busy)  # as ShardLink._refused does
-    last.busy_refused()
+    acceptor, link, client, transport = _sent_to_one_shard(monkeypatch, 3)
+    _, _, last = link.sent.pop()
+    busy = _refused_busy(last)
     state = client.state
     assert (state.blocked_token, state.scripts) == (SCRIPTS, 2)
     link.answer(b":1\r\n")
@@ -92,14 +99,9 @@ def test_a_refusal_of_a_runs_last_script_leaves_the_others_waited_for(
 def test_a_refusal_of_a_script_before_a_runs_last_keeps_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """One refused before the run's last: no call, and the last keeps
     the wait."""
-    acceptor, _ = build()
-    keys = _one_shard_keys(acceptor, 3)
-    acceptor, links, client, transport = _sent_read(monkeypatch, keys)
-    link = links[acceptor.shard_of(keys[0])]
+    acceptor, link, client, transport = _sent_to_one_shard(monkeypatch, 3)
     _, _, middle = link.sent.pop(1)
-    busy = encode_error(errors.BUSY)
-    Slot.deliver(middle, busy)
-    middle.busy_refused()
+    busy = _refused_busy(middle)
     state = client.state
     assert (state.blocked_token, state.scripts) == (SCRIPTS, 1)
     link.answer(b":1\r\n")
@@ -132,10 +134,7 @@ def test_a_links_reply_frame_fills_a_runs_plain_replies_inline(monkeypatch: pyte
     """Through ShardLink._frame: the run's plain replies go in as a plain
     slot's, an error to its slot's deliver (counted failed), and the
     last's ends the wait."""
-    acceptor, _ = build()
-    keys = _one_shard_keys(acceptor, 4)
-    acceptor, links, client, transport = _sent_read(monkeypatch, keys)
-    fake = links[acceptor.shard_of(keys[0])]
+    acceptor, fake, client, transport = _sent_to_one_shard(monkeypatch, 4)
     link = ShardLink(0, lambda link: None, lambda: None)
     link.attached(MemoryTransport())  # type: ignore[arg-type]
     link.fifo.extend(sink for _, _, sink in fake.sent)

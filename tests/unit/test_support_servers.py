@@ -116,20 +116,26 @@ ORPHANING_CHILD = textwrap.dedent(
 )
 
 
+def _python_child(code: str, stdin: int) -> subprocess.Popen:
+    """``python -c code`` in this checkout, dying with this process, its
+    stdout a text pipe."""
+    return popen_dying_with_us(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stdin=stdin,
+        text=True,
+    )
+
+
 @pytest.mark.slow  # a shardkv of its own, in a Python of its own
 def test_servers_die_with_the_process_that_started_them():
     """A test process killed before its teardown (SIGKILL, as an xdist
     worker at Ctrl-C ends without running fixtures' teardown) leaves no
     server behind: shardkv's supervisor, acceptor and workers and a
     redis-server all end, found by the pids the child recorded."""
-    child = popen_dying_with_us(
-        [sys.executable, "-c", ORPHANING_CHILD],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    child = _python_child(ORPHANING_CHILD, subprocess.DEVNULL)
     procs: list[psutil.Process] = []
     started: dict = {"paths": []}
     try:
@@ -180,14 +186,7 @@ ABANDONING_CHILD = textwrap.dedent(
 
 def _abandon_a_server() -> tuple[subprocess.Popen, dict]:
     """A child process that started a redis-server, and what it printed."""
-    child = popen_dying_with_us(
-        [sys.executable, "-c", ABANDONING_CHILD],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        stdout=subprocess.PIPE,
-        stdin=subprocess.PIPE,
-        text=True,
-    )
+    child = _python_child(ABANDONING_CHILD, subprocess.PIPE)
     assert child.stdout is not None
     line = child.stdout.readline()
     assert line, f"the child exited with {child.wait(60)} before starting its server"
