@@ -730,6 +730,10 @@ class Shard:
         now_ms = ks.now
         stale = False
         writes = hits = misses = 0
+        # Globals and builtins the fast path uses per command, as locals (a
+        # LOAD_FAST, no dictionary version checks).
+        is_set, is_get, ok_reply, bulk_lines = _SET, _GET, OK_REPLY, BULK_LINES
+        type_of, bytes_type, size_of = type, bytes, len
         # (No strict=True: a keyword is parsed per call; the count is tested after.)
         for header, args in zip(entries, entries):  # noqa: B905
             if header < fast_below:  # slotted, fast path on (it changes nothing before it knows it applies)
@@ -757,9 +761,8 @@ class Shard:
                     key = args[1]
                     slot = header & slot_mask
                     exp = expires[slot]
-                    body = None
-                    if fast_inline is _SET:  # set_ and Keyspace.store
-                        if len(args) == 3:
+                    if fast_inline is is_set:  # set_ and Keyspace.store
+                        if size_of(args) == 3:
                             data[slot][key] = args[2]
                             clocks[key] = now_ms
                             if exp and exp.pop(key, None) is not None:
@@ -767,19 +770,38 @@ class Shard:
                             if watched and key in watched:
                                 watched[key] += 1
                             writes += 1  # (a write: all record does then)
-                            body = OK_REPLY
+                            # Done: its time and reply, as below (written
+                            # out here and in GET's hit: no reply to hold
+                            # and test).
+                            now = perf_counter_ns()
+                            ns = now - last
+                            last = now
+                            fast_time(ns)
+                            if ns >= slow_ns:
+                                stats.slow(args, ns // 1000, place=len(bodies))
+                            append(ok_reply)
+                            continue
                     elif not exp or key not in exp or exp[key] > ks.expiry_now:  # Keyspace.lookup
                         value = data[slot].get(key)
-                        if type(value) is not bytes:
-                            if value is None and fast_inline is _GET:  # a miss (no keyspace event: see _fast)
+                        body = None
+                        if type_of(value) is not bytes_type:
+                            # A miss (no keyspace event: see _fast).
+                            if value is None and fast_inline is is_get:
                                 misses += 1
                                 body = NULL_RESP3 if header & slotted_resp3 else NULL_RESP2
-                        elif fast_inline is _GET:
+                        elif fast_inline is is_get:
                             n = len(value)
                             if n < 1024:
                                 clocks[key] = now_ms
                                 hits += 1
-                                body = BULK_LINES[n] + value + b"\r\n"
+                                now = perf_counter_ns()  # done, as SET above
+                                ns = now - last
+                                last = now
+                                fast_time(ns)
+                                if ns >= slow_ns:
+                                    stats.slow(args, ns // 1000, place=len(bodies))
+                                append(bulk_lines[n] + value + b"\r\n")
+                                continue
                         elif len(value) <= 20:  # _incr, as below
                             try:
                                 current = int(value)
@@ -793,15 +815,15 @@ class Shard:
                                     watched[key] += 1
                                 writes += 1
                                 body = b":%d\r\n" % value
-                    if body is not None:  # done: its time, as below (sent is 0 here)
-                        now = perf_counter_ns()
-                        ns = now - last
-                        last = now
-                        fast_time(ns)
-                        if ns >= slow_ns:
-                            stats.slow(args, ns // 1000, place=len(bodies))
-                        append(body)
-                        continue
+                        if body is not None:  # done: its time, as below (sent is 0 here)
+                            now = perf_counter_ns()
+                            ns = now - last
+                            last = now
+                            fast_time(ns)
+                            if ns >= slow_ns:
+                                stats.slow(args, ns // 1000, place=len(bodies))
+                            append(body)
+                            continue
             if not stale:  # the first entry off the fast path since it ran
                 stale = True
                 if writes:
