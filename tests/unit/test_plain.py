@@ -162,6 +162,23 @@ INLINE_BATCHES = [
     [[b"HSET", b"h", b"f", b"v"], [b"GET", b"h"], [b"INCR", b"h"], [b"SET", b"h", b"1"], [b"INCR", b"h"]],
     [[b"SET", b"{t}a", b"1"], [b"GET", b"{t}a"], [b"INCR", b"{t}a"], [b"GET", b"{t}b"], [b"SET", b"", b""]],
     [[b"GET", b""], [b"INCR", b""], [b"SET", b"a", b"x" * 2000], [b"GET", b"a"], [b"SET", b"w", b"1", b"XX"]],
+    # The digits-only case and its edges: 18 digits to 19, 0, 1 down past 0.
+    [
+        [b"SET", b"d", b"999999999999999999"],
+        [b"INCR", b"d"],
+        [b"INCR", b"d"],
+        [b"DECR", b"d"],
+        [b"GET", b"d"],
+    ],
+    [
+        [b"SET", b"d", b"0"],
+        [b"INCR", b"d"],
+        [b"DECR", b"d"],
+        [b"DECR", b"d"],
+        [b"DECR", b"d"],
+        [b"INCR", b"d"],
+    ],
+    [[b"SET", b"d", b"00"], [b"INCR", b"d"], [b"SET", b"d", b"9\xd9\xa0"], [b"INCR", b"d"], [b"GET", b"d"]],
 ]
 
 
