@@ -25,7 +25,9 @@ it checks WATCHed keys or runs a blocking command) runs on a shard after
 EXEC was handed out: its EXEC gets a :class:`Hold` in front of its line
 (:func:`exec_place`), which the transaction's lines fill once it has
 committed (or empty, if it did not run), so they come before EXEC's, as
-in Redis.
+in Redis; the ``[lua]`` lines of the scripts it runs as commands of their
+own, sent as it commits, go in it too, each after its script's line
+(:func:`put_exec_lines`).
 
 A script's EVAL (EVALSHA, FCALL...) line is followed, as in Redis, by one
 ``[<db> lua]`` line per command the script called, which its worker reports
@@ -203,6 +205,83 @@ def exec_lines(
                     break
                 out.append(_line(call[0], b"lua", call[1]))
     return b"".join(out)
+
+
+def put_exec_lines(
+    place: Hold,
+    client: Client,
+    calls: list[tuple[commands.Command, list[bytes], int]],
+    lua: list | None = None,
+    sent: dict[int, object] | None = None,
+) -> None:
+    """Put into ``place`` (see :func:`exec_place`) the lines of a
+    transaction's commands that ran (:func:`exec_lines`).  ``sent``: by
+    position in ``calls``, the holders (see :func:`expect_lines`) of its
+    scripts that ran as commands of their own, sent as it committed, whose
+    ``[lua]`` lines come later: each one's go right after its own line, as
+    Redis shows a script's calls, before EXEC's; so the place is put once
+    every one came (or its reply said none will: :class:`LuaLines`)."""
+    if not sent:
+        place.put(exec_lines(client, calls, lua))
+        return
+    block = _ExecBlock(place)
+    start = 0
+    for at in sorted(sent):
+        block.parts.append(exec_lines(client, calls[start : at + 1]))
+        piece = LuaLines(block)
+        block.parts.append(piece)
+        sent[at].hold = piece  # type: ignore[attr-defined]  # a script's holder (scripting._ShardReply)
+        start = at + 1
+    block.parts.append(exec_lines(client, calls[start:]))
+    block.ready()
+
+
+class _ExecBlock:
+    """A transaction's lines, with places for the ``[lua]`` lines of its
+    scripts sent as it committed (see :func:`put_exec_lines`)."""
+
+    __slots__ = ("place", "parts", "missing")
+
+    def __init__(self, place: Hold) -> None:
+        self.place = place
+        self.parts: list[bytes | LuaLines] = []
+        self.missing = 1  # (one more than its pieces not filled yet, until all are in)
+
+    def ready(self) -> None:
+        """One more part is in; the whole goes into the place once all are."""
+        self.missing -= 1
+        if self.missing == 0:
+            # (each LuaLines filled by now: its data is bytes)
+            self.place.put(
+                b"".join(part if isinstance(part, bytes) else part.data or b"" for part in self.parts)
+            )
+
+
+class LuaLines:
+    """A script's ``[<db> lua]`` lines inside a transaction's (see
+    :func:`put_exec_lines`): filled as a :class:`Hold` is, by the script's
+    ``M`` frame (or emptied by its reply)."""
+
+    __slots__ = ("block", "data")
+
+    def __init__(self, block: _ExecBlock) -> None:
+        self.block = block
+        self.data: bytes | None = None
+        block.missing += 1
+
+    def fill(self, calls: list[tuple[int, list[bytes]]]) -> None:
+        if self.data is None:
+            self.data = b"".join(_line(db, b"lua", args) for db, args in calls if db >= 0)
+            self.block.ready()
+
+
+def take_due(args: list[bytes]) -> object | None:
+    """The holder of the script sent just now for the command ``args``
+    (that very list), whose line was not fed (see :func:`expect_lines`),
+    its expectation taken; None if no script was sent for it."""
+    if _DUE and _DUE[0][1] is args:
+        return _DUE.pop()[0]
+    return None
 
 
 # The script routed last, whose EVAL line comes next: (its holder, the

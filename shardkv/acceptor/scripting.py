@@ -1010,7 +1010,7 @@ class _ShardReply:
         self.ro = ro
         self.keys = keys
         self.rest = rest
-        self.hold: monitor.Hold | None = None  # MONITOR's place for its [lua] lines
+        self.hold: monitor.Hold | monitor.LuaLines | None = None  # MONITOR's place for its [lua] lines
         self.flushes = CACHE.flushes  # as it is sent (ScriptCache.learned)
         self.number = _cached_at(sha)  # as it is sent: what a refusal forgets (_refused)
 

@@ -1716,6 +1716,7 @@ def _run_atomic(
         replies = (x for pair in zip(places, bodies, strict=True) for x in pair)
         client.state.build_exec(parts)
         scheduled: list[bytes] = []  # BGSAVE's, BGREWRITEAOF's (see _schedule_elsewhere)
+        sent: dict[int, object] = {}  # the scripts run as commands of their own (see monitor.put_exec_lines)
         taken = 0  # the executor's replies taken so far
         try:
             for i, (cmd, args) in enumerate(queued):
@@ -1745,6 +1746,11 @@ def _run_atomic(
                         AFTER_EVENTS.append(after)
                     try:
                         parts.extend(run_local_captured(client, cmd, args))
+                        if reply.place is not None and cmd.name in monitor.SCRIPT_COMMANDS:
+                            # A script of its own, sent now: its [lua] lines after its line.
+                            holder = monitor.take_due(args)
+                            if holder is not None:
+                                sent[i] = holder
                     finally:
                         if after is not None:
                             AFTER_EVENTS.pop()
@@ -1762,7 +1768,9 @@ def _run_atomic(
         _schedule_elsewhere(client, made[-1].executor, scheduled)
         if reply.place is not None:  # committed: now they have run, before EXEC's line
             calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
-            reply.place.put(monitor.exec_lines(client, calls, lua if scripts else None))
+            monitor.put_exec_lines(reply.place, client, calls, lua if scripts else None, sent)
+            if sent:  # (to be put once its scripts' lines came: not emptied by _Settle)
+                reply.place = None
         reply.parts = parts
         if tracked is not None and reply.outcome is not None and reply.cut is None:
             tracked(reply.outcome)  # (cut: the client closes after it, told nothing more)

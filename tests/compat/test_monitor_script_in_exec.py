@@ -24,6 +24,7 @@ from tests.support.resp import RespClient, encode_command
 
 SHARDS = 2
 OWN, OTHER = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
+OWN2 = key_on(0, "own2", SHARDS)
 WAIT = 10.0  # seconds a reply or a monitor line may take before the test fails
 
 
@@ -93,6 +94,55 @@ def test_the_next_script_command_after_an_exec_with_a_script_is_answered_and_sho
     real_port, port, acceptors = servers
     real_replies, (real_shown,) = _run(real_port, 1)
     replies, shown = _run(port, acceptors)
+    assert replies == real_replies
+    for each in shown:  # every monitor, on either acceptor
+        assert each == real_shown
+
+
+CALLS = "redis.call('get', KEYS[1]); return redis.call('incr', KEYS[2])"
+# Transactions whose scripts run as commands of their own (a script before
+# a change to the script cache or the functions, or WATCH with one: see
+# transactions._scripts_on_executor), command by command or, with writes on
+# both shards or WATCH, after one atomic operation (then after its shard
+# commands: the last command reads no key a script writes, README).
+ON_THEIR_OWN = {
+    "in-order": [["SET", OWN, "1"], ["SCRIPT", "FLUSH"], ["GET", OWN2]],
+    "writes-on-two-shards": [["SET", OWN, "1"], ["SET", OTHER, "2"], ["SCRIPT", "FLUSH"], ["GET", OTHER]],
+    "watched": [["SET", OWN, "1"], ["SCRIPT", "FLUSH"], ["GET", OTHER]],
+}
+
+
+@pytest.mark.parametrize("name", list(ON_THEIR_OWN))
+def test_the_lua_lines_of_a_script_run_on_its_own_in_exec_follow_its_line(servers, name) -> None:
+    """Each script's ``[0 lua]`` lines right after its EVAL line, before
+    the next command's and EXEC's, on every monitor, as redis-server's: a
+    script sent as the transaction's operation committed used to show
+    them after EXEC's line."""
+    real_port, port, acceptors = servers
+    body = ON_THEIR_OWN[name]
+    script = ["EVAL", CALLS, "2", OWN, OWN2]  # (on one shard: see README, a cross-shard script's lines)
+    queued = [body[0], script, *body[1:-1], script, body[-1]]
+    watch = [["WATCH", OWN]] if name == "watched" else []
+
+    def run(port: int, acceptors: int) -> tuple[list, list]:
+        monitors = [_connect(port, acceptors, index) for index in range(acceptors)]
+        c = _connect(port, acceptors, 0)
+        try:
+            for m in monitors:
+                assert m.call("MONITOR") == b"+OK\r\n"
+            c.call("DEL", OWN, OWN2, OTHER)
+            replies = _send(c, [*watch, ["MULTI"], *queued, ["EXEC"], ["ECHO", "last"]])
+            host, cport = c.sock.getsockname()[:2]
+            addr = b"%s:%d" % (host.encode(), cport)
+            return replies, [_lines_until(m, b'"ECHO" "last"', addr) for m in monitors]
+        finally:
+            c.close()
+            for m in monitors:
+                m.close()
+
+    real_replies, (real_shown,) = run(real_port, 1)
+    assert real_shown.count(b'[0 lua] "incr" "%s"' % OWN2.encode()) == 2  # (what is compared)
+    replies, shown = run(port, acceptors)
     assert replies == real_replies
     for each in shown:  # every monitor, on either acceptor
         assert each == real_shown
