@@ -755,6 +755,21 @@ class Pipes:
                     pipe.held_logged.append([])
                 held.append(reply)
                 pipe.held_logged.append(shard.logged)
+            elif shard.waiters.wakes and len(held) < GROUP_COMMIT_MAX:
+                # A blocked client this batch served: its wake leaves in the
+                # same write as the pusher's reply (send_wakes sends what is
+                # held first), so its acceptor reads both at once and runs the
+                # served client's pipelined commands before the pusher's next
+                # one, as Redis's processUnblockedClients does before it
+                # writes any reply (``test_unblocked_pipeline_acceptors.py``).
+                if noted is not None:
+                    held.append(noted)
+                    pipe.held_logged.append([])
+                held.append(reply)
+                pipe.held_logged.append(shard.logged)
+                shard.send_wakes()
+                pipe.flush()  # (the wakes went to other pipes alone)
+                return
             else:
                 if noted is not None:
                     pipe.send(noted, [])
