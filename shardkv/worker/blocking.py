@@ -852,9 +852,7 @@ class Waiters:
                 before = events.before(ks, args)
                 value = waiter.wait.serve(ks, args, key)
                 if value is not None:
-                    mark = len(ks.events)  # type: ignore[arg-type]
-                    events.derive(ks, args, value, before)
-                    events.served(ks, mark, waiter.pipe, waiter.token, args[0])
+                    events.derive_served(ks, args, value, before, waiter.pipe, waiter.token)
         except CommandError as e:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down

@@ -284,6 +284,29 @@ def _mark_in_reply(ks: Keyspace, name: bytes, value: object, mark: int) -> None:
         events[i] = (db, key, cls | place, event)  # type: ignore[index]
 
 
+def derive_served(
+    ks: Keyspace, args: list[bytes], value: object, before: dict, pipe: int, token: int
+) -> None:
+    """The events of a blocked command (``args``) that a write served for
+    the waiter ``token`` of ``pipe`` (see :func:`derive`, :func:`served`):
+    while that pipe's acceptor wants any events, all of them, whatever
+    classes are wanted.  They tell it that the write served its client
+    (``pubsub.note_served`` there), so that what it publishes of a later
+    change waits for that client's reply, as Redis serves it before it
+    runs the next command; those of a class no one asked for it publishes
+    on no channel (their class has neither K nor E) and are sent to no
+    other pipe (``Shard._share_events``)."""
+    mark = len(ks.events)  # type: ignore[arg-type]
+    mask = ks.event_mask
+    if pipe in ks.event_masks:
+        ks.event_mask = mask | NOTIFIED
+    try:
+        derive(ks, args, value, before)
+    finally:
+        ks.event_mask = mask
+    served(ks, mark, pipe, token, args[0])
+
+
 def served(ks: Keyspace, mark: int, pipe: int = -1, token: int = 0, name: bytes = b"") -> None:
     """The events from ``mark`` on are a blocked command's, served by a
     write (``wire.EVENT_SERVED``): its client's reply comes later, not in

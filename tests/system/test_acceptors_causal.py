@@ -721,6 +721,96 @@ def test_a_served_blocked_clients_reply_behind_an_earlier_one_is_written_before_
     assert _served_behind_an_earlier_reply(server.port, K, who, worker, later=True) == theirs
 
 
+@pytest.fixture(scope="module")
+def server1() -> Iterator[ServerProcess]:
+    """One acceptor."""
+    yield from serve(1)
+
+
+def _served_behind_then_notified(
+    port: int, k: int, places: tuple[int, int, int], worker: int | None
+) -> tuple[bytes, bytes | None]:
+    """x (on acceptor ``places[0]`` of ``k``) pipelines ``GET <key>`` (a
+    key of the other shard than ``{t}``'s, whose worker (pid ``worker``;
+    None: redis-server) is stopped, for up to a second) and ``BLPOP {t}l
+    0``; s (``places[1]``) alone listens, subscribed to
+    ``__keyspace@0__:{t}s`` with notify-keyspace-events ``K$`` (not the
+    list's class: no one notes the served BLPOP's events); w
+    (``places[2]``) sends ``RPUSH {t}l v`` and ``SET {t}s 1`` in one write
+    once x blocked.  Returns s's first message and x's first reply a
+    moment after s got it (None: nothing yet)."""
+    x_on, s_on, w_on = places
+    tshard = Router(2).shard_of(b"{t}l")
+    key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
+    x = client_on(port, x_on, k=k)
+    s = client_on(port, s_on, k=k)
+    w = client_on(port, w_on, k=k)
+    p = client_on(port, x_on, k=k)  # (polls x's flags: CLIENT LIST of x's own acceptor)
+    try:
+        w.command("DEL", "{t}l", "{t}s", key)
+        assert w.command("CONFIG", "SET", "notify-keyspace-events", "K$") == b"OK"
+        xid = int(x.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        s.command("SUBSCRIBE", "__keyspace@0__:{t}s")
+        if worker is not None:
+            os.kill(worker, signal.SIGSTOP)
+        try:
+            x.sock.sendall(encode_command("GET", key) + encode_command("BLPOP", "{t}l", 0))
+            deadline = time.monotonic() + 10
+            # (CLIENT LIST's flags: INFO would wait for the stopped worker)
+            while not re.search(rb" flags=\S*b", p.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
+                assert time.monotonic() < deadline, "x never blocked"
+                time.sleep(0.005)
+            w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
+            heard = _next_within(s, 1.0)
+            reply = _next_within(x, 0.3) if heard is not None else None
+        finally:
+            if worker is not None:
+                os.kill(worker, signal.SIGCONT)
+        if heard is None:
+            heard = _next_within(s, 10)
+            assert heard is not None, "s heard nothing of {t}s"
+            reply = _next_within(x, 0.3)
+        assert w.read_reply() == 1
+        assert w.read_reply() == b"OK"
+        return heard, reply
+    finally:
+        w.command("CONFIG", "SET", "notify-keyspace-events", "")
+        for c in (x, s, w, p):
+            c.close()
+
+
+# (k, (x, the keyspace subscriber, the writer)): one acceptor; two, x on
+# either, the writer with x or not.
+NOTIFIED_CASES = {
+    "one-acceptor": (1, (0, 0, 0)),
+    "beside-x0-writer0": (2, (0, 0, 0)),
+    "beside-x0-writer1": (2, (0, 0, 1)),
+    "beside-x1-writer0": (2, (1, 1, 0)),
+    "beside-x1-writer1": (2, (1, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("case", list(NOTIFIED_CASES))
+def test_a_served_blocked_clients_reply_is_written_before_a_later_keyspace_notification(
+    request, ports, case
+) -> None:
+    """As above, but the only listener is a keyspace subscriber beside x
+    whose classes (``K$``) do not include the served BLPOP's: Redis serves
+    x as the RPUSH ends, after the GET's reply, so once s hears of
+    ``{t}s`` x has both replies.  The shard did not report the serve
+    where no one noted the served command's events, and s heard at once,
+    for as long as the GET's worker was stopped; now the shard notes a
+    served command's events for its client's acceptor whenever that
+    acceptor wants any (``blocking._serve``), and the notification waits
+    for x's reply (``pubsub.served_before``)."""
+    k, places = NOTIFIED_CASES[case]
+    server = request.getfixturevalue("server1" if k == 1 else "server")
+    theirs = _served_behind_then_notified(ports["redis"], 1, (0, 0, 0), None)
+    assert theirs[1] is not None, "redis-server: s heard before x had its replies"
+    worker = worker_pid(server, 1 - Router(2).shard_of(b"{t}l"))
+    assert _served_behind_then_notified(server.port, k, places, worker) == theirs
+
+
 class Monitor:
     """A raw MONITOR connection on acceptor ``index``, read line by line."""
 

@@ -158,3 +158,31 @@ def test_events_redis_writes_after_the_reply_are_marked():
     ks.events.clear()
     shard.execute([b"EVAL", b"return redis.call('rpush', KEYS[1], 'a')", b"1", b"l"])
     assert ks.events == [(0, b"l", events.NEW, b"new"), (0, b"l", events.LIST, b"rpush")]
+
+
+def test_a_served_commands_events_are_noted_for_its_acceptor_whatever_it_asked_for():
+    """With notify-keyspace-events ``K$`` and an acceptor hearing K, the
+    shard notes strings' events alone; a served BLPOP's events (a list's)
+    are noted all the same while its client's acceptor wants any events,
+    naming its waiter and published on no channel: they tell that
+    acceptor of the serve (see events.derive_served).  For a client of an
+    acceptor that wants none, nothing is noted."""
+    from shardkv.protocol import wire
+
+    shard = Shard(0, 1)
+    ks = shard.keyspace
+    events.set_notify(ks, "K$")
+    events.events_command(ks, [b"__events", b"%d" % events.KEYSPACE])  # (of pipe ks.pipe)
+    shard.execute([b"RPUSH", b"l", b"a", b"b"])
+    assert ks.events == [] and ks.event_mask == events.STRING
+    args = [b"BLPOP", b"l", b"0"]
+    for pipe in (ks.pipe + 1, ks.pipe):
+        before = events.before(ks, args)
+        assert shard.execute([b"LPOP", b"l"]) is not None
+        events.derive_served(ks, args, [b"l", b"x"], before, pipe, 7)
+    assert [(key, name) for _, key, _, name in ks.events] == [(b"l", b"lpop"), (b"l", b"del")]
+    waiter = (7 << wire.EVENT_WAITER_PIPE_BITS | ks.pipe) << wire.EVENT_WAITER_SHIFT
+    for _, _, cls, _ in ks.events:
+        assert cls & events.SERVED and cls & ~((1 << wire.EVENT_WAITER_SHIFT) - 1) == waiter
+        assert not cls & events.CHANNELS
+    assert ks.event_mask == events.STRING
