@@ -1900,12 +1900,14 @@ class _CrossShard:
         if popping and teller is not None:
             teller.tell(bus.POPPERS, [-1, *keys_of(self)])
 
-    def serve_now(self, key: bytes) -> None:
+    def serve_now(self, key: bytes, signals: bool = False) -> None:
         """A command writing its key ``key`` was just sent (see
         :func:`try_at_once`): try at once, in the same step, behind it.
         An XREAD reads that stream alone, as after its notification: Redis
         serves it as that command ends, from that stream, before a later
-        write of another of its streams (pipelined XADDs to two shards).
+        write of another of its streams (pipelined XADDs to two shards);
+        ``signals``: that command signals the key ready (see
+        :data:`SIGNALS`), and it reads as a notified try.
         A BLMOVE's ``key`` is its source.
         Redis moves the element as that command ends, so a later command
         on the destination (``DEL``, ``SET``) comes after the move; a try
@@ -1930,7 +1932,7 @@ class _CrossShard:
             return
         if self.read_only:
             self._cancel_notifies()
-            self.attempt(ready_key=key)
+            self.attempt(ready_key=key, upto=_NO_BOUND if signals else None)
             return
         notifies, self.notifies = self.notifies, []
         for notify in notifies:
@@ -2378,7 +2380,8 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     pipelined, a client in ``BLPOP B A 0``: the client gets ``x``, LLEN 0;
     it used to be 1, the try coming after the LLEN); a plain write of
     such a key waits so for its in-place pop's verdict (issue 22)."""
-    _try_written(client, keys, at, cmd.name not in RANKED, xreads=cmd.name not in NO_ENTRY_WRITES)
+    xreads = cmd.name not in NO_ENTRY_WRITES
+    _try_written(client, keys, at, cmd.name not in RANKED, xreads=xreads, signals=cmd.name in SIGNALS)
 
 
 # Stream writes that add no entry: Redis serves no XREAD after one, but
@@ -2389,6 +2392,16 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
 # ``__bwait``s kept (an eager try cancelled them, and a DESTROY that came
 # before the new ones went unseen).
 NO_ENTRY_WRITES = frozenset({"xgroup", "xsetid", "xdel", "xack", "xtrim", "xclaim", "xautoclaim"})
+
+# Writes that signal a stream key ready in Redis (an XADD; dbAdd's new
+# key): an XREAD's eager try after one reads as a notified one
+# (``__xreadupto``, bound by no ID), served once the stream's last ID is
+# past its own, the entries past it there or not (an empty array for a
+# stream whose last ID an XSETID moved, renamed onto the key), not only
+# by an entry there.
+SIGNALS = frozenset({"xadd", "rename", "renamenx", "copy", "restore"})
+# (no ID is past it: a try's bound that bounds nothing)
+_NO_BOUND = b"18446744073709551615-18446744073709551615"
 
 
 def script_ran_across(client: Client, slot: object, keys: list, everything: int, shards: list[int]) -> None:
@@ -2487,9 +2500,11 @@ def _try_written(
     stack: bool = False,
     shards: list[int] | None = None,
     xreads: bool = True,
+    signals: bool = False,
 ) -> None:
     """(See :func:`try_at_once`; ``reads``: not a transaction's or
-    script's; ``xreads``: its XREADs try too (see :data:`NO_ENTRY_WRITES`);
+    script's; ``xreads``: its XREADs try too (see :data:`NO_ENTRY_WRITES`),
+    as notified ones if ``signals`` (see :data:`SIGNALS`);
     ``only_settle``: no wait of this acceptor's tries now;
     ``stack``: see :func:`_after_tries`; ``shards``: a keyless
     ``__bsettle`` on each, see :func:`settle_script`.)"""
@@ -2518,7 +2533,7 @@ def _try_written(
                     wait.serve_now(key)
         if reads and xreads:
             for wait in list(_READS.get(key, ())):
-                wait.serve_now(key)
+                wait.serve_now(key, signals)
     if late or settle:
         _after_tries(client, late, settle, at, stack)
 

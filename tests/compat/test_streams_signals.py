@@ -183,3 +183,27 @@ def test_a_stream_renamed_or_copied_onto_a_blocked_key_serves_past_its_last_id(
     command = [how, source, S] + (["REPLACE"] if how == "COPY" else [])
     out = _both(redis_and_shardkv_k12, setup, read, [command, "served"])
     assert out[-1] == ("served", [[S.encode(), []]])
+
+
+@pytest.mark.parametrize("how", ["RENAME", "COPY"])
+def test_a_stream_renamed_onto_a_key_of_a_cross_shard_read_serves_past_its_last_id(
+    redis_and_shardkv_k12, how
+):
+    """The same, the read blocked on S and on T's stream."""
+    setup = [["XADD", S, "1-0", "f", "1"], ["XADD", T, "1-0", "f", "1"], ["XADD", NEAR, "1-0", "f", "1"]]
+    setup.append(["XSETID", NEAR, "5-0"])
+    read = ["XREAD", "BLOCK", 0, "STREAMS", T, S, "3-0", "3-0"]
+    command = [how, NEAR, S] + (["REPLACE"] if how == "COPY" else [])
+    out = _both(redis_and_shardkv_k12, setup, read, [command, "served"])
+    assert out[-1] == ("served", [[S.encode(), []]])
+
+
+@KEYS
+def test_an_xadd_that_trims_its_own_entry_serves_an_empty_array(redis_and_shardkv_k12, keys):
+    """XADD ... MAXLEN 0 signals the key, its entry trimmed at once: the
+    stream's last ID is past the read's, which gets an empty array."""
+    read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
+    out = _both(
+        redis_and_shardkv_k12, _streams(keys), read, [["XADD", S, "MAXLEN", "0", "2-0", "f", "2"], "served"]
+    )
+    assert out[-1] == ("served", [[S.encode(), []]])
