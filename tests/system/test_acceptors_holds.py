@@ -524,8 +524,13 @@ def _exec_with_scripts_or_an_unblock(
         assert listener.read_reply() == [b"subscribe", b"holdsfirst", 1]
         blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
         blocked.send("BLPOP", *lists, "0")
+        # Blocked as CLIENT LIST's ``b`` shows it: its shards found nothing
+        # and it waits.  Not ``cmd=blpop``, which shardkv shows once its
+        # acceptor sends the BLPOP on: a CLIENT UNBLOCK that comes before
+        # the shards' answer finds it not blocked yet and answers 0, as
+        # Redis does before the BLPOP runs, and the client waits for good.
         deadline = time.monotonic() + 20
-        while b"cmd=blpop" not in client.command("CLIENT", "LIST", "ID", str(blocked_id)):  # type: ignore[operator]
+        while b" flags=b " not in client.command("CLIENT", "LIST", "ID", str(blocked_id)):  # type: ignore[operator]
             assert time.monotonic() < deadline, "the client did not block"
         assert monitor.command("MONITOR") == b"OK"
         middle: list[tuple[str, ...]] = [
