@@ -2381,7 +2381,8 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     it used to be 1, the try coming after the LLEN); a plain write of
     such a key waits so for its in-place pop's verdict (issue 22)."""
     xreads = cmd.name not in NO_ENTRY_WRITES
-    _try_written(client, keys, at, cmd.name not in RANKED, xreads=xreads, signals=cmd.name in SIGNALS)
+    signals, signaled = cmd.name in SIGNALS, keys[1:] if cmd.name in SIGNALS_DESTINATION else None
+    _try_written(client, keys, at, cmd.name not in RANKED, xreads=xreads, signals=signals, signaled=signaled)
 
 
 # Stream writes that add no entry: Redis serves no XREAD after one, but
@@ -2399,7 +2400,11 @@ NO_ENTRY_WRITES = frozenset({"xgroup", "xsetid", "xdel", "xack", "xtrim", "xclai
 # past its own, the entries past it there or not (an empty array for a
 # stream whose last ID an XSETID moved, renamed onto the key), not only
 # by an entry there.
-SIGNALS = frozenset({"xadd", "rename", "renamenx", "copy", "restore"})
+SIGNALS = frozenset({"xadd", "rename", "renamenx", "copy", "move", "restore"})
+# Of those, the ones that signal their destination alone, not the source
+# they delete or read: an XREAD's eager try on the source would read
+# nothing, and, its try under way, the destination's could not start.
+SIGNALS_DESTINATION = frozenset({"rename", "renamenx", "copy"})
 # (no ID is past it: a try's bound that bounds nothing)
 _NO_BOUND = b"18446744073709551615-18446744073709551615"
 
@@ -2501,10 +2506,12 @@ def _try_written(
     shards: list[int] | None = None,
     xreads: bool = True,
     signals: bool = False,
+    signaled: list[bytes] | None = None,
 ) -> None:
     """(See :func:`try_at_once`; ``reads``: not a transaction's or
     script's; ``xreads``: its XREADs try too (see :data:`NO_ENTRY_WRITES`),
-    as notified ones if ``signals`` (see :data:`SIGNALS`);
+    as notified ones if ``signals`` (see :data:`SIGNALS`), on the keys
+    ``signaled`` alone if given (see :data:`SIGNALS_DESTINATION`);
     ``only_settle``: no wait of this acceptor's tries now;
     ``stack``: see :func:`_after_tries`; ``shards``: a keyless
     ``__bsettle`` on each, see :func:`settle_script`.)"""
@@ -2531,7 +2538,7 @@ def _try_written(
                     late.append((wait, key))
                 else:
                     wait.serve_now(key)
-        if reads and xreads:
+        if reads and xreads and (signaled is None or key in signaled):
             for wait in list(_READS.get(key, ())):
                 wait.serve_now(key, signals)
     if late or settle:

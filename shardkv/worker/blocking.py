@@ -766,10 +766,13 @@ class Waiters:
             self.ready[dbkey] = None
 
     def mark_db(self, db: int) -> None:
-        """Every waited-on key of database ``db`` may serve now (SWAPDB)."""
+        """Every waited-on key of database ``db`` may serve now (SWAPDB):
+        Redis's ``scanDatabaseForReadyKeys`` signals each ready, a stream
+        too, though no entry was added (see :meth:`signal`)."""
         for key in self.by_key:
             if key[0] == db:
                 self.ready[key] = None
+                self.signaled.add(key)
 
     def serve_ready(self) -> None:
         """Serve the waiters of each ready key, oldest first, while it can.
@@ -806,6 +809,14 @@ class Waiters:
                 db, key = dbkey
                 if db != ks.db:
                     ks.select(db)
+                if dbkey in self.signaled:
+                    stream = lookup(key)
+                    if type(stream) is Stream:
+                        # Served on the state the write left (an XSETID
+                        # after the XGROUP DESTROY in its transaction), as
+                        # Redis serves a signaled key: its last ID taken as
+                        # added, which a woken cross-shard try reads.
+                        stream.added = stream.last_id
                 claimed = self.claimed.get(dbkey, 0)  # elements of the __bwait waiters notified so far
                 for waiter in list(queue):
                     value = lookup(key)

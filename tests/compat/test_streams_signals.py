@@ -207,3 +207,74 @@ def test_an_xadd_that_trims_its_own_entry_serves_an_empty_array(redis_and_shardk
         redis_and_shardkv_k12, _streams(keys), read, [["XADD", S, "MAXLEN", "0", "2-0", "f", "2"], "served"]
     )
     assert out[-1] == ("served", [[S.encode(), []]])
+
+
+def _in_db1(commands: list) -> list:
+    return [["SELECT", "1"], *commands, ["SELECT", "0"]]
+
+
+@KEYS
+def test_swapdb_serves_an_xread_its_new_stream_last_id_passed(redis_and_shardkv_k12, keys):
+    """SWAPDB signals every waited-on key of the swapped databases ready
+    (``scanDatabaseForReadyKeys``): a stream swapped in whose last ID (an
+    XSETID's) is past a blocked XREAD's serves it an empty array, though
+    the entry it added is not."""
+    others = _others(keys)
+    setup = [
+        *_streams(others),
+        ["XADD", S, "9-0", "f", "9"],
+        ["XDEL", S, "9-0"],
+        *_in_db1([*_streams(others), ["XADD", S, "5-0", "f", "5"], ["XSETID", S, "10-0"]]),
+    ]
+    read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(others), "9-0"]
+    out = _both(redis_and_shardkv_k12, setup, read, [["SWAPDB", "0", "1"], "served"])
+    assert out[-1] == ("served", [[S.encode(), []]])
+
+
+@KEYS
+def test_swapdb_serves_an_xreadgroup_whose_new_group_is_behind(redis_and_shardkv_k12, keys):
+    """The stream swapped in holds the blocked XREADGROUP's group behind
+    its last ID: it is served the entries past it."""
+    others = _others(keys)
+    setup = [
+        *_streams(others, "g"),
+        *_two_entries_then("g"),
+        *_in_db1([*_streams(others, "g"), *_two_entries_then(), ["XGROUP", "CREATE", S, "g", "0"]]),
+    ]
+    out = _both(redis_and_shardkv_k12, setup, _group_read(keys), [["SWAPDB", "0", "1"], "served"])
+    assert out[-1] == ("served", [[S.encode(), [[b"1-0", [b"f", b"1"]], [b"2-0", [b"f", b"2"]]]]])
+
+
+@KEYS
+@pytest.mark.parametrize("how", ["MOVE", "COPY"])
+def test_a_stream_moved_or_copied_from_another_db_serves_past_its_last_id(redis_and_shardkv_k12, keys, how):
+    """MOVE and COPY ... DB add the key in the target database (dbAdd
+    signals it ready there): a read blocked on it whose ID the stream's
+    last ID is past gets an empty array."""
+    others = _others(keys)
+    setup = [*_streams(others), *_in_db1([["XADD", S, "5-0", "f", "5"], ["XSETID", S, "9-0"]])]
+    read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(others), "6-0"]
+    command = ["MOVE", S, "0"] if how == "MOVE" else ["COPY", S, S, "DB", "0"]
+    out = _both(redis_and_shardkv_k12, setup, read, [["SELECT", "1"], command, "served"])
+    assert out[-1] == ("served", [[S.encode(), []]])
+
+
+@KEYS
+def test_xgroup_destroy_then_xsetid_in_a_transaction_serves_past_the_new_last_id(redis_and_shardkv_k12, keys):
+    """Redis serves a signaled key after EXEC, on the state it left: an
+    XSETID after the XGROUP DESTROY moves the last ID past the read's."""
+    read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(_others(keys)), "2-0"]
+    steps = [["MULTI"], ["XGROUP", "DESTROY", S, "other"], ["XSETID", S, "5-0"], ["EXEC"], "served"]
+    out = _both(redis_and_shardkv_k12, [*_streams(_others(keys)), *_two_entries_then("other")], read, steps)
+    assert out[-1] == ("served", [[S.encode(), []]])
+
+
+def test_a_stream_renamed_from_a_key_of_the_same_read_serves_it(redis_and_shardkv_k12):
+    """A read across shards, the writer on its acceptor too: RENAME of
+    its other stream onto S (last ID moved by XSETID past S's read ID)
+    serves it an empty array for S, as Redis's dbAdd signals S; the
+    acceptor's try at once read no entry there and lost the signal."""
+    setup = [*_streams([T]), ["XSETID", T, "5-0"], *_two_entries_then()]
+    read = ["XREAD", "BLOCK", 0, "STREAMS", T, S, "1-0", "2-0"]
+    out = _both(redis_and_shardkv_k12, setup, read, [["RENAME", T, S], "served"])
+    assert out[-1] == ("served", [[S.encode(), []]])

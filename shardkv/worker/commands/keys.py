@@ -225,7 +225,7 @@ def _rename(ks: Keyspace, src: bytes, dst: bytes, nx: bool) -> object:
 
 
 def _signal_new_stream(ks: Keyspace, key: bytes, s: Stream) -> None:
-    """A stream put at ``key`` of the current database (RENAME, COPY):
+    """A stream put at ``key`` of the current database (RENAME, COPY, MOVE):
     Redis's dbAdd signals the new key ready, so its blocked reads whose ID
     its last ID is past are served: its last ID is taken as added (which
     travels with it, a cross-shard operation's result too), and its
@@ -309,6 +309,8 @@ def move(ks: Keyspace, args: list[bytes]) -> object:
             ks.unchanged = True  # held there already: nothing moved
             return 0
         ks.store(key, value)
+        if type(value) is Stream:
+            _signal_new_stream(ks, key, value)
         access.move_clock(ks, key, clock)  # the object moves, its clock with it
         if when is not None:
             ks.set_expire(key, when)
