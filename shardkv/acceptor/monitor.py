@@ -187,19 +187,24 @@ def exec_place(client: Client) -> Hold:
 
 
 def exec_lines(
-    client: Client, calls: list[tuple[commands.Command, list[bytes], int]], lua: list | None = None
+    client: Client,
+    calls: list[tuple[commands.Command, list[bytes], int]],
+    lua: list | None = None,
+    ran: Collection[int] = (),
 ) -> bytes:
     """The lines of a transaction's commands that ran, each ``(command,
-    arguments, database)``; ``lua``: the calls of its scripts, in order,
-    each script's ending with ``wire.SCRIPT_END``, whose lines follow
-    each script's own."""
+    arguments, database)``; ``lua``: the calls of its scripts that ran on
+    its executor (``ran``: their positions in ``calls``), in order, each
+    script's ending with ``wire.SCRIPT_END``, whose lines follow each
+    script's own (not those of a script refused before it ran, such as
+    an EVALSHA answered -NOSCRIPT, which calls nothing)."""
     addr = client.addr.encode()
     out = []
     scripts = iter(lua or ())
-    for cmd, args, db in calls:
+    for at, (cmd, args, db) in enumerate(calls):
         if shown(cmd, args):
             out.append(_line(db, addr, args))
-        if lua is not None and cmd.name in SCRIPT_COMMANDS:
+        if lua is not None and at in ran:
             for call in scripts:
                 if call[0] == -1:
                     break
@@ -213,16 +218,18 @@ def put_exec_lines(
     calls: list[tuple[commands.Command, list[bytes], int]],
     lua: list | None = None,
     sent: dict[int, object] | None = None,
+    ran: Collection[int] = (),
 ) -> None:
     """Put into ``place`` (see :func:`exec_place`) the lines of a
-    transaction's commands that ran (:func:`exec_lines`).  ``sent``: by
+    transaction's commands that ran (:func:`exec_lines`, with ``lua`` and
+    ``ran``).  ``sent``: by
     position in ``calls``, the holders (see :func:`expect_lines`) of its
     scripts that ran as commands of their own, sent as it committed, whose
     ``[lua]`` lines come later: each one's go right after its own line, as
     Redis shows a script's calls, before EXEC's; so the place is put once
     every one came (or its reply said none will: :class:`LuaLines`)."""
     if not sent:
-        place.put(exec_lines(client, calls, lua))
+        place.put(exec_lines(client, calls, lua, ran))
         return
     block = _ExecBlock(place)
     start = 0

@@ -1768,7 +1768,7 @@ def _run_atomic(
         _schedule_elsewhere(client, made[-1].executor, scheduled)
         if reply.place is not None:  # committed: now they have run, before EXEC's line
             calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
-            monitor.put_exec_lines(reply.place, client, calls, lua if scripts else None, sent)
+            monitor.put_exec_lines(reply.place, client, calls, lua if scripts else None, sent, scripts)
             if sent:  # (to be put once its scripts' lines came: not emptied by _Settle)
                 reply.place = None
         reply.parts = parts

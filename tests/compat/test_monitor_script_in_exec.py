@@ -146,3 +146,54 @@ def test_the_lua_lines_of_a_script_run_on_its_own_in_exec_follow_its_line(server
     assert replies == real_replies
     for each in shown:  # every monitor, on either acceptor
         assert each == real_shown
+
+
+# Transactions whose scripts run on the operation's executor (writes on two
+# shards), one of them refused before it runs: an EVALSHA of no cached
+# script (answered -NOSCRIPT by the acceptor, as Redis's calls nothing) or
+# an FCALL of no function, then scripts that call commands.
+REFUSED_FIRST = {
+    "evalsha-noscript": ["EVALSHA", "0" * 40, "1", OWN],
+    "evalsha-after-script-flush": ["EVALSHA", "0" * 40, "1", OWN],
+    "fcall-no-function": ["FCALL", "nosuch", "1", OWN],
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED_FIRST))
+def test_the_lua_lines_in_an_atomic_exec_skip_a_script_refused_before_it_ran(servers, name) -> None:
+    """The ``[0 lua]`` lines of the scripts an atomic EXEC ran follow each
+    one's own EVAL line, as redis-server's: a script refused before it ran
+    (it calls nothing) used to take the lines of the next script that ran."""
+    real_port, port, acceptors = servers
+    flush = [["SCRIPT", "FLUSH"]] if name == "evalsha-after-script-flush" else []
+    queued = [
+        ["SET", OWN, "1"],
+        ["SET", OTHER, "2"],
+        *flush,
+        REFUSED_FIRST[name],
+        ["EVAL", "return redis.call('incr', KEYS[1])", "1", OTHER],
+        ["EVAL", CALLS, "2", OWN, OWN2],
+    ]
+
+    def run(port: int, acceptors: int) -> tuple[list, list]:
+        monitors = [_connect(port, acceptors, index) for index in range(acceptors)]
+        c = _connect(port, acceptors, 0)
+        try:
+            for m in monitors:
+                assert m.call("MONITOR") == b"+OK\r\n"
+            c.call("DEL", OWN, OWN2, OTHER)
+            replies = _send(c, [["MULTI"], *queued, ["EXEC"], ["ECHO", "last"]])
+            host, cport = c.sock.getsockname()[:2]
+            addr = b"%s:%d" % (host.encode(), cport)
+            return replies, [_lines_until(m, b'"ECHO" "last"', addr) for m in monitors]
+        finally:
+            c.close()
+            for m in monitors:
+                m.close()
+
+    real_replies, (real_shown,) = run(real_port, 1)
+    assert real_shown.count(b'[0 lua] "incr" "%s"' % OTHER.encode()) == 1  # (what is compared)
+    replies, shown = run(port, acceptors)
+    assert replies == real_replies
+    for each in shown:  # every monitor, on either acceptor
+        assert each == real_shown
