@@ -287,6 +287,41 @@ def served(ks: Keyspace, saved: tuple | None) -> None:
     ks.no_touch = on
 
 
+def round_lookup(ks: Keyspace, key: bytes, counted: list[bool]) -> object | None:
+    """Serving one blocked client from ``key`` in a round of serving its
+    clients: the serve's first lookup of ``key`` is the round's one access
+    (Redis 7.0's ``handleClientsBlockedOnKeys`` looks a ready key up once,
+    then serves each client blocked on it from that value), a peek once
+    ``counted[0]`` says the round counted it.  Its later lookups (a
+    BLMOVE's destination that is its source: ``serveClientBlockedOnList``'s
+    own) stay accesses.  What :func:`round_served` takes back."""
+    saved = ks.__dict__.get("lookup")
+    look = ks.lookup  # the mode in force (a NO-TOUCH client's: a peek)
+    first = True
+
+    def lookup(name: bytes) -> object | None:
+        nonlocal first
+        if name != key or not first:
+            return look(name)
+        first = False
+        if counted[0]:
+            return ks.peek(name)
+        if not ks.no_touch:
+            counted[0] = True
+        return look(name)
+
+    ks.lookup = lookup  # type: ignore[method-assign,assignment]
+    return saved
+
+
+def round_served(ks: Keyspace, saved: object | None) -> None:
+    """The end of a serve in a round (see :func:`round_lookup`)."""
+    if saved is None:
+        ks.__dict__.pop("lookup", None)
+    else:
+        ks.__dict__["lookup"] = saved
+
+
 def touched(ks: Keyspace, key: bytes) -> bool:
     """TOUCH's lookup of ``key`` for a NO-TOUCH client: an access all the
     same.  Whether the key is there."""

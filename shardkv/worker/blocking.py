@@ -818,6 +818,7 @@ class Waiters:
                         # added, which a woken cross-shard try reads.
                         stream.added = stream.last_id
                 claimed = self.claimed.get(dbkey, 0)  # elements of the __bwait waiters notified so far
+                counted = [False]  # the key looked up this round (see access.round_lookup)
                 for waiter in list(queue):
                     value = lookup(key)
                     wait = waiter.wait
@@ -840,22 +841,32 @@ class Waiters:
                         continue
                     # (A stream's: its XREADGROUP's try finds whether an entry is left.)
                     left = not claimed or value is None or type(value) is Stream or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
-                    if self._serve(waiter, key, left, order) and wait.claims:
+                    if self._serve(waiter, key, left, order, counted) and wait.claims:
                         claimed += wait.claims
         finally:
             self.signaled.clear()
             if ks.db != here:
                 ks.select(here)
 
-    def _serve(self, waiter: Waiter, key: bytes, left: bool = True, order: tuple = ()) -> bool:
+    def _serve(
+        self,
+        waiter: Waiter,
+        key: bytes,
+        left: bool = True,
+        order: tuple = (),
+        counted: list[bool] | None = None,
+    ) -> bool:
         """Serve ``waiter`` from ``key`` if it can; whether it was served.
         ``left``: an element is left for it (see :meth:`serve_ready`);
         ``order``: the operation that made ``key`` ready and its rank, which
-        a ``__bwait``'s notification names (see :meth:`mark_keys`)."""
+        a ``__bwait``'s notification names (see :meth:`mark_keys`);
+        ``counted``: whether this round of serving ``key``'s clients looked
+        it up already (see :func:`access.round_lookup`)."""
         ks = self.ks
         args = waiter.args
         start = perf_counter_ns()
         mode = access.serving(ks, waiter.no_touch)  # (as its client, see access.serving)
+        looking = access.round_lookup(ks, key, counted) if counted is not None else None
         try:
             if not ks.noting:
                 value = waiter.wait.serve(ks, args, key)
@@ -870,6 +881,8 @@ class Waiters:
             log.exception("serving a blocked %r failed", args[0])
             value = Error(errors.INTERNAL % commands.error_name(args))
         finally:
+            if counted is not None:
+                access.round_served(ks, looking)
             access.served(ks, mode)
         # A handler that found nothing to pop says so (ks.unchanged) for the
         # shard's execute, which is not on this path: cleared here, or the

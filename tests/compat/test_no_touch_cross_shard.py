@@ -287,3 +287,33 @@ def test_a_served_move_looks_up_a_source_that_keeps_elements_once(servers, comma
         assert c.command("LRANGE", keys["s"], 0, -1) == [b"b" if moved == b"a" else b"a"]
         seen.append(_clocks(c, keys, lfu))
     assert seen[1] == seen[0]
+
+
+@pytest.mark.parametrize("command", ["BLPOP", "BLMOVE"])
+def test_one_push_serving_two_blocked_clients_looks_their_key_up_once(servers, command):
+    """Two clients blocked on one key (BLPOP, or BLMOVE to a list on the
+    same shard), both served by one push that leaves an element: the key
+    is looked up once for them all (Redis 7.0's handleClientsBlockedOnKeys,
+    one lookupKeyWrite per ready key), each BLMOVE's destination once per
+    client (serveClientBlockedOnList); their FREQ as redis-server's."""
+    real, ours, lfu = servers
+    case = Case({"d": (0, "list")}, lambda c, k: None, new={"s": 0})
+    keys = _keys(case, f"served-two-{command}")
+    args = [keys["s"], "10"] if command == "BLPOP" else [keys["s"], keys["d"], "LEFT", "RIGHT", "10"]
+    seen = []
+    for c in (real, ours):
+        port = c.sock.getpeername()[1]
+        _set_up(c, case, keys, _payloads(c), lfu)
+        with RespClient(port) as first, RespClient(port) as second:
+            first.send(command, *args)
+            _blocked(c, 1)
+            second.send(command, *args)
+            _blocked(c, 2)
+            assert c.command("RPUSH", keys["s"], "a", "b", "c") == 3
+            replies = [first.read_reply(), second.read_reply()]
+        assert replies == (
+            [[keys["s"].encode(), b"a"], [keys["s"].encode(), b"b"]] if command == "BLPOP" else [b"a", b"b"]
+        )
+        assert c.command("LRANGE", keys["s"], 0, -1) == [b"c"]
+        seen.append(_clocks(c, keys, lfu))
+    assert seen[1] == seen[0]
