@@ -335,6 +335,20 @@ def _blocked(client: Client) -> int:
     return token
 
 
+def tell_behind(client: Client) -> None:
+    """Several acceptors: tell the shard of ``client``'s one-shard blocking
+    command, once, that commands wait behind it (an ``H`` frame, after
+    the command's entry): a push that serves it then holds its replies
+    until they ran (``Shard.gate_on_behind``), as Redis runs a served
+    client's buffered commands before it writes the push's reply.  With one
+    acceptor the served client's wake and the push's reply come in one
+    read, and its commands go before the pusher's next command anyway."""
+    wait = WAITING.get(client.state.blocked_token)
+    if type(wait) is _OneShard and not wait.told and client.state.held and client.server.bus is not None:
+        wait.told = True
+        wait.link.queue_frame(wire.encode_behind(wait.token))
+
+
 def _unblocked(client: Client, token: int) -> None:
     WAITING.pop(token, None)
     if client.state.unblock(token):
@@ -346,11 +360,16 @@ class _OneShard:
     """A blocking command whose keys all live on one shard: the sink of its
     reply, in the R frame (empty if it blocked) and then the W frame."""
 
-    __slots__ = ("client", "slot", "link", "token", "done", "timed", "after", "behind")
+    __slots__ = ("client", "slot", "link", "token", "done", "timed", "after", "behind", "told", "resumed")
 
     def __init__(self, client: Client, shard: int, args: list[bytes], timed: bool) -> None:
         self.client = client
         self.timed = timed
+        # Several acceptors: its shard was told that its client has commands
+        # behind it (tell_behind); and what waits until they ran once it
+        # was served (when_resumed), until its reply comes.
+        self.told = False
+        self.resumed: list[Callable[[list], None]] | None = None
         # What waits for its reply to be written (see after_reply), if anything.
         self.after: list[Callable[[], None]] | None = None
         # Where that waits once its reply came, behind one still to come.
@@ -381,6 +400,26 @@ class _OneShard:
         self.slot.deliver(body)
         _unblocked(self.client, self.token)
         self._written()
+        resumed, self.resumed = self.resumed, None
+        for answer in resumed or ():
+            self._after_resumed(answer)
+
+    def when_resumed(self, answer: Callable[[list], None]) -> None:
+        """Call ``answer([])`` once the commands its client pipelined behind
+        it, run once its reply came (``Client.resume``, called soon after),
+        have run on their shards: the ``seen`` answer that a push's replies
+        wait for (``Shard.gate_on_behind``)."""
+        if self.done:
+            self._after_resumed(answer)
+        else:
+            if self.resumed is None:
+                self.resumed = []
+            self.resumed.append(answer)
+
+    def _after_resumed(self, answer: Callable[[list], None]) -> None:
+        client = self.client
+        # (Behind the client's resume, which _unblocked asked for first.)
+        client.server.loop.call_soon(after_earlier_commands, client, lambda: answer([]))  # type: ignore[union-attr]
 
     def after_reply(self, then: Callable[[], None]) -> None:
         """Call ``then`` once this command's reply is written (or it ends

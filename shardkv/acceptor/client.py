@@ -26,7 +26,7 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.blocking import EAGER_KEYS, decided_later, lost_unwritten
+from shardkv.acceptor.blocking import EAGER_KEYS, decided_later, lost_unwritten, tell_behind
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
@@ -198,6 +198,8 @@ class Client(Dispatch, asyncio.Protocol):
             if state.blocked_token or state.held:
                 # A blocking command waits: what follows waits for it, as in Redis.
                 state.hold(batch)
+                if state.blocked_token and server.bus is not None:
+                    tell_behind(self)
             elif count > 1 and (stats := server.stats).hold():
                 # Their slow entries pushed at once (see shardkv.runtime.slowlogfile).
                 try:
@@ -380,6 +382,8 @@ class Client(Dispatch, asyncio.Protocol):
             if self.closing or self.state.blocked_token:
                 if not self.closing:
                     self.state.hold(rest)
+                    if server.bus is not None:
+                        tell_behind(self)
                 break
             plain = self._plain()
             by_crc = routes[self.resp3]

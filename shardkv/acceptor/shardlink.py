@@ -451,6 +451,10 @@ class ShardLink:
         self.ask_seen: Callable[[int, list, causal.Gate], None] | None = None
         self.others_seen = 0
         self.others_waiting: list = []
+        # The served blocking commands (blocking._OneShard) whose clients
+        # have commands behind them, read since the last ``O`` frame: its
+        # ``seen`` answer waits until those commands ran.
+        self.resumed: list[Any] = []
         # The sinks of the gated replies of each batch whose ``O`` frame
         # ``(pipe, seq)`` another acceptor hands out, until they go; the
         # last such ``seq`` of each pipe; what waits for a batch's ``R``
@@ -859,6 +863,7 @@ class ShardLink:
         self._events = None  # the old pipe's, if any, went with it
         self._gate = None
         self.others_seen = 0
+        self.resumed = []  # (the old pipe's O frames are gone: nothing waits for them)
         if self.others_waiting:
             causal.answer_all(self)
         self.batches = {}
@@ -1044,6 +1049,8 @@ class ShardLink:
             token, body = wire.decode_wake(payload)
             sink = self.blocked.pop(token, None)
             if sink is not None:
+                if getattr(sink, "told", False):
+                    self.resumed.append(sink)
                 deliver(sink, body, "delivering a blocking command's reply")
             elif body.startswith(wire.SERVED_WAKE):
                 # Its wait is over (its client went away, another shard
@@ -1184,6 +1191,8 @@ class ShardLink:
         sink = self.blocked.pop(token, None)
         if sink is None:
             return
+        if getattr(sink, "told", False):
+            self.resumed.append(sink)
         if self.ask_seen is None:
             deliver(sink, body, "delivering a blocking command's reply")
             return
@@ -1210,6 +1219,15 @@ class ShardLink:
                 causal.OTHERS = None
                 gate = causal.gathered()
         self._after_frame()  # written to the clients' sockets before the answer
+        if self.resumed:
+            # Clients served just before this frame, with commands behind
+            # their blocking ones: the answer waits until those ran (the
+            # push's replies wait for it: see Shard.gate_on_behind).
+            resumed, self.resumed = self.resumed, []
+            if gate is None:
+                gate = causal.Gate()
+            for sink in resumed:
+                sink.when_resumed(gate.expect())
         seen = causal.Seen(self, seq)
         if gate is None:
             seen.deliver(b"")

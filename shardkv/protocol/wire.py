@@ -48,6 +48,10 @@ Acceptor -> worker
     already answered, is ignored).  Tokens are each acceptor's own: this
     cancels the token of the pipe it came on.  (CLIENT UNBLOCK, which needs
     an answer, is an entry of a batch instead: :attr:`Verb.UNBLOCK`.)
+``H`` *behind*: ``H<token>`` in ASCII (several acceptors only): the
+    client blocked under that token on this pipe has commands behind its
+    blocking command; a write that serves it holds its batch's replies
+    until they ran (:func:`encode_behind`; an unknown token is ignored).
 ``V`` *verdict*: ``V<token> <0|1>`` in ASCII: the answer to a
     ``BWAIT_SERVED`` wake of that token (see :data:`BWAIT_SERVED`), read
     by the shard that waits in place for it (:func:`encode_verdict`).
@@ -329,6 +333,9 @@ CONFIG_NUMBER = b"#"  # __config's mark of a number (see Verb.CONFIG)
 
 BATCH = 66  # b"B"
 CANCEL = 88  # b"X"
+# acceptor -> worker, several acceptors only: the blocked command of this
+# token (``H<token>``) has commands pipelined behind it (see encode_behind).
+BEHIND = 72  # b"H"
 CONTROL = 67  # b"C"
 REPLIES = 82  # b"R"
 WAKE = 87  # b"W"
@@ -1145,6 +1152,13 @@ def decode_gated_events(
         payload[1:]
     )
     return decoded
+
+
+def encode_behind(token: int) -> bytes:
+    """An ``H`` frame: the client of the blocked command ``token`` has
+    commands pipelined behind it; a push that serves it then has its
+    batch's replies wait until they ran (``shardkv.worker.loop``)."""
+    return b"H%d" % token
 
 
 def encode_others_events(

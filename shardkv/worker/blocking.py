@@ -253,7 +253,19 @@ class Wait:
 class Waiter:
     """One blocked command: who waits, for what, until when."""
 
-    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe", "stamp", "ns", "no_touch")
+    __slots__ = (
+        "token",
+        "args",
+        "wait",
+        "resp3",
+        "deadline",
+        "db",
+        "pipe",
+        "stamp",
+        "ns",
+        "no_touch",
+        "behind",
+    )
 
     def __init__(
         self,
@@ -269,6 +281,9 @@ class Waiter:
         no_touch: bool = False,
     ) -> None:
         self.ns = ns  # how long its run took, before it blocked (Redis's c->duration)
+        # Its client has commands pipelined behind it (an ``H`` frame from
+        # its acceptor, several acceptors only): see Waiters.behind_served.
+        self.behind = False
         # Its client's CLIENT NO-TOUCH (wire.FLAG_NOTOUCH), which its
         # serving keeps, whoever's entry serves it (access.serving).
         self.no_touch = no_touch
@@ -322,6 +337,12 @@ class Waiters:
         # several acceptors each waits for the O frames of the events noted
         # before it (see Shard.send_wakes).
         self.served: list[tuple[int, bytes]] = []
+        # The pipes of the waiters a write served here whose clients have
+        # commands pipelined behind them (wire.BEHIND): with several
+        # acceptors the batch's replies wait until those acceptors have run
+        # them (see Pipes._handle), as Redis runs a served client's buffered
+        # commands (processUnblockedClients) before it writes any reply.
+        self.behind_served: set[int] = set()
         # CLIENT UNBLOCK while a script is busy: Redis answers -BUSY (the
         # command has no allow-busy flag), at busy-reply-threshold, to one
         # that waited behind the script.  The scripts that went busy so far,
@@ -442,6 +463,15 @@ class Waiters:
         if waiter.wait.timeout:
             heapq.heappush(self.timeouts, (waiter.deadline, pipe, waiter.token))
 
+    def mark_behind(self, token: int, pipe: int) -> None:
+        """An ``H`` frame: the client of the waiter of ``token`` from
+        ``pipe`` has commands pipelined behind it (nothing if it no longer
+        waits: served before the frame came, its commands then run after
+        the push's reply, as in Redis when they are read after the push)."""
+        waiter = self.by_token.get((pipe, token))
+        if waiter is not None:
+            waiter.behind = True
+
     def cancel(self, token: int, pipe: int = 0) -> None:
         """Forget the waiter of ``token`` from ``pipe``, if it still waits."""
         waiter = self.by_token.get((pipe, token))
@@ -548,11 +578,13 @@ class Waiters:
             # dropped above have ended (see _unclaim).
             self.wakes = [(p, frame) for p, frame in self.wakes if pipe is not None and p != pipe]
             self.served = [wake for wake in self.served if pipe is not None and wake[0] != pipe]
+            self.behind_served = {p for p in self.behind_served if pipe is not None and p != pipe}
             return
         for waiter in [w for (p, _), w in self.by_token.items() if p == pipe]:
             self._forget(waiter)
         self.wakes = [(p, frame) for p, frame in self.wakes if p != pipe]
         self.served = [wake for wake in self.served if wake[0] != pipe]
+        self.behind_served.discard(pipe)
         for key in freed:
             if key in self.by_key:
                 self.ready[key] = None
@@ -923,6 +955,8 @@ class Waiters:
             value = [*value[:2], *order, *value[2:]]
         wake = (waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
         self.wakes.append(wake)
+        if waiter.behind:
+            self.behind_served.add(waiter.pipe)
         if not claims and ks.event_masks and args[0][0] != 95:  # (not a __bwait's notification)
             self.served.append(wake)
         stats = ks.stats

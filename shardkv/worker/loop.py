@@ -749,6 +749,17 @@ class Pipes:
             # Another batch already read costs no system call to see;
             # for a shared fsync it is worth one to look for more.
             more = pipe.backlog or pipe.reader.has_frame() or (_grouping(shard) and pipe.reader.poll(0))
+            if shard.waiters.behind_served:
+                # It served another acceptor's client with commands behind
+                # its blocking one: the replies wait until they ran there.
+                noted, marks = shard.gate_on_behind(noted, reply)
+                if marks:
+                    if noted is not None:
+                        pipe.send(noted, [])
+                    pipe.send(reply, shard.logged)
+                    shard.send_wakes()
+                    shard.send_marks(marks)
+                    return
             if more and len(held) < GROUP_COMMIT_MAX:
                 if noted is not None:
                     held.append(noted)
@@ -777,6 +788,8 @@ class Pipes:
             shard.send_wakes()
         elif kind == wire.CANCEL:
             shard.waiters.cancel(int(payload[1:]), pipe.index)
+        elif kind == wire.BEHIND:
+            shard.waiters.mark_behind(int(payload[1:]), pipe.index)
         elif kind == wire.VERDICT:
             # A verdict that came after its shard stopped waiting (see
             # recv_verdict): the element went back; a taking one is told so.

@@ -1522,6 +1522,44 @@ class Shard:
             if failed is not None:
                 raise failed
 
+    def gate_on_behind(self, noted: bytes | None, reply: bytes) -> tuple[bytes | None, list[tuple[int, int]]]:
+        """With several acceptors, the events frame for the batch's
+        ``reply`` (``noted``, or None) when the batch served a client of
+        another acceptor with commands pipelined behind its blocking one
+        (``Waiters.behind_served``): a ``G`` frame that holds every reply
+        of the batch until that acceptor answers ``seen`` for an empty
+        ``O`` frame sent after the wake (returned, to send then with
+        :meth:`send_marks`), which it does once the served client's
+        commands have run (``acceptor.blocking.after_resumed``).  Redis
+        runs them (``processUnblockedClients``) before it writes the
+        push's reply, so the pusher's next command sees what they did."""
+        waiters = self.waiters
+        behind, waiters.behind_served = waiters.behind_served, set()
+        here = self.keyspace.pipe
+        marks = []
+        for pipe in sorted(behind):
+            if pipe != here:
+                marks.append((pipe, self.others_sent.get(pipe, 0) + 1))
+                self.others_sent[pipe] = marks[-1][1]
+        if not marks:
+            return noted, []
+        count = len(wire.reply_sizes(reply)[1])
+        everyone = list(range(count))
+        if noted is None:
+            framed = wire.encode_gated_events([0] * count, [], everyone, marks)
+        elif noted[0] == wire.GATED_EVENTS:
+            bounds, events, gated, waits = wire.decode_gated_events(noted)
+            framed = wire.encode_gated_events(bounds, events, everyone, [*waits, *marks])
+        else:
+            bounds, events = wire.decode_events(noted)
+            framed = wire.encode_gated_events(bounds, events, everyone, marks)
+        return framed, marks
+
+    def send_marks(self, marks: list[tuple[int, int]]) -> None:
+        """The empty ``O`` frames of :meth:`gate_on_behind`, after the wakes."""
+        for pipe, seq in marks:  # (a pipe gone: the bus drops its acceptor, the seen with it)
+            self.send_to(pipe, wire.encode_others_events(seq, [], None))
+
     def _mark_handed_out(self, pipe: int) -> tuple[int, int]:
         """An empty ``O`` frame on ``pipe``, the current one, after the
         batch's ``R`` frame: its acceptor answers ``seen`` for it once it
