@@ -79,6 +79,19 @@ class Gate:
                 deliver(sink, body, "delivering a reply")  # a failure costs its client alone
 
 
+class Answer:
+    """A sink that gives one answer a gate expects (:meth:`Gate.expect`'s)
+    once delivered: a gate that waits for another one's release."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: Callable[[list], None]) -> None:
+        self.answer = answer
+
+    def deliver(self, body: bytes) -> None:
+        self.answer([])
+
+
 class Later:
     """A sink that holds its body in ``gate`` (itself held in another gate:
     a reply that waits for two things)."""

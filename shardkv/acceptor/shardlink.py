@@ -455,6 +455,7 @@ class ShardLink:
         # have commands behind them, read since the last ``O`` frame: its
         # ``seen`` answer waits until those commands ran.
         self.resumed: list[Any] = []
+        self.resume_gate: causal.Gate | None = None  # the last O frame's gate that waits for them
         # The sinks of the gated replies of each batch whose ``O`` frame
         # ``(pipe, seq)`` another acceptor hands out, until they go; the
         # last such ``seq`` of each pipe; what waits for a batch's ``R``
@@ -864,6 +865,7 @@ class ShardLink:
         self._gate = None
         self.others_seen = 0
         self.resumed = []  # (the old pipe's O frames are gone: nothing waits for them)
+        self.resume_gate = None
         if self.others_waiting:
             causal.answer_all(self)
         self.batches = {}
@@ -1219,15 +1221,22 @@ class ShardLink:
                 causal.OTHERS = None
                 gate = causal.gathered()
         self._after_frame()  # written to the clients' sockets before the answer
-        if self.resumed:
+        before = self.resume_gate
+        behind = before is not None and before.waiting
+        if self.resumed or behind:
             # Clients served just before this frame, with commands behind
             # their blocking ones: the answer waits until those ran (the
-            # push's replies wait for it: see Shard.gate_on_behind).
-            resumed, self.resumed = self.resumed, []
+            # push's replies wait for it: see Shard.gate_on_behind); and the
+            # answers of later frames wait for it (``seen`` of a frame says
+            # the earlier ones are handed out too).
             if gate is None:
                 gate = causal.Gate()
+            if behind:
+                before.hold(causal.Answer(gate.expect()), b"")  # type: ignore[union-attr]
+            resumed, self.resumed = self.resumed, []
             for sink in resumed:
                 sink.when_resumed(gate.expect())
+            self.resume_gate = gate
         seen = causal.Seen(self, seq)
         if gate is None:
             seen.deliver(b"")
