@@ -452,8 +452,10 @@ class ShardLink:
         self.others_seen = 0
         self.others_waiting: list = []
         # The served blocking commands (blocking._OneShard) whose clients
-        # have commands behind them, read since the last ``O`` frame: its
-        # ``seen`` answer waits until those commands ran.
+        # have commands behind them, in the wakes just read: an ``O`` frame
+        # right behind them (Shard.gate_on_behind sends it after the
+        # wakes; any other frame ends the list) answers ``seen`` only once
+        # those commands ran.
         self.resumed: list[Any] = []
         self.resume_gate: causal.Gate | None = None  # the last O frame's gate that waits for them
         # The sinks of the gated replies of each batch whose ``O`` frame
@@ -1008,6 +1010,8 @@ class ShardLink:
 
     def _frame(self, payload: bytes) -> None:
         kind = payload[0]
+        if self.resumed and kind != wire.WAKE and kind != wire.GATED_WAKE and kind != wire.OTHERS_EVENTS:
+            self.resumed = []  # (no O frame came right behind their wakes: nothing waits for them)
         if kind == wire.REPLIES:
             if self._events is not None:
                 self._replies_with_events(payload)
