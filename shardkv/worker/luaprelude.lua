@@ -768,26 +768,34 @@ math.randomseed = pyrandomseed
 
 for name, lib in pairs(libs.modules) do G[name] = lib end
 
--- The thread's ``debug`` table (see the end of this file), whose
--- ``traceback`` lupa gives lua_pcall as its message handler on each call
--- from Python: the handler below, but while a script runs, whose entry
--- (engine.run, engine.call, engine.one_key...) takes it out and puts it
--- back.  The error table the handler made of a run's error, until
+-- Set while a script's entry (engine.run, engine.call, engine.one_key...)
+-- runs it; the error table the handler made of its error, until
 -- engine.failed takes it.
-local lupa_debug, run_error = {}, nil
+local in_run, run_error = false, nil
 
 -- Redis's error handler: {err=..., source=..., line=...}.  lupa's message
--- handler for the call from Python that runs a script (engine.run...), so
--- lupa's lua_pcall is the script's protected call: no xpcall of the
--- entry's, a C level less (as Redis's one).  It is in ``lupa_debug`` for
--- every call from Python but while the script runs: the calls into Lua
--- that the run's Python callables make (a comparator, a metamethod a
--- lupa read runs) have no handler (their errors go on as raised), as
--- before.  Called for another call from Python (one that is no run), it
--- gives the error as it was raised.  lupa raises a table as LuaError(''):
--- the table is held for Python to take (engine.failed).
+-- handler for every call from Python into Lua (the thread's
+-- debug.traceback: see the end of this file), so its lua_pcall is the
+-- script's protected call: no xpcall of the entry's, a C level less (as
+-- Redis's one).  Only the run's own error becomes its table: one raised
+-- in a call into Lua from Python that the run made (a Python callable's:
+-- a comparator, a metamethod lupa's read ran) or from a pcall, an xpcall
+-- or a resume in it (whose own calls into Lua have no handler: this one
+-- only for another call from Python) goes on as it was raised, as it did
+-- with no handler there.  lupa raises a table as LuaError(''): the table
+-- is held for Python to take (engine.failed).
 local function handler(err)
-    if lupa_debug.traceback ~= nil then return err end  -- (no run)
+    if not in_run then return err end
+    do
+        local level = 3
+        local i = dbg.getinfo(level, "f")
+        while i do
+            local f = i.func
+            if f == pyobject_call or f == pcall or f == xpcall or f == coresume_c then return err end
+            level = level + 1
+            i = dbg.getinfo(level, "f")
+        end
+    end
     local from_library = false
     if type(err) == "userdata" then
         if plain_userdata[err] then
@@ -1161,18 +1169,18 @@ end
 function engine.run(f, nkeys, ...)
     -- EVAL: KEYS and ARGV are globals
     globals.KEYS, globals.ARGV = split(nkeys, ...)
-    lupa_debug.traceback = nil
+    in_run = true
     local r = f()
-    lupa_debug.traceback = handler
+    in_run = false
     return true, r
 end
 
 function engine.run_wide(f, nkeys, ...)
     globals.KEYS, globals.ARGV = split(nkeys, ...)
     widen(true)
-    lupa_debug.traceback = nil
+    in_run = true
     local r = f()
-    lupa_debug.traceback = handler
+    in_run = false
     widen(false)
     return true, r
 end
@@ -1204,9 +1212,9 @@ function engine.one_key(f, wide_run)
         local some = function(key, ...)
             globals.KEYS, globals.ARGV = {key}, {...}
             widen(true)
-            lupa_debug.traceback = nil
+            in_run = true
             local r = f()
-            lupa_debug.traceback = handler
+            in_run = false
             widen(false)
             return r
         end
@@ -1214,9 +1222,9 @@ function engine.one_key(f, wide_run)
             globals.KEYS, globals.ARGV = {key}, nil
             argv_owed = true
             widen(true)
-            lupa_debug.traceback = nil
+            in_run = true
             local r = f()
-            lupa_debug.traceback = handler
+            in_run = false
             widen(false)
             argv_owed = false
             return r
@@ -1242,9 +1250,9 @@ function engine.one_key(f, wide_run)
     local some = function(key, ...)
         if keys then keys[1] = key else key = {key} end
         globals.KEYS, globals.ARGV = keys or key, {...}
-        lupa_debug.traceback = nil
+        in_run = true
         local r = f()
-        lupa_debug.traceback = handler
+        in_run = false
         if keys then keys[1] = false end
         return r
     end
@@ -1254,9 +1262,9 @@ function engine.one_key(f, wide_run)
             if keys then keys[1] = key else key = {key} end
             argv[1] = arg
             globals.KEYS, globals.ARGV = keys or key, argv
-            lupa_debug.traceback = nil
+            in_run = true
             local r = f()
-            lupa_debug.traceback = handler
+            in_run = false
             if keys then keys[1] = false end
             argv[1] = nil
             return r
@@ -1267,9 +1275,9 @@ function engine.one_key(f, wide_run)
             keys[1] = key
             globals.KEYS, globals.ARGV = keys, nil
             argv_owed = true
-            lupa_debug.traceback = nil
+            in_run = true
             local r = f()
-            lupa_debug.traceback = handler
+            in_run = false
             argv_owed = false
             keys[1] = false
             return r
@@ -1278,9 +1286,9 @@ function engine.one_key(f, wide_run)
     return function(key)
         globals.KEYS, globals.ARGV = {key}, nil
         argv_owed = true
-        lupa_debug.traceback = nil
+        in_run = true
         local r = f()
-        lupa_debug.traceback = handler
+        in_run = false
         argv_owed = false
         return r
     end, one, some
@@ -1289,18 +1297,18 @@ end
 function engine.call(f, nkeys, ...)
     -- FCALL: the function gets the keys and arguments tables
     local keys, argv = split(nkeys, ...)
-    lupa_debug.traceback = nil
+    in_run = true
     local r = f(keys, argv)
-    lupa_debug.traceback = handler
+    in_run = false
     return true, r
 end
 
 function engine.call_wide(f, nkeys, ...)
     local keys, argv = split(nkeys, ...)
     widen(true)
-    lupa_debug.traceback = nil
+    in_run = true
     local r = f(keys, argv)
-    lupa_debug.traceback = handler
+    in_run = false
     widen(false)
     return true, r
 end
@@ -1311,7 +1319,7 @@ function engine.failed()
     -- out, the usual forms of redis.call back, no ARGV owed), and the
     -- error table the handler made of it, taken (nil: none, as for a
     -- memory error or an error in the handler, which lupa gives as such).
-    lupa_debug.traceback = handler
+    in_run = false
     argv_owed = false
     if wide then widen(false) end
     local k, a = rawget(globals, "KEYS"), rawget(globals, "ARGV")
@@ -1465,7 +1473,6 @@ end
 -- Scripts, libraries and the prelude keep G (FG) as their globals
 -- (setfenv, and loadstring above); nothing a script can reach leads to
 -- this table (getfenv and debug are gone).
-lupa_debug.traceback = handler
-setfenv(0, setmetatable({debug = lupa_debug}, {__newindex = readonly_error, __metatable = false}))
+setfenv(0, setmetatable({debug = {traceback = handler}}, {__newindex = readonly_error, __metatable = false}))
 
 return engine
