@@ -768,34 +768,8 @@ math.randomseed = pyrandomseed
 
 for name, lib in pairs(libs.modules) do G[name] = lib end
 
--- Set while a script's entry (engine.run, engine.call, engine.one_key...)
--- runs it; the error table the handler made of its error, until
--- engine.failed takes it.
-local in_run, run_error = false, nil
-
--- Redis's error handler: {err=..., source=..., line=...}.  lupa's message
--- handler for every call from Python into Lua (the thread's
--- debug.traceback: see the end of this file), so its lua_pcall is the
--- script's protected call: no xpcall of the entry's, a C level less (as
--- Redis's one).  Only the run's own error becomes its table: one raised
--- in a call into Lua from Python that the run made (a Python callable's:
--- a comparator, a metamethod lupa's read ran) or from a pcall, an xpcall
--- or a resume in it (whose own calls into Lua have no handler: this one
--- only for another call from Python) goes on as it was raised, as it did
--- with no handler there.  lupa raises a table as LuaError(''): the table
--- is held for Python to take (engine.failed).
+-- Redis's error handler: {err=..., source=..., line=...}.
 local function handler(err)
-    if not in_run then return err end
-    do
-        local level = 3
-        local i = dbg.getinfo(level, "f")
-        while i do
-            local f = i.func
-            if f == pyobject_call or f == pcall or f == xpcall or f == coresume_c then return err end
-            level = level + 1
-            i = dbg.getinfo(level, "f")
-        end
-    end
     local from_library = false
     if type(err) == "userdata" then
         if plain_userdata[err] then
@@ -834,7 +808,6 @@ local function handler(err)
         err.source = i.source
         err.line = i.currentline
     end
-    run_error = err
     return err
 end
 
@@ -1161,28 +1134,19 @@ end
 -- forms in and out here, in the same call from Python, rather than in two
 -- more calls from Python around the run (each a crossing of lupa's).
 
--- Each entry runs the script straight, under lupa's call and its handler
--- (see the handler): the script's value alone, or true and it.  Its error
--- comes to Python as lupa's LuaError (LuaMemoryError); what the entry
--- would have done after the run, engine.failed does then.
-
 function engine.run(f, nkeys, ...)
     -- EVAL: KEYS and ARGV are globals
     globals.KEYS, globals.ARGV = split(nkeys, ...)
-    in_run = true
-    local r = f()
-    in_run = false
-    return true, r
+    local ok, r = xpcall(f, handler)
+    return ok, r
 end
 
 function engine.run_wide(f, nkeys, ...)
     globals.KEYS, globals.ARGV = split(nkeys, ...)
     widen(true)
-    in_run = true
-    local r = f()
-    in_run = false
+    local ok, r = xpcall(f, handler)
     widen(false)
-    return true, r
+    return ok, r
 end
 
 function engine.rewide(f)
@@ -1195,39 +1159,33 @@ function engine.rewide(f)
     return g
 end
 
--- The KEYS and ARGV tables that engine.one_key's entries share between
--- runs (engine.failed clears them).
-local shared = setmetatable({}, {__mode = "k"})
-
 function engine.one_key(f, wide_run)
     -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1
     -- (engine.run_wide's if ``wide_run``), called with the key and the
     -- arguments only (each value Python hands over costs the crossing).
     -- Each answers the script's value alone (one value: lupa makes no tuple
-    -- of it).  Three entries: the first for a run with no arguments, whose
-    -- ARGV is made only if the script reads it (argv_owed), the second for
-    -- a run with one argument (a lock's token), the third for a run with
-    -- any number of them.
+    -- of it), or false and the error (a tuple).  Three entries: the first
+    -- for a run with no arguments, whose ARGV is made only if the script
+    -- reads it (argv_owed), the second for a run with one argument (a
+    -- lock's token), the third for a run with any number of them.
     if wide_run then
         local some = function(key, ...)
             globals.KEYS, globals.ARGV = {key}, {...}
             widen(true)
-            in_run = true
-            local r = f()
-            in_run = false
+            local ok, r = xpcall(f, handler)
             widen(false)
-            return r
+            if ok then return r end
+            return false, r
         end
         return function(key)
             globals.KEYS, globals.ARGV = {key}, nil
             argv_owed = true
             widen(true)
-            in_run = true
-            local r = f()
-            in_run = false
+            local ok, r = xpcall(f, handler)
             widen(false)
             argv_owed = false
-            return r
+            if ok then return r end
+            return false, r
         end, some, some
     end
     -- A script that reads its KEYS only to index it at once, and no
@@ -1245,16 +1203,15 @@ function engine.one_key(f, wide_run)
     local keys, argv = nil, nil
     local ok, dump, argv_indexed = pcall(string_dump, f)
     if ok then ok, dump, argv_indexed = pcall(pyindexed, dump) end
-    if ok and dump == true then keys = {false} shared[keys] = true end
-    if ok and argv_indexed == true then argv = {} shared[argv] = true end
+    if ok and dump == true then keys = {false} end
+    if ok and argv_indexed == true then argv = {} end
     local some = function(key, ...)
         if keys then keys[1] = key else key = {key} end
         globals.KEYS, globals.ARGV = keys or key, {...}
-        in_run = true
-        local r = f()
-        in_run = false
+        local ok, r = xpcall(f, handler)
         if keys then keys[1] = false end
-        return r
+        if ok then return r end
+        return false, r
     end
     local one = some
     if argv then
@@ -1262,12 +1219,11 @@ function engine.one_key(f, wide_run)
             if keys then keys[1] = key else key = {key} end
             argv[1] = arg
             globals.KEYS, globals.ARGV = keys or key, argv
-            in_run = true
-            local r = f()
-            in_run = false
+            local ok, r = xpcall(f, handler)
             if keys then keys[1] = false end
             argv[1] = nil
-            return r
+            if ok then return r end
+            return false, r
         end
     end
     if keys then
@@ -1275,59 +1231,37 @@ function engine.one_key(f, wide_run)
             keys[1] = key
             globals.KEYS, globals.ARGV = keys, nil
             argv_owed = true
-            in_run = true
-            local r = f()
-            in_run = false
+            local ok, r = xpcall(f, handler)
             argv_owed = false
             keys[1] = false
-            return r
+            if ok then return r end
+            return false, r
         end, one, some
     end
     return function(key)
         globals.KEYS, globals.ARGV = {key}, nil
         argv_owed = true
-        in_run = true
-        local r = f()
-        in_run = false
+        local ok, r = xpcall(f, handler)
         argv_owed = false
-        return r
+        if ok then return r end
+        return false, r
     end, one, some
 end
 
 function engine.call(f, nkeys, ...)
     -- FCALL: the function gets the keys and arguments tables
     local keys, argv = split(nkeys, ...)
-    in_run = true
-    local r = f(keys, argv)
-    in_run = false
-    return true, r
+    local ok, r = xpcall(function() return f(keys, argv) end, handler)
+    return ok, r
 end
 
 function engine.call_wide(f, nkeys, ...)
     local keys, argv = split(nkeys, ...)
+    local run = function() return f(keys, argv) end
     widen(true)
-    in_run = true
-    local r = f(keys, argv)
-    in_run = false
+    local ok, r = xpcall(run, handler)
     widen(false)
-    return true, r
-end
-
-function engine.failed()
-    -- After an entry's error (Python's error path): what the entry would
-    -- have done after the run (the shared tables' key and argument taken
-    -- out, the usual forms of redis.call back, no ARGV owed), and the
-    -- error table the handler made of it, taken (nil: none, as for a
-    -- memory error or an error in the handler, which lupa gives as such).
-    in_run = false
-    argv_owed = false
-    if wide then widen(false) end
-    local k, a = rawget(globals, "KEYS"), rawget(globals, "ARGV")
-    if shared[k] then k[1] = false end
-    if shared[a] then a[1] = nil end
-    local t = run_error
-    run_error = nil
-    return t
+    return ok, r
 end
 
 -- Redis's EVAL state keeps its pcall error handler as a global (its
@@ -1467,12 +1401,11 @@ end
 
 -- lupa looks the global ``debug`` up (for a traceback handler) on every
 -- call from Python, in the thread's globals table, which is G: a call of
--- the protected globals' __index each time.  The thread gets a table of
--- its own instead, where it is a plain read: its ``debug.traceback`` is
--- the handler, lupa's lua_pcall's message handler (see the handler).
--- Scripts, libraries and the prelude keep G (FG) as their globals
--- (setfenv, and loadstring above); nothing a script can reach leads to
--- this table (getfenv and debug are gone).
-setfenv(0, setmetatable({debug = {traceback = handler}}, {__newindex = readonly_error, __metatable = false}))
+-- the protected globals' __index each time.  The thread gets an empty
+-- table of its own instead, where that is a plain miss (no handler, as
+-- before).  Scripts, libraries and the prelude keep G (FG) as their
+-- globals (setfenv, and loadstring above); nothing a script can reach
+-- leads to this table (getfenv and debug are gone).
+setfenv(0, setmetatable({}, {__newindex = readonly_error, __metatable = false}))
 
 return engine

@@ -491,7 +491,6 @@ class _VM:
         "gc_step",
         "rewide",
         "one_key",
-        "failed",
         "holding",
         "runs",
         "gc_floor",
@@ -527,7 +526,6 @@ class _VM:
         self.gc_step = api[b"gc_step"]
         self.rewide = api[b"rewide"]
         self.one_key = api[b"one_key"]
-        self.failed = api[b"failed"]  # (after a script's error: see Engine._failed)
         self.runs = 0  # scripts run since the collector's step was last due
         self.gc_floor = lua.get_memory_used() or 0  # Lua's bytes after that step
         # The error table redis.call raised, until the prelude takes it
@@ -1031,30 +1029,26 @@ class Engine:
                 # one argument, a lock's token: its own entry too, whose
                 # ARGV table serves every run of a script that only
                 # indexes it)
-                ok = True
-                try:
-                    if not argv:
-                        value = script[2](keys[0])
-                    elif len(argv) == 1:
-                        value = script[3](keys[0], argv[0])
-                    else:
-                        value = script[4](keys[0], *argv)
-                except lua51.LuaError as e:
-                    ok, value = False, self._failed(e)
+                if not argv:
+                    value = script[2](keys[0])
+                elif len(argv) == 1:
+                    value = script[3](keys[0], argv[0])
+                else:
+                    value = script[4](keys[0], *argv)
+                ok = type(value) is not tuple
+                if not ok:
+                    value = value[1]
             else:
                 if flags & FLAG_WIDE:
                     runner = self._run_wide if eval_mode else self._call_fn_wide
                 else:
                     runner = self._run if eval_mode else self._call_fn
-                try:
-                    if len(keys) + len(argv) < ARGS_PASSED:
-                        ok, value = runner(f, len(keys), *keys, *argv)
-                    else:
-                        # More than one call may pass: one table of them all,
-                        # filled one at a time, as Redis fills KEYS and ARGV.
-                        ok, value = runner(f, len(keys), self._table([*keys, *argv]))
-                except lua51.LuaError as e:
-                    ok, value = False, self._failed(e)
+                if len(keys) + len(argv) < ARGS_PASSED:
+                    ok, value = runner(f, len(keys), *keys, *argv)
+                else:
+                    # More than one call may pass: one table of them all,
+                    # filled one at a time, as Redis fills KEYS and ARGV.
+                    ok, value = runner(f, len(keys), self._table([*keys, *argv]))
         finally:
             self.run = None
             self._wind_up(run, stats, scratch)
@@ -1249,8 +1243,6 @@ class Engine:
                             value = key_and_one(key, argv[0])
                         else:
                             value = script[4](key, *argv)
-                    except lua51.LuaError as e:
-                        value = (False, self._failed(e))  # (as _conclude takes it, below)
                     finally:
                         self.run = None
                         if scratch is not None:
@@ -1777,20 +1769,6 @@ class Engine:
             # Its writes' counts too: it counts when it runs again (before, a
             # write before the call that sent it across shards counted twice).
             persistence.dirty, persistence.unsaved = self.counts_before  # type: ignore[attr-defined]
-
-    def _failed(self, error: Exception) -> LuaValue:
-        """What a script's entry raised (lupa's LuaError: see the prelude's
-        handler) as its error: the handler's table, or the message lupa
-        gives where there is none ("error in error handling"), or "not
-        enough memory" (as xpcall's own message for them).  The prelude
-        does what the entry would have after the run (engine.failed)."""
-        taken = self._vm.failed()  # type: ignore[union-attr]
-        if isinstance(error, lua51.LuaMemoryError):
-            return b"not enough memory"
-        message = str(error)
-        if taken is not None and not message:
-            return taken
-        return message.encode("latin-1")
 
     def _error_reply(self, value: LuaValue, sha: bytes) -> Error:
         if self._lua_type(value) != "table":
