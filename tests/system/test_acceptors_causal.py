@@ -633,6 +633,38 @@ def test_a_served_blocked_clients_redirect_target_hears_a_later_change_after_its
     assert _served_then_invalidated(server.port, k, places, who, resp3, pids) == theirs
 
 
+def _key_beside_t() -> bytes:
+    """A key of the other shard (of two) than ``{t}``'s."""
+    tshard = Router(2).shard_of(b"{t}l")
+    return next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
+
+
+@contextlib.contextmanager
+def _stopped(pid: int | None) -> Iterator[None]:
+    """Process ``pid`` stopped (SIGSTOP) while the block runs; None
+    (redis-server): nothing stopped."""
+    if pid is not None:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+
+
+def _blpop_behind_get(x: RespClient, xid: int, key: bytes, poller: RespClient) -> float:
+    """x pipelines ``GET <key>`` and ``BLPOP {t}l 0``; returns once
+    ``poller`` (on x's acceptor) sees x blocked, with the deadline (10 s
+    from the sending) for what the caller waits on next.  (CLIENT LIST's
+    flags: INFO would wait for a stopped worker.)"""
+    x.sock.sendall(encode_command("GET", key) + encode_command("BLPOP", "{t}l", 0))
+    deadline = time.monotonic() + 10
+    while not re.search(rb" flags=\S*b", poller.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, "x never blocked"
+        time.sleep(0.005)
+    return deadline
+
+
 def _served_behind_an_earlier_reply(
     port: int, k: int, who: str, worker: int | None, later: bool = False
 ) -> tuple[bytes, bytes | None]:
@@ -644,8 +676,7 @@ def _served_behind_an_earlier_reply(
     write once x blocked (``later``: the SET once the RPUSH's reply came).
     Returns r's first message and x's first reply a moment after r got it
     (None: nothing yet)."""
-    tshard = Router(2).shard_of(b"{t}l")
-    key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
+    key = _key_beside_t()
     x = client_on(port, 0, k=k)
     r = client_on(port, k - 1, k=k)
     w = client_on(port, 0, k=k)
@@ -657,15 +688,8 @@ def _served_behind_an_earlier_reply(
         r.command("SUBSCRIBE", INVALIDATE)
         assert t.command("CLIENT", "TRACKING", "on", "REDIRECT", rid) == b"OK"
         assert t.command("GET", "{t}s") is None
-        if worker is not None:
-            os.kill(worker, signal.SIGSTOP)
-        try:
-            x.sock.sendall(encode_command("GET", key) + encode_command("BLPOP", "{t}l", 0))
-            deadline = time.monotonic() + 10
-            # (CLIENT LIST's flags: INFO would wait for the stopped worker)
-            while not re.search(rb" flags=\S*b", w.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
-                assert time.monotonic() < deadline, "x never blocked"
-                time.sleep(0.005)
+        with _stopped(worker):
+            _blpop_behind_get(x, xid, key, w)
             if later:
                 assert w.command("RPUSH", "{t}l", "v") == 1
                 w.sock.sendall(encode_command("SET", "{t}s", 1))
@@ -673,9 +697,6 @@ def _served_behind_an_earlier_reply(
                 w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
             heard = _next_within(r, 1.0)
             reply = _next_within(x, 0.3) if heard is not None else None
-        finally:
-            if worker is not None:
-                os.kill(worker, signal.SIGCONT)
         if heard is None:
             heard = _next_within(r, 10)
             assert heard is not None, "r heard nothing of {t}s"
@@ -740,8 +761,7 @@ def _served_behind_then_notified(
     once x blocked.  Returns s's first message and x's first reply a
     moment after s got it (None: nothing yet)."""
     x_on, s_on, w_on = places
-    tshard = Router(2).shard_of(b"{t}l")
-    key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
+    key = _key_beside_t()
     x = client_on(port, x_on, k=k)
     s = client_on(port, s_on, k=k)
     w = client_on(port, w_on, k=k)
@@ -751,21 +771,11 @@ def _served_behind_then_notified(
         assert w.command("CONFIG", "SET", "notify-keyspace-events", "K$") == b"OK"
         xid = int(x.command("CLIENT", "ID"))  # type: ignore[arg-type]
         s.command("SUBSCRIBE", "__keyspace@0__:{t}s")
-        if worker is not None:
-            os.kill(worker, signal.SIGSTOP)
-        try:
-            x.sock.sendall(encode_command("GET", key) + encode_command("BLPOP", "{t}l", 0))
-            deadline = time.monotonic() + 10
-            # (CLIENT LIST's flags: INFO would wait for the stopped worker)
-            while not re.search(rb" flags=\S*b", p.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
-                assert time.monotonic() < deadline, "x never blocked"
-                time.sleep(0.005)
+        with _stopped(worker):
+            _blpop_behind_get(x, xid, key, p)
             w.sock.sendall(encode_command("RPUSH", "{t}l", "v") + encode_command("SET", "{t}s", 1))
             heard = _next_within(s, 1.0)
             reply = _next_within(x, 0.3) if heard is not None else None
-        finally:
-            if worker is not None:
-                os.kill(worker, signal.SIGCONT)
         if heard is None:
             heard = _next_within(s, 10)
             assert heard is not None, "s heard nothing of {t}s"
@@ -1051,8 +1061,7 @@ def _held_then_unsubscribed(port: int, k: int, worker: int | None, publish: bool
     ``k - 1``, reads ``{t}s`` set and publishes to s's channel).  Returns
     s's next two messages (the unsubscribe's reply may wait until the
     worker goes on)."""
-    tshard = Router(2).shard_of(b"{t}l")
-    key = next(b"a%d" % i for i in range(100) if Router(2).shard_of(b"a%d" % i) != tshard)
+    key = _key_beside_t()
     x = client_on(port, 0, k=k)
     s = client_on(port, 0, k=k)
     w = client_on(port, 0, k=k)
@@ -1062,14 +1071,8 @@ def _held_then_unsubscribed(port: int, k: int, worker: int | None, publish: bool
         assert w.command("CONFIG", "SET", "notify-keyspace-events", "Kl$") == b"OK"
         xid = int(x.command("CLIENT", "ID"))  # type: ignore[arg-type]
         s.command("SUBSCRIBE", "__keyspace@0__:{t}s")
-        if worker is not None:
-            os.kill(worker, signal.SIGSTOP)
-        try:
-            x.sock.sendall(encode_command("GET", key) + encode_command("BLPOP", "{t}l", 0))
-            deadline = time.monotonic() + 10
-            while not re.search(rb" flags=\S*b", w.command("CLIENT", "LIST", "ID", xid)):  # type: ignore[arg-type]
-                assert time.monotonic() < deadline, "x never blocked"
-                time.sleep(0.005)
+        with _stopped(worker):
+            deadline = _blpop_behind_get(x, xid, key, w)
             assert w.command("RPUSH", "{t}l", "v") == 1
             w.sock.sendall(encode_command("SET", "{t}s", 1))
             time.sleep(0.2)  # (the SET's event reaches s's acceptor: nothing to poll)
@@ -1081,9 +1084,6 @@ def _held_then_unsubscribed(port: int, k: int, worker: int | None, publish: bool
             else:
                 s.sock.sendall(encode_command("UNSUBSCRIBE", "__keyspace@0__:{t}s"))
             first = _next_within(s, 1.0)
-        finally:
-            if worker is not None:
-                os.kill(worker, signal.SIGCONT)
         heard = [first] if first is not None else []
         while len(heard) < 2 and (more := _next_within(s, 10)) is not None:
             heard.append(more)
