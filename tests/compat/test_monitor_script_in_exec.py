@@ -66,34 +66,41 @@ def _lines_until(m: RespClient, last: bytes, addr: bytes) -> list[bytes]:
     return shown
 
 
-def _run(port: int, acceptors: int) -> tuple[list, list]:
+def _run(port: int, acceptors: int, deleted: tuple[str, ...], *writes: list[list[str]]) -> tuple[list, list]:
+    """A monitor on each of the ``acceptors``; client c (on acceptor 0)
+    deletes ``deleted``, then sends each of ``writes`` in one write, in
+    turn, the last ending with ``ECHO last``.  Returns c's replies and
+    what each monitor showed of c up to that ECHO."""
     monitors = [_connect(port, acceptors, index) for index in range(acceptors)]
     c = _connect(port, acceptors, 0)
     try:
         for m in monitors:
             assert m.call("MONITOR") == b"+OK\r\n"
-        c.call("DEL", OWN, OTHER)
-        replies = _send(
-            c,
-            [["MULTI"], ["SET", OWN, "1"], ["SET", OTHER, "2"], ["EVAL", "return 1", "0"], ["EXEC"]],
-        )
-        # Once EXEC was answered, its script was sent: the next script
-        # command (answered here, by the acceptor) and what follows.
-        replies += _send(c, [["EVALSHA", "0" * 40, "0"], ["ECHO", "last"]])
+        c.call("DEL", *deleted)
+        replies = []
+        for commands in writes:
+            replies += _send(c, commands)
         host, cport = c.sock.getsockname()[:2]
         addr = b"%s:%d" % (host.encode(), cport)
-        shown = [_lines_until(m, b'"ECHO" "last"', addr) for m in monitors]
-        return replies, shown
+        return replies, [_lines_until(m, b'"ECHO" "last"', addr) for m in monitors]
     finally:
         c.close()
         for m in monitors:
             m.close()
 
 
+# Once EXEC was answered, its script was sent: the next script command
+# (answered here, by the acceptor) and what follows.
+EXEC_THEN_EVALSHA = (
+    [["MULTI"], ["SET", OWN, "1"], ["SET", OTHER, "2"], ["EVAL", "return 1", "0"], ["EXEC"]],
+    [["EVALSHA", "0" * 40, "0"], ["ECHO", "last"]],
+)
+
+
 def test_the_next_script_command_after_an_exec_with_a_script_is_answered_and_shown(servers) -> None:
     real_port, port, acceptors = servers
-    real_replies, (real_shown,) = _run(real_port, 1)
-    replies, shown = _run(port, acceptors)
+    real_replies, (real_shown,) = _run(real_port, 1, (OWN, OTHER), *EXEC_THEN_EVALSHA)
+    replies, shown = _run(port, acceptors, (OWN, OTHER), *EXEC_THEN_EVALSHA)
     assert replies == real_replies
     for each in shown:  # every monitor, on either acceptor
         assert each == real_shown
@@ -123,26 +130,11 @@ def test_the_lua_lines_of_a_script_run_on_its_own_in_exec_follow_its_line(server
     script = ["EVAL", CALLS, "2", OWN, OWN2]  # (on one shard: see README, a cross-shard script's lines)
     queued = [body[0], script, *body[1:-1], script, body[-1]]
     watch = [["WATCH", OWN]] if name == "watched" else []
+    sent = [*watch, ["MULTI"], *queued, ["EXEC"], ["ECHO", "last"]]
 
-    def run(port: int, acceptors: int) -> tuple[list, list]:
-        monitors = [_connect(port, acceptors, index) for index in range(acceptors)]
-        c = _connect(port, acceptors, 0)
-        try:
-            for m in monitors:
-                assert m.call("MONITOR") == b"+OK\r\n"
-            c.call("DEL", OWN, OWN2, OTHER)
-            replies = _send(c, [*watch, ["MULTI"], *queued, ["EXEC"], ["ECHO", "last"]])
-            host, cport = c.sock.getsockname()[:2]
-            addr = b"%s:%d" % (host.encode(), cport)
-            return replies, [_lines_until(m, b'"ECHO" "last"', addr) for m in monitors]
-        finally:
-            c.close()
-            for m in monitors:
-                m.close()
-
-    real_replies, (real_shown,) = run(real_port, 1)
+    real_replies, (real_shown,) = _run(real_port, 1, (OWN, OWN2, OTHER), sent)
     assert real_shown.count(b'[0 lua] "incr" "%s"' % OWN2.encode()) == 2  # (what is compared)
-    replies, shown = run(port, acceptors)
+    replies, shown = _run(port, acceptors, (OWN, OWN2, OTHER), sent)
     assert replies == real_replies
     for each in shown:  # every monitor, on either acceptor
         assert each == real_shown
@@ -174,26 +166,11 @@ def test_the_lua_lines_in_an_atomic_exec_skip_a_script_refused_before_it_ran(ser
         ["EVAL", "return redis.call('incr', KEYS[1])", "1", OTHER],
         ["EVAL", CALLS, "2", OWN, OWN2],
     ]
+    sent = [["MULTI"], *queued, ["EXEC"], ["ECHO", "last"]]
 
-    def run(port: int, acceptors: int) -> tuple[list, list]:
-        monitors = [_connect(port, acceptors, index) for index in range(acceptors)]
-        c = _connect(port, acceptors, 0)
-        try:
-            for m in monitors:
-                assert m.call("MONITOR") == b"+OK\r\n"
-            c.call("DEL", OWN, OWN2, OTHER)
-            replies = _send(c, [["MULTI"], *queued, ["EXEC"], ["ECHO", "last"]])
-            host, cport = c.sock.getsockname()[:2]
-            addr = b"%s:%d" % (host.encode(), cport)
-            return replies, [_lines_until(m, b'"ECHO" "last"', addr) for m in monitors]
-        finally:
-            c.close()
-            for m in monitors:
-                m.close()
-
-    real_replies, (real_shown,) = run(real_port, 1)
+    real_replies, (real_shown,) = _run(real_port, 1, (OWN, OWN2, OTHER), sent)
     assert real_shown.count(b'[0 lua] "incr" "%s"' % OTHER.encode()) == 1  # (what is compared)
-    replies, shown = run(port, acceptors)
+    replies, shown = _run(port, acceptors, (OWN, OWN2, OTHER), sent)
     assert replies == real_replies
     for each in shown:  # every monitor, on either acceptor
         assert each == real_shown
