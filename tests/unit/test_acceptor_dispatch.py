@@ -8,6 +8,7 @@ place.  No worker process, no socket, no event loop.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import marshal
 import tracemalloc
@@ -21,7 +22,7 @@ from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.server import Acceptor
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import encode_command
-from shardkv.protocol.router import key_slot
+from shardkv.protocol.router import key_slot, slot_owners
 from shardkv.runtime import config
 
 
@@ -110,6 +111,22 @@ def build(nshards: int = 2, **settings: object) -> tuple[Acceptor, list[FakeLink
     return acceptor, links
 
 
+def build_on_memory_pipes(nshards: int = 2) -> tuple[Acceptor, list[MemoryTransport]]:
+    """An acceptor with its real shard links, each attached to a memory
+    transport (what it sends that shard), on an event loop of its own
+    (the caller closes ``acceptor.loop``)."""
+    cfg = config.defaults()
+    cfg["shards"] = nshards
+    acceptor = wiring.build(cfg)
+    acceptor.loop = asyncio.new_event_loop()
+    pipes = []
+    for link in acceptor.links:
+        pipe = MemoryTransport()
+        link.attached(pipe)  # type: ignore[arg-type]
+        pipes.append(pipe)
+    return acceptor, pipes
+
+
 def connect(acceptor: Acceptor) -> tuple[Client, MemoryTransport]:
     client = Client(acceptor)
     transport = MemoryTransport()
@@ -132,6 +149,18 @@ def keys_on_two_shards(acceptor: Acceptor) -> tuple[bytes, bytes]:
     a = b"a"
     b = next(k for k in (b"k%d" % i for i in range(100)) if acceptor.shard_of(k) != acceptor.shard_of(a))
     return a, b
+
+
+def first_keys_of_shards(nshards: int = 2) -> tuple[bytes, ...]:
+    """The first of ``k0``, ``k1``, ... on each shard, in shard order."""
+    owners = slot_owners(nshards)
+    keys: dict[int, bytes] = {}
+    i = 0
+    while len(keys) < nshards:
+        key = b"k%d" % i
+        keys.setdefault(owners[key_slot(key)], key)
+        i += 1
+    return tuple(keys[shard] for shard in range(nshards))
 
 
 def test_a_single_key_command_carries_its_slot_in_database_0_only() -> None:

@@ -11,7 +11,6 @@ operation a shard refused in that read is undone, its line never written
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
@@ -19,14 +18,12 @@ import random
 
 import pytest
 
-from shardkv.acceptor import crossshard, wiring
+from shardkv.acceptor import crossshard
 from shardkv.acceptor.client import Client
 from shardkv.protocol import decisions, errors, wire
 from shardkv.protocol.resp import OK, encode_command
-from shardkv.protocol.router import key_slot, slot_owners
 from shardkv.protocol.wire import FRAME
-from shardkv.runtime import config
-from tests.unit.test_acceptor_dispatch import MemoryTransport
+from tests.unit.test_acceptor_dispatch import build_on_memory_pipes, connect, first_keys_of_shards
 
 
 def frame(payload: bytes) -> bytes:
@@ -38,19 +35,8 @@ def rig(tmp_path, monkeypatch):
     """An acceptor of two shards, a client, and the writes to the decisions file."""
     path = str(tmp_path / "decisions")
     monkeypatch.setattr(crossshard, "volatile_path", lambda supervisor, index: path)
-    cfg = config.defaults()
-    cfg["shards"] = 2
-    acceptor = wiring.build(cfg)
-    loop = asyncio.new_event_loop()
-    acceptor.loop = loop
-    pipes = []
-    for link in acceptor.links:
-        pipe = MemoryTransport()
-        link.attached(pipe)  # type: ignore[arg-type]
-        pipes.append(pipe)
-    client = Client(acceptor)
-    out = MemoryTransport()
-    client.connection_made(out)  # type: ignore[arg-type]
+    acceptor, pipes = build_on_memory_pipes()
+    client, out = connect(acceptor)
     lines: list[tuple[bytes, int, int]] = []  # (what was written, pipe frames and client writes before it)
     real_write = os.write
 
@@ -60,16 +46,9 @@ def rig(tmp_path, monkeypatch):
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", write)
-    owners = slot_owners(2)
-    keys = {}
-    i = 0
-    while len(keys) < 2:
-        key = b"k%d" % i
-        keys.setdefault(owners[key_slot(key)], key)
-        i += 1
-    yield acceptor, pipes, client, out, lines, (keys[0], keys[1])
+    yield acceptor, pipes, client, out, lines, first_keys_of_shards()
     acceptor.coordinator.close()  # type: ignore[attr-defined]
-    loop.close()
+    acceptor.loop.close()
 
 
 def _msets(acceptor, pipes, client, a, b, n: int = 2) -> list[int]:
@@ -130,9 +109,7 @@ class _RaisingSink:
 
 def test_a_reply_that_raises_in_the_batch_costs_its_client_alone_and_the_others_are_decided(rig):
     acceptor, pipes, client, out, lines, (a, b) = rig
-    other = Client(acceptor)
-    other_out = MemoryTransport()
-    other.connection_made(other_out)  # type: ignore[arg-type]
+    other, other_out = connect(acceptor)
     parts = {0: [b"MSET", a, b"1"], 1: [b"MSET", b, b"1"]}
     crossshard.run_write_fan_out(other, parts, lambda values: OK, slot=_RaisingSink(other))
     client.data_received(encode_command([b"MSET", a, b"2", b, b"2"]))

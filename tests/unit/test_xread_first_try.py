@@ -10,17 +10,11 @@ shards, so the order of their answers is the test's.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from shardkv.acceptor import wiring
-from shardkv.acceptor.client import Client
 from shardkv.protocol import wire
 from shardkv.protocol.resp import encode_command
-from shardkv.protocol.router import key_slot, slot_owners
-from shardkv.runtime import config
-from tests.unit.test_acceptor_dispatch import MemoryTransport
+from tests.unit.test_acceptor_dispatch import build_on_memory_pipes, connect, first_keys_of_shards
 from tests.unit.test_commit_lines import frame
 
 EMPTY_PART = wire.encode_part([])  # __xread's part: nothing past the IDs
@@ -30,28 +24,10 @@ NO_STREAM = wire.encode_part([b"0-0"])  # __xlastids of a stream that does not e
 @pytest.fixture
 def rig():
     """An acceptor of two shards, a client, and a key on each shard."""
-    cfg = config.defaults()
-    cfg["shards"] = 2
-    acceptor = wiring.build(cfg)
-    loop = asyncio.new_event_loop()
-    acceptor.loop = loop
-    pipes = []
-    for link in acceptor.links:
-        pipe = MemoryTransport()
-        link.attached(pipe)  # type: ignore[arg-type]
-        pipes.append(pipe)
-    client = Client(acceptor)
-    out = MemoryTransport()
-    client.connection_made(out)  # type: ignore[arg-type]
-    owners = slot_owners(2)
-    keys: dict[int, bytes] = {}
-    i = 0
-    while len(keys) < 2:
-        key = b"k%d" % i
-        keys.setdefault(owners[key_slot(key)], key)
-        i += 1
-    yield acceptor, pipes, client, out, (keys[0], keys[1])
-    loop.close()
+    acceptor, pipes = build_on_memory_pipes()
+    client, out = connect(acceptor)
+    yield acceptor, pipes, client, out, first_keys_of_shards()
+    acceptor.loop.close()
 
 
 def _sent(pipe) -> bytes:
