@@ -15,11 +15,13 @@ Before, both waited for the reload."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -120,11 +122,38 @@ def _saving(server, shard: int, fault) -> int:
     return pid
 
 
+@contextlib.contextmanager
+def _restarted(*flags: str) -> Iterator[redis.Redis]:
+    """A client of a shardkv of two shards started again with ``flags``
+    (on the stopped one's files), stopped once the block ends."""
+    again = start_shardkv(*flags, shards=2)
+    try:
+        yield client(again)
+    finally:
+        again.stop()
+
+
+def _shutdown_save_in_thread(port: int) -> tuple[threading.Thread, list[bool]]:
+    """SHUTDOWN SAVE sent by a thread of its own, started; the list gets
+    True once the connection closed with no reply, as Redis's does."""
+    closed: list[bool] = []
+
+    def stop() -> None:
+        asker = redis.Redis(port=port, socket_timeout=60, retry=Retry(NoBackoff(), 0))
+        try:
+            asker.execute_command("SHUTDOWN", "SAVE")
+        except redis.ConnectionError:  # as Redis: no reply, the connection closes
+            closed.append(True)
+
+    stopping = threading.Thread(target=stop)
+    stopping.start()
+    return stopping, closed
+
+
 @pytest.mark.parametrize("how", ["SHUTDOWN", "SIGTERM"])
 def test_a_stop_while_a_worker_reloads_stops_at_once_and_loses_nothing(tmp_path, how):
     flags = ("--dir", str(tmp_path), "--save", "3600 1", "--appendonly", "no")
     server = start_shardkv(*flags, shards=2)
-    again = None
     try:
         c = client(server)
         _reloading(server, c, 1, 20000)  # ~100 s to reload 5000 keys
@@ -143,15 +172,12 @@ def test_a_stop_while_a_worker_reloads_stops_at_once_and_loses_nothing(tmp_path,
         assert time.monotonic() - t0 < PROMPT
         log = server.output()
         assert "shard 1 is loading: it stops without a save" in log
-        again = start_shardkv(*flags, shards=2)
-        c = client(again)
-        assert c.dbsize() == KEYS + len(fresh)
-        assert c.mget(fresh) == [b"new"] * len(fresh)
-        assert c.get("k1") == b"1" and c.get(f"k{KEYS - 1}") == str(KEYS - 1).encode()
+        with _restarted(*flags) as c:
+            assert c.dbsize() == KEYS + len(fresh)
+            assert c.mget(fresh) == [b"new"] * len(fresh)
+            assert c.get("k1") == b"1" and c.get(f"k{KEYS - 1}") == str(KEYS - 1).encode()
     finally:
         server.stop()
-        if again is not None:
-            again.stop()
 
 
 def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_path):
@@ -190,7 +216,6 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
     ``save`` rules), or it is refused."""
     flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
     server, fault = _start_holdable(tmp_path, *flags, shards=2)
-    again = None
     try:
         c = client(server)
         _saved(c, 2000)
@@ -213,18 +238,8 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
 
         assert until(loading, 60)
 
-        closed: list[bool] = []
-
-        def stop() -> None:
-            asker = redis.Redis(port=server.port, socket_timeout=60, retry=Retry(NoBackoff(), 0))
-            try:
-                asker.execute_command("SHUTDOWN", "SAVE")
-            except redis.ConnectionError:  # as Redis: no reply, the connection closes
-                closed.append(True)
-
         fault.write_text("shutdown@0")
-        stopping = threading.Thread(target=stop)
-        stopping.start()
+        stopping, closed = _shutdown_save_in_thread(server.port)
         _logged(server, "shard 1 is loading: it stops without a save")
         saving = _saving(server, 0, fault)
         os.kill(held, signal.SIGCONT)
@@ -250,14 +265,11 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
         stopping.join(60)
         assert closed == [True]
         assert server.proc.wait(60) == 0
-        again = start_shardkv(*flags, shards=2)
-        c = client(again)
-        assert c.get(key) == (b"v" if acked else None)
-        assert c.dbsize() == 2000 + acked
+        with _restarted(*flags) as c:
+            assert c.get(key) == (b"v" if acked else None)
+            assert c.dbsize() == 2000 + acked
     finally:
         server.stop()
-        if again is not None:
-            again.stop()
 
 
 def test_lastsave_while_a_worker_reloads_answers_at_once(tmp_path):
@@ -316,7 +328,6 @@ def test_a_shard_restarted_after_it_saved_for_shutdown_save_is_asked_again(tmp_p
     rules): a write to it is saved, or refused."""
     flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
     server = start_shardkv(*flags, shards=2)
-    again = None
     try:
         c = client(server)
         slow = keys_of_shard(0, 2, "k", 2000)
@@ -326,17 +337,7 @@ def test_a_shard_restarted_after_it_saved_for_shutdown_save_is_asked_again(tmp_p
         p.set(keys_of_shard(1, 2, "k", 1)[0], "v")
         p.execute()
         c.config_set("rdb-key-save-delay", 3000)  # ~6 s for shard 0's save, ~0 for shard 1's
-        closed: list[bool] = []
-
-        def stop() -> None:
-            asker = redis.Redis(port=server.port, socket_timeout=60, retry=Retry(NoBackoff(), 0))
-            try:
-                asker.execute_command("SHUTDOWN", "SAVE")
-            except redis.ConnectionError:  # as Redis: no reply, the connection closes
-                closed.append(True)
-
-        stopping = threading.Thread(target=stop)
-        stopping.start()
+        stopping, closed = _shutdown_save_in_thread(server.port)
         key = keys_of_shard(1, 2, "late", 1)[0]
 
         assert until(lambda: _shutting_down(c, key), 10), "shard 1 never saved for the SHUTDOWN"
@@ -359,14 +360,11 @@ def test_a_shard_restarted_after_it_saved_for_shutdown_save_is_asked_again(tmp_p
         stopping.join(60)
         assert closed == [True]
         assert server.proc.wait(60) == 0
-        again = start_shardkv(*flags, shards=2)
-        c = client(again)
-        assert c.get(key) == (b"v" if acked else None)
-        assert c.dbsize() == 2001 + acked
+        with _restarted(*flags) as c:
+            assert c.get(key) == (b"v" if acked else None)
+            assert c.dbsize() == 2001 + acked
     finally:
         server.stop()
-        if again is not None:
-            again.stop()
 
 
 def _loading(writer: RespClient, probe: str) -> bool:
@@ -410,7 +408,6 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
     once), so that shard's save keeps it; after, it is refused."""
     flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
     server, fault = _start_holdable(tmp_path, *flags, shards=2, acceptors=2)
-    again = None
     try:
         c = client(server)
         _saved(c, 2000)
@@ -434,15 +431,12 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
         assert server.proc.wait(60) == 0
         writer.close()
         asker.close()
-        again = start_shardkv(*flags, shards=2)
-        c = client(again)
-        if acked:
-            assert c.exists(*acked) == len(acked)
-        assert c.dbsize() == 2000 + len(acked)
+        with _restarted(*flags) as c:
+            if acked:
+                assert c.exists(*acked) == len(acked)
+            assert c.dbsize() == 2000 + len(acked)
     finally:
         server.stop()
-        if again is not None:
-            again.stop()
 
 
 # The signal's stop waits for the shards' ``__ping``s SIGNAL_PING_WAIT (10 s)
@@ -484,7 +478,6 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]), SHARDKV_FAULT_FILE=str(fault))
     flags = ("--dir", str(data), "--save", "", "--appendonly", "no")
     server = start_shardkv(*flags, shards=2, acceptors=2, root=root, env=env)
-    again = None
     try:
         c = client(server)
         _saved(c, 2000)
@@ -520,12 +513,9 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
         # the signal's (after PING_WAIT): the case this test is about.
         assert log.count("shard 1 is loading: it stops without a save", 0, log.index("has loaded")) == 2, log
         assert snapshot.stat().st_ino != saved, "the reloaded shard did not save for SHUTDOWN SAVE"
-        again = start_shardkv(*flags, shards=2)
-        c = client(again)
-        if acked:
-            assert c.exists(*acked) == len(acked)
-        assert c.dbsize() == 2000 + len(acked)
+        with _restarted(*flags) as c:
+            if acked:
+                assert c.exists(*acked) == len(acked)
+            assert c.dbsize() == 2000 + len(acked)
     finally:
         server.stop()
-        if again is not None:
-            again.stop()
