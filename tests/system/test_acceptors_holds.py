@@ -8,6 +8,7 @@ round of tries and no ``__hold`` is counted in ``tests/unit/test_holds.py``.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -342,6 +343,38 @@ def _exec_at_a_busy_script(
             c.close()
 
 
+@contextlib.contextmanager
+def _held_by_acceptor_1(
+    server: ServerProcess, fault_file: Path, keys: list[str]
+) -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
+    """(hold_shards, go_on): ``hold_shards`` has a client of acceptor 1
+    send ``MGET keys[0] keys[1]`` and returns once that acceptor stopped
+    at its fault point ``tried``, holding shards 0 and 1; ``go_on`` lets
+    it go on (SIGCONT).  Once the block ends, that MGET's reply must be
+    ``[old, nil]``; the acceptor goes on even if the block failed."""
+    pids = acceptor_pids(server)
+    victim, _ = raw_on(server.port, 1)
+
+    def hold_shards() -> None:
+        fault_file.write_text("tried")
+        victim.sendall(f"MGET {keys[0]} {keys[1]}\r\n".encode())
+        try:
+            assert _stopped(pids[1], 20), "acceptor 1 did not reach the fault point"
+        finally:
+            fault_file.write_text("")
+
+    def go_on() -> None:
+        os.kill(pids[1], signal.SIGCONT)
+
+    try:
+        yield hold_shards, go_on
+        victim.settimeout(20)
+        assert victim.recv(100) == b"*2\r\n$3\r\nold\r\n$-1\r\n"
+    finally:
+        os.kill(pids[1], signal.SIGCONT)  # (if the scene failed before)
+        victim.close()
+
+
 def test_an_exec_whose_hold_a_busy_script_refuses_runs_nothing_as_in_redis(server, fault_file, redis_proc):
     """An EXEC routed command by command (writes on one shard) waits for its
     hold on a shard that another acceptor holds (stopped at its fault
@@ -355,27 +388,8 @@ def test_an_exec_whose_hold_a_busy_script_refuses_runs_nothing_as_in_redis(serve
     keys = on_shards(0, 1, 2, prefix="busytear")  # the SET's, the stopped MGET's other, the script's
     want = _exec_at_a_busy_script(lambda: RespClient(redis_proc.port, timeout=20), keys)
     assert str(want[0]).startswith("-EXECABORT Transaction discarded because of: BUSY ")
-    pids = acceptor_pids(server)
-    victim, _ = raw_on(server.port, 1)
-
-    def hold_shards() -> None:  # acceptor 1 stops holding shards 0 and 1
-        fault_file.write_text("tried")
-        victim.sendall(f"MGET {keys[0]} {keys[1]}\r\n".encode())
-        try:
-            assert _stopped(pids[1], 20), "acceptor 1 did not reach the fault point"
-        finally:
-            fault_file.write_text("")
-
-    def go_on() -> None:
-        os.kill(pids[1], signal.SIGCONT)
-
-    try:
+    with _held_by_acceptor_1(server, fault_file, keys) as (hold_shards, go_on):
         got = _exec_at_a_busy_script(lambda: client_on(server.port, 0, timeout=20), keys, hold_shards, go_on)
-        victim.settimeout(20)
-        assert victim.recv(100) == b"*2\r\n$3\r\nold\r\n$-1\r\n"
-    finally:
-        os.kill(pids[1], signal.SIGCONT)  # (if the scene failed before)
-        victim.close()
     assert got == want
 
 
@@ -462,29 +476,10 @@ def test_an_exec_over_every_shard_whose_hold_a_busy_script_refuses_runs_none_of_
     want = _local_exec_at_a_busy_script(lambda: RespClient(redis_proc.port, timeout=20), keys, extra=extra)
     assert str(want[0]).startswith("-EXECABORT Transaction discarded because of: BUSY ")
     assert want[1:] == ["old", [b"message", b"busytear", b"marker"], "", "0"]
-    pids = acceptor_pids(server)
-    victim, _ = raw_on(server.port, 1)
-
-    def hold_shards() -> None:  # acceptor 1 stops holding shards 0 and 1
-        fault_file.write_text("tried")
-        victim.sendall(f"MGET {keys[0]} {keys[1]}\r\n".encode())
-        try:
-            assert _stopped(pids[1], 20), "acceptor 1 did not reach the fault point"
-        finally:
-            fault_file.write_text("")
-
-    def go_on() -> None:
-        os.kill(pids[1], signal.SIGCONT)
-
-    try:
+    with _held_by_acceptor_1(server, fault_file, keys) as (hold_shards, go_on):
         got = _local_exec_at_a_busy_script(
             lambda: client_on(server.port, 0, timeout=20), keys, hold_shards, go_on, extra
         )
-        victim.settimeout(20)
-        assert victim.recv(100) == b"*2\r\n$3\r\nold\r\n$-1\r\n"
-    finally:
-        os.kill(pids[1], signal.SIGCONT)  # (if the scene failed before)
-        victim.close()
     assert got == want
 
 
