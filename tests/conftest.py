@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from tests.support import rundir
 from tests.support.resp import RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -30,8 +33,10 @@ SERVERS = ["redis", "shardkv"]
 # Under pytest-xdist each worker is a process of its own that imports this
 # file too: it shares the folder of the run that started it (inherited in
 # TMPDIR), which that run checks and removes once every worker has ended.
+# A run killed before it could remove its folder leaves it behind: the
+# folder names its owner, and the next run removes it (tests.support.rundir).
 _WORKER = "PYTEST_XDIST_WORKER" in os.environ and "SHARDKV_TESTS_TMP" in os.environ
-_TMP = os.environ["SHARDKV_TESTS_TMP"] if _WORKER else tempfile.mkdtemp(prefix="shardkv-tests-")
+_TMP = os.environ["SHARDKV_TESTS_TMP"] if _WORKER else rundir.make()
 os.environ["SHARDKV_TESTS_TMP"] = _TMP
 os.environ["TMPDIR"] = _TMP
 # The suite starts hundreds of servers, each a supervisor, a worker per
@@ -44,6 +49,29 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(_TMP, _PYCACHE))
 os.environ["REDISCLI_HISTFILE"] = "/dev/null"  # redis-cli, which some tests run, keeps no history
 tempfile.tempdir = _TMP
+
+
+_PYTEST_PID = os.getpid()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends the run as Ctrl-C does: pytest stops its fixtures (and
+    the servers they started) and ends the session, and the run's folder
+    is removed (an xdist worker's servers and files too, before its
+    controller removes the folder).  A second SIGTERM ends it at once, as
+    does SIGTERM in a process a test forked (it inherited this handler)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.getpid() != _PYTEST_PID:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise KeyboardInterrupt
+
+
+if (
+    signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    and threading.current_thread() is threading.main_thread()
+):
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 # The suite, or a folder of it, runs in parallel by default: it mostly
@@ -78,13 +106,16 @@ def pytest_sessionfinish(session, exitstatus):
     if _WORKER:
         return  # the run that started this worker checks and removes the folder
     leaked = sorted(
-        name for name in os.listdir(_TMP) if not name.startswith("pytest-of-") and name != _PYCACHE
+        name
+        for name in os.listdir(_TMP)
+        if not name.startswith("pytest-of-") and name not in (_PYCACHE, rundir.OWNER)
     )
     shutil.rmtree(_TMP, ignore_errors=True)
     if leaked:
         shown = ", ".join(leaked[:20]) + (" ..." if len(leaked) > 20 else "")
         print(f"\nLEAK: the tests left {len(leaked)} file(s) in the temp directory: {shown}")
-        session.exitstatus = 1
+        if exitstatus != pytest.ExitCode.INTERRUPTED:  # (a test cut short may leave its files)
+            session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
