@@ -298,6 +298,28 @@ def _ask(client: RespClient, *args: str) -> object:
     return client.read_reply()
 
 
+def _exec_while_busy(
+    client: RespClient, looper: RespClient, probe: RespClient, key: str, after: Callable[[], None] | None
+) -> object:
+    """``looper`` runs a script looping on ``key``; once it is past the
+    threshold (``probe`` is refused), ``after`` runs, or ``client`` sends
+    EXEC.  Returns EXEC's reply (as :func:`_text`), once the script was
+    killed."""
+    looper.send("EVAL", "while true do end", 1, key)
+    deadline = time.monotonic() + 20
+    while _ask(probe, "PING") == b"PONG":  # until the script is past the threshold
+        assert time.monotonic() < deadline, "the script did not go busy"
+    if after is not None:
+        after()
+    else:
+        client.send("EXEC")
+    outcome = _text(client.read_reply())
+    while _ask(probe, "SCRIPT", "KILL") != b"OK":
+        assert time.monotonic() < deadline, "the script was not killed"
+    assert str(looper.read_reply()).startswith("ERR Script killed")
+    return outcome
+
+
 def _exec_at_a_busy_script(
     connect: Callable[[], RespClient],
     keys: list[str],
@@ -323,18 +345,7 @@ def _exec_at_a_busy_script(
         )
         client.sock.sendall(queued + (encode_command("EXEC") if between is not None else b""))
         assert [client.read_reply() for _ in range(3)] == [b"OK", b"QUEUED", b"QUEUED"]
-        looper.send("EVAL", "while true do end", 1, keys[2])
-        deadline = time.monotonic() + 20
-        while _ask(probe, "PING") == b"PONG":  # until the script is past the threshold
-            assert time.monotonic() < deadline, "the script did not go busy"
-        if after is not None:
-            after()
-        else:
-            client.send("EXEC")
-        outcome = [_text(client.read_reply())]
-        while _ask(probe, "SCRIPT", "KILL") != b"OK":
-            assert time.monotonic() < deadline, "the script was not killed"
-        assert str(looper.read_reply()).startswith("ERR Script killed")
+        outcome = [_exec_while_busy(client, looper, probe, keys[2], after)]
         return [*outcome, _text(_ask(probe, "GET", keys[0])), _text(_ask(client, "EXEC"))]
     finally:
         probe.command("CONFIG", "SET", "busy-reply-threshold", "5000")
@@ -427,18 +438,7 @@ def _local_exec_at_a_busy_script(
         transaction = encode_command("MULTI") + b"".join(encode_command(*c) for c in queued)
         client.sock.sendall(transaction + (encode_command("EXEC") if between is not None else b""))
         assert [client.read_reply() for _ in range(len(queued) + 1)] == [b"OK"] + [b"QUEUED"] * len(queued)
-        looper.send("EVAL", "while true do end", 1, keys[2])
-        deadline = time.monotonic() + 20
-        while _ask(probe, "PING") == b"PONG":  # until the script is past the threshold
-            assert time.monotonic() < deadline, "the script did not go busy"
-        if after is not None:
-            after()
-        else:
-            client.send("EXEC")
-        outcome = [_text(client.read_reply())]
-        while _ask(probe, "SCRIPT", "KILL") != b"OK":
-            assert time.monotonic() < deadline, "the script was not killed"
-        assert str(looper.read_reply()).startswith("ERR Script killed")
+        outcome = [_exec_while_busy(client, looper, probe, keys[2], after)]
         probe.command("PUBLISH", "busytear", "marker")
         heard = listener.read_reply()
         fields = dict(f.split("=", 1) for f in _ask(client, "CLIENT", "INFO").decode().split())  # type: ignore[union-attr]

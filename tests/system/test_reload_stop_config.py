@@ -122,6 +122,14 @@ def _saving(server, shard: int, fault) -> int:
     return pid
 
 
+def _served(c: redis.Redis) -> bool:
+    """Whether ``k1`` is served (-LOADING until its shard's reload ends)."""
+    try:
+        return c.get("k1") == b"1"
+    except redis.BusyLoadingError:
+        return False
+
+
 @contextlib.contextmanager
 def _restarted(*flags: str) -> Iterator[redis.Redis]:
     """A client of a shardkv of two shards started again with ``flags``
@@ -193,14 +201,7 @@ def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_pa
         assert c.config_get("set-max-intset-entries") == {"set-max-intset-entries": "1"}
         there, here = keys_of_shard(1, 2, "s", 1)[0], keys_of_shard(0, 2, "s", 1)[0]
         os.kill(held, signal.SIGCONT)
-
-        def served() -> bool:
-            try:
-                return c.get("k1") == b"1"
-            except redis.BusyLoadingError:
-                return False
-
-        assert until(served, 120)
+        assert until(lambda: _served(c), 120)
         for key in (here, there):  # the reloaded worker applied it too
             c.sadd(key, 1, 2, 3)
             assert c.object("encoding", key) == b"hashtable", key
@@ -301,14 +302,7 @@ def test_lastsave_while_a_worker_reloads_answers_at_once(tmp_path):
         assert before <= during <= restarted  # the reloading shard's, not shard 0's later save
         assert info["rdb_last_save_time"] == during
         os.kill(held, signal.SIGCONT)
-
-        def served() -> bool:
-            try:
-                return c.get("k1") == b"1"
-            except redis.BusyLoadingError:
-                return False
-
-        assert until(served, 120)
+        assert until(lambda: _served(c), 120)
         # Once loaded, its worker says its own: its start, before it held
         # itself (not the load's end, nor shard 0's later save), the very
         # figure the acceptor said meanwhile (the supervisor timed the
