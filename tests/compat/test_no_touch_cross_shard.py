@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.support.lfu import counting_accesses
 from tests.support.placement import key_on
 from tests.support.resp import ErrorReply, RespClient
 
@@ -141,25 +142,9 @@ def servers(request, redis_and_shardkv_k12):
     the policy whose clock is read."""
     real_port, ours_port, _acceptors = redis_and_shardkv_k12
     lfu = request.param
-    policy = ["maxmemory-policy", "allkeys-lfu", "lfu-log-factor", "0", "lfu-decay-time", "0"]
     with RespClient(real_port) as real, RespClient(ours_port) as ours:
-        for c in (real, ours):
-            if lfu:
-                c.command("CONFIG", "SET", *policy)
-        try:
+        with counting_accesses(real, lfu), counting_accesses(ours, lfu):
             yield real, ours, lfu
-        finally:
-            for c in (real, ours):
-                c.command(
-                    "CONFIG",
-                    "SET",
-                    "maxmemory-policy",
-                    "noeviction",
-                    "lfu-log-factor",
-                    "10",
-                    "lfu-decay-time",
-                    "1",
-                )
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.lfu import counting_accesses
 from tests.support.placement import key_on
 from tests.support.resp import ErrorReply, RespClient
 
@@ -58,37 +59,22 @@ def _clocks(c: RespClient, lfu: bool) -> dict:
 def test_read_keys_clocks_in_other_databases(redis_and_shardkv_k12, name, lfu):
     real_port, ours_port, _ = redis_and_shardkv_k12
     db, run = CASES[name]
-    policy = ["maxmemory-policy", "allkeys-lfu", "lfu-log-factor", "0", "lfu-decay-time", "0"]
     seen = []
     for port in (real_port, ours_port):
-        with RespClient(port) as c:
-            if lfu:
-                c.command("CONFIG", "SET", *policy)
-            try:
-                c.command("FLUSHALL")
-                c.command("SET", "{p}s", "v")
-                payload = c.command("DUMP", "{p}s")
-                c.command("DEL", "{p}s")
-                clock = ("FREQ", 100) if lfu else ("IDLETIME", 1000)
-                for d in (0, 3):
-                    c.command("SELECT", d)
-                    for key in (A, B, T):
-                        c.command("RESTORE", key, 0, payload, *clock, "REPLACE")
-                c.command("SELECT", db)
-                reply = run(c)
-                assert not isinstance(reply, ErrorReply), reply
-                seen.append(_clocks(c, lfu))
-            finally:
-                c.command(
-                    "CONFIG",
-                    "SET",
-                    "maxmemory-policy",
-                    "noeviction",
-                    "lfu-log-factor",
-                    "10",
-                    "lfu-decay-time",
-                    "1",
-                )
+        with RespClient(port) as c, counting_accesses(c, lfu):
+            c.command("FLUSHALL")
+            c.command("SET", "{p}s", "v")
+            payload = c.command("DUMP", "{p}s")
+            c.command("DEL", "{p}s")
+            clock = ("FREQ", 100) if lfu else ("IDLETIME", 1000)
+            for d in (0, 3):
+                c.command("SELECT", d)
+                for key in (A, B, T):
+                    c.command("RESTORE", key, 0, payload, *clock, "REPLACE")
+            c.command("SELECT", db)
+            reply = run(c)
+            assert not isinstance(reply, ErrorReply), reply
+            seen.append(_clocks(c, lfu))
     assert seen[1] == seen[0]
 
 
@@ -106,27 +92,13 @@ def test_a_stream_read_across_shards_counts_as_redis(redis_and_shardkv_k12, name
     streams on two shards: each stream's LFU counter gains what Redis's
     xreadCommand's lookups give it, no more."""
     real_port, ours_port, _ = redis_and_shardkv_k12
-    policy = ["maxmemory-policy", "allkeys-lfu", "lfu-log-factor", "0", "lfu-decay-time", "0"]
     seen = []
     for port in (real_port, ours_port):
-        with RespClient(port) as c:
-            c.command("CONFIG", "SET", *policy)
-            try:
-                c.command("FLUSHALL")
-                for key in (A, B):
-                    c.command("XADD", key, "1-1", "f", "v")
-                    c.command("XGROUP", "CREATE", key, "g", "0")
-                reply = c.command(*STREAM_READS[name])
-                seen.append((reply, [c.command("OBJECT", "FREQ", key) for key in (A, B)]))
-            finally:
-                c.command(
-                    "CONFIG",
-                    "SET",
-                    "maxmemory-policy",
-                    "noeviction",
-                    "lfu-log-factor",
-                    "10",
-                    "lfu-decay-time",
-                    "1",
-                )
+        with RespClient(port) as c, counting_accesses(c):
+            c.command("FLUSHALL")
+            for key in (A, B):
+                c.command("XADD", key, "1-1", "f", "v")
+                c.command("XGROUP", "CREATE", key, "g", "0")
+            reply = c.command(*STREAM_READS[name])
+            seen.append((reply, [c.command("OBJECT", "FREQ", key) for key in (A, B)]))
     assert seen[1] == seen[0]
