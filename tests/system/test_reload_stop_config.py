@@ -392,6 +392,26 @@ def _write_until_shut(writer: RespClient, seconds: float) -> list[str]:
     return acked
 
 
+def _shutdown_save_while_shard_1_loads(
+    server, fault, origin: int, writer_timeout: float, asker_timeout: float
+) -> tuple[int, RespClient, RespClient, int]:
+    """Shard 1's worker killed and its reload held (``kill_held``); once it
+    loads (``writer``, a client of the other acceptor than ``origin``,
+    gets -LOADING), ``asker`` sends SHUTDOWN SAVE through ``origin``,
+    which skips it, and shard 0 stops itself as it takes the SHUTDOWN's
+    ``__shutdown`` (fault point ``shutdown@0``).  Returns (the held
+    reload's pid, writer, asker, shard 0's stopped worker's pid)."""
+    held = kill_held(server, 1, fault)
+    writer = client_on(server.port, 1 - origin, timeout=writer_timeout)
+    probe = keys_of_shard(1, 2, "k", 1)[0]
+    assert until(lambda: _loading(writer, probe), 60)
+    fault.write_text("shutdown@0")
+    asker = client_on(server.port, origin, timeout=asker_timeout)
+    asker.send("SHUTDOWN", "SAVE")
+    _logged(server, "shard 1 is loading: it stops without a save")
+    return held, writer, asker, _saving(server, 0, fault)
+
+
 @pytest.mark.parametrize("origin", [0, 1])
 def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_saves_are_kept(tmp_path, origin):
     """Two acceptors: SHUTDOWN SAVE through acceptor ``origin`` skips the
@@ -408,15 +428,7 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
         # Shard 1's reload is held until the SHUTDOWN has skipped it; shard
         # 0 holds itself as it takes the SHUTDOWN's __shutdown, until shard
         # 1 has loaded and been asked: it loads while shard 0 still saves.
-        held = kill_held(server, 1, fault)
-        writer = client_on(server.port, 1 - origin, timeout=30)
-        probe = keys_of_shard(1, 2, "k", 1)[0]
-        assert until(lambda: _loading(writer, probe), 60)
-        fault.write_text("shutdown@0")
-        asker = client_on(server.port, origin, timeout=60)
-        asker.send("SHUTDOWN", "SAVE")
-        _logged(server, "shard 1 is loading: it stops without a save")
-        saving = _saving(server, 0, fault)
+        held, writer, asker, saving = _shutdown_save_while_shard_1_loads(server, fault, origin, 30, 60)
         os.kill(held, signal.SIGCONT)
         acked = _write_until_shut(writer, 30)
         os.kill(saving, signal.SIGCONT)
@@ -480,15 +492,7 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
         # The reload is held until the signal's stop has begun (PING_WAIT
         # after the SIGTERM at the most); shard 0 holds itself as it takes
         # the SHUTDOWN's __shutdown, until shard 1 has loaded and saved.
-        held = kill_held(server, 1, fault)
-        writer = client_on(server.port, 1 - origin, timeout=60)
-        probe = keys_of_shard(1, 2, "k", 1)[0]
-        assert until(lambda: _loading(writer, probe), 60)
-        fault.write_text("shutdown@0")
-        asker = client_on(server.port, origin, timeout=90)
-        asker.send("SHUTDOWN", "SAVE")
-        _logged(server, "shard 1 is loading: it stops without a save")
-        saving = _saving(server, 0, fault)
+        held, writer, asker, saving = _shutdown_save_while_shard_1_loads(server, fault, origin, 60, 90)
         server.signal(signal.SIGTERM)
         _logged(server, "shard 1 is loading: it stops without a save", 2)
         os.kill(held, signal.SIGCONT)
