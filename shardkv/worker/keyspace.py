@@ -604,6 +604,9 @@ class Keyspace:
     def _expire(self, slot: int, key: bytes) -> None:
         if self.expiry_paused and self.expiry_waits():
             return
+        waiters = self.waiters
+        if waiters is not None and waiters.by_key:
+            waiters.mark_keys(((self.db, key),))  # (dbGenericDelete signals a stream's XREADGROUPs)
         self._remove(slot, key)
         self.expired_keys += 1
         if self.event_mask & EXPIRED:

@@ -1002,6 +1002,8 @@ class Pipes:
             self._serve_left()
         if now >= self.next_sweep:
             self.next_sweep = _tick(shard)
+            if waiters.ready:  # a stream the sweeper expired fails its blocked XREADGROUPs
+                self._serve_left()
         for pipe in self.pipes:
             if pipe is not None:
                 try:

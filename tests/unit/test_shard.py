@@ -1411,3 +1411,32 @@ def test_a_stream_bwait_past_an_entry_deleted_before_it_waits_for_an_xadd(shard,
     ]
     notification = b"*3\r\n:1\r\n$1\r\na\r\n$3\r\n3-0\r\n"  # [BWAIT_READY, the key, the last ID]
     assert shard.waiters.wakes == [(0, wire.encode_wake(5, notification))]
+
+
+@pytest.mark.parametrize("how", ["lazy", "active"])
+@pytest.mark.parametrize("bwait", [False, True], ids=["one-shard", "bwait"])
+def test_a_stream_that_expires_fails_its_blocked_xreadgroup(shard, how, bwait):
+    """Redis's expiry deletes as DEL does (``dbGenericDelete`` signals
+    the stream ready), and the blocked XREADGROUP fails ``-UNBLOCKED the
+    stream key no longer exists`` at once: whether a command's lookup
+    (EXISTS) or the sweeper found the key expired; a blocked XREAD on it
+    waits on."""
+    run(shard, "XADD", "s", "1-0", "f", "1")
+    run(shard, "XGROUP", "CREATE", "s", "g", "$")
+    if bwait:
+        group = [wire.Verb.BWAIT, b"xreadgroup", b"0", b"0", b"g", b"s", b">"]
+        plain = [wire.Verb.BWAIT, b"xread", b"0", b"0", b"", b"s", b"1-0"]
+    else:
+        group = [b"XREADGROUP", b"GROUP", b"g", b"c", b"BLOCK", b"0", b"STREAMS", b"s", b">"]
+        plain = [b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"1-0"]
+    assert wire.decode_replies(shard.run_batch(_batch((5, group), (6, plain)))) == [b"", b""]
+    run(shard, "PEXPIRE", "s", "10")
+    shard.keyspace.clock.advance(10)
+    if how == "lazy":
+        assert wire.decode_replies(shard.run_batch(_batch((0, [b"EXISTS", b"s"])))) == [b":0\r\n"]
+    else:
+        shard.keyspace.tick()
+        assert shard.sweeper.cycle(budget_s=1.0) == 1
+        shard.waiters.serve_ready()  # (the loop's, after its tick)
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, b"-UNBLOCKED the stream key no longer exists\r\n"))]
+    assert list(shard.waiters.by_token) == [(0, 6)]

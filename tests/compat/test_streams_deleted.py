@@ -1,0 +1,151 @@
+"""A blocked stream read whose stream goes away, against both servers.
+
+Redis 7.0 signals a stream key ready when it is deleted or overwritten
+(``dbGenericDelete``, ``dbOverwrite``: DEL, UNLINK, an expiry, a RENAME
+away, a SET over it; ``scanDatabaseForDeletedStreams``: FLUSHDB, SWAPDB),
+and ``handleClientsBlockedOnKeys`` then fails every XREADGROUP blocked on
+a key that holds no stream (``unblockDeletedStreamReadgroupClients``:
+``-UNBLOCKED the stream key no longer exists``), at once, expiry included
+(``beforeSleep`` runs it).  An XREAD with no group waits on.  Each case
+runs on one shard's stream, then with a stream of the other shard in the
+same read (the read across shards), on shardkv with one acceptor and
+with two (the blocked client on acceptor 0, the writer on acceptor 1).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import ErrorReply, RespClient
+from tests.support.waits import WAIT
+
+S, T = key_on(0, "gone", shards=2), key_on(1, "gone", shards=2)
+# A key of S's shard, and one of T's, to rename S to.
+NEAR, FAR = key_on(0, "away", shards=2), key_on(1, "away", shards=2)
+
+UNBLOCKED = "error: UNBLOCKED the stream key no longer exists"
+
+
+def _blocked(c: RespClient) -> int:
+    info = c.command("INFO", "clients")
+    assert isinstance(info, bytes)
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
+
+
+def _wait_blocked(c: RespClient, n: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while _blocked(c) != n:
+        assert time.monotonic() < deadline, f"never {n} blocked clients"
+        time.sleep(0.01)
+
+
+def _wait_gone(c: RespClient, key: str) -> None:
+    """Poll KEYS (which looks ``key`` up without deleting it) until its
+    TTL passed."""
+    deadline = time.monotonic() + WAIT
+    while _has(c, key):
+        assert time.monotonic() < deadline, f"{key} never expired"
+        time.sleep(0.01)
+
+
+def _has(c: RespClient, key: str) -> bool:
+    keys = c.command("KEYS", "*")
+    assert isinstance(keys, list)
+    return key.encode() in keys
+
+
+def _reply(value: object) -> object:
+    return f"error: {value}" if isinstance(value, ErrorReply) else value
+
+
+def _run(port: int, acceptors: int, setup: list, read: list, steps: list) -> list:
+    """Run ``setup``, block ``read`` on acceptor 0, then each of
+    ``steps`` from acceptor 1: a command (its reply), ``"blocked"`` (how
+    many clients are blocked), ``"served"`` (the blocked read's reply)
+    or ``("gone", key)`` (wait until the expiry deleted ``key``); what
+    each gave."""
+    with client_on(port, 1, k=acceptors) as writer, client_on(port, 0, k=acceptors) as reader:
+        writer.command("FLUSHALL")
+        for command in setup:
+            writer.command(*command)
+        reader.send(*read)
+        _wait_blocked(writer, 1)
+        out: list = []
+        for step in steps:
+            if step == "blocked":
+                out.append(("blocked", _blocked(writer)))
+            elif step == "served":
+                out.append(("served", _reply(reader.read_reply())))
+                _wait_blocked(writer, 0)
+            elif step[0] == "gone":
+                _wait_gone(writer, step[1])
+            else:
+                writer.send(*step)
+                out.append((step[0], _reply(writer.read_reply())))
+        return out
+
+
+def _both(servers, setup: list, read: list, steps: list) -> list:
+    real, ours, acceptors = servers
+    expected = _run(real, 1, setup, read, steps)
+    assert _run(ours, acceptors, setup, read, steps) == expected
+    return expected
+
+
+KEYS = pytest.mark.parametrize("keys", [[S], [T, S]], ids=["one-shard", "cross-shard"])
+
+
+def _group_read(keys: list[str]) -> list:
+    return ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", *keys, *[">"] * len(keys)]
+
+
+def _plain_read(keys: list[str]) -> list:
+    return ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
+
+
+def _streams(keys: list[str]) -> list:
+    """Entry 1-0 in each of ``keys``, and group g past it."""
+    out: list = []
+    for key in keys:
+        out.append(["XADD", key, "1-0", "f", "1"])
+        out.append(["XGROUP", "CREATE", key, "g", "$"])
+    return out
+
+
+GONE = {
+    "del": [["DEL", S]],
+    "unlink": [["UNLINK", S]],
+    "flushdb": [["FLUSHDB"]],
+    "rename-same-shard": [["RENAME", S, NEAR]],
+    "rename-cross-shard": [["RENAME", S, FAR]],
+    "set": [["SET", S, "v"]],
+    "expire": [["PEXPIRE", S, 1], ("gone", S)],
+}
+
+
+@KEYS
+@pytest.mark.parametrize("how", list(GONE))
+def test_a_blocked_xreadgroup_whose_stream_goes_is_unblocked(redis_and_shardkv_k12, keys, how):
+    out = _both(redis_and_shardkv_k12, _streams(keys), _group_read(keys), [*GONE[how], "served"])
+    assert out[-1] == ("served", UNBLOCKED)
+
+
+@KEYS
+@pytest.mark.parametrize("how", list(GONE))
+def test_a_blocked_xread_whose_stream_goes_waits_on(redis_and_shardkv_k12, keys, how):
+    steps = [*GONE[how], "blocked", ["DEL", S], ["XADD", S, "3-0", "f", "3"], "served"]
+    out = _both(redis_and_shardkv_k12, _streams(keys), _plain_read(keys), steps)
+    assert out[-1] == ("served", [[S.encode(), [[b"3-0", [b"f", b"3"]]]]])
+
+
+@KEYS
+def test_a_stream_deleted_and_added_again_in_a_transaction_fails_its_xreadgroup_nogroup(redis_and_shardkv_k12, keys):
+    """Served after EXEC, on the state it left: a stream without the
+    read's group, ``-NOGROUP``."""
+    steps = [["MULTI"], ["DEL", S], ["XADD", S, "2-0", "f", "2"], ["EXEC"], "served"]
+    out = _both(redis_and_shardkv_k12, _streams(keys), _group_read(keys), steps)
+    assert out[-1] == ("served", "error: NOGROUP the consumer group this client was blocked on no longer exists")
