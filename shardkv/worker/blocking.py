@@ -331,6 +331,9 @@ class Waiters:
         # (XGROUP DESTROY, RENAME, COPY: see signal) since the ready keys
         # were last served.
         self.signaled: set[tuple[int, bytes]] = set()
+        # Those a cross-shard operation running here signaled, waited on
+        # here or not (see signaled_at_end).
+        self.signaled_run: set[tuple[int, bytes]] = set()
         # (pipe, W frame) to send after the current R frame
         self.wakes: list[tuple[int, bytes]] = []
         # Those of ``wakes`` that answer a waiter a write served here: with
@@ -793,9 +796,28 @@ class Waiters:
         or not, though no entry was added (see
         ``shardkv.worker.commands.streams.serves``)."""
         dbkey = (self.ks.db, key)
+        if self.ks.imported is not None:
+            # A cross-shard operation's (a MULTI, a script): the stream may
+            # go home to a shard where reads wait on it, which serves them
+            # once the operation is done, on the state it left (an XSETID
+            # after the RENAME): see signaled_at_end.
+            self.signaled_run.add(dbkey)
         if dbkey in self.by_key:
             self.signaled.add(dbkey)
             self.ready[dbkey] = None
+
+    def signaled_at_end(self) -> None:
+        """A cross-shard operation that ran here has done its commands:
+        each stream one of them signaled takes its last ID now as added,
+        so that the shard it goes home to serves its blocked reads whose
+        ID that is past, as Redis serves a signaled key after EXEC."""
+        ks = self.ks
+        for db, key in self.signaled_run:
+            with ks.selected(db):
+                stream = ks.peek(key)
+            if type(stream) is Stream:
+                stream.added = stream.last_id
+        self.signaled_run.clear()
 
     def mark_db(self, db: int) -> None:
         """Every waited-on key of database ``db`` may serve now (SWAPDB):

@@ -2256,6 +2256,8 @@ class Shard:
                         calls.append(wire.SCRIPT_END)
             if len(event_ends) < len(replies):
                 event_ends.append(len(ks.events) if ks.events is not None else 0)
+            if self.waiters.signaled_run:
+                self.waiters.signaled_at_end()
             self.run_event_ends = event_ends if ks.events else None
             bodies = [encode(value, resp3) for value in replies]
         except BaseException:
@@ -2272,6 +2274,7 @@ class Shard:
             self.timing = True
             engine.monitor = None
             ks.imported = None
+            self.waiters.signaled_run.clear()  # (a run that failed half way)
             ks.ready_order = None
             ks.slots = slots
             if ks.db != here:

@@ -1438,5 +1438,7 @@ def test_a_stream_that_expires_fails_its_blocked_xreadgroup(shard, how, bwait):
         shard.keyspace.tick()
         assert shard.sweeper.cycle(budget_s=1.0) == 1
         shard.waiters.serve_ready()  # (the loop's, after its tick)
-    assert shard.waiters.wakes == [(0, wire.encode_wake(5, b"-UNBLOCKED the stream key no longer exists\r\n"))]
+    assert shard.waiters.wakes == [
+        (0, wire.encode_wake(5, b"-UNBLOCKED the stream key no longer exists\r\n"))
+    ]
     assert list(shard.waiters.by_token) == [(0, 6)]
