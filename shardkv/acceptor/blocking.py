@@ -185,7 +185,7 @@ from shardkv.acceptor import monitor
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import MUTED, Pushed, Sink, Slot, origin_of
-from shardkv.acceptor.shardlink import BUSY_LINKS
+from shardkv.acceptor.shardlink import BUSY_LINKS, busy_refusal
 from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, SCRIPTS
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import parse_long_double
@@ -496,8 +496,8 @@ class _OneShard:
         if self.done:
             answer(0)  # served meanwhile, or its client went away
             return
-        if after < 0 and BUSY_LINKS:  # a script went busy meanwhile
-            answer(next(iter(BUSY_LINKS)).busy)
+        if after < 0 and BUSY_LINKS and (busy := busy_refusal()):  # a script went busy meanwhile
+            answer(busy)
             return
         link = self.link
         link.unblocks_sent += 1
@@ -2786,8 +2786,9 @@ def unblock(client: Client, error: bool, answer: Answer, after: int = -1, pin: P
     ):
         answer(0)
         return
-    if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)
-        answer(next(iter(BUSY_LINKS)).busy)
+    # A script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag).
+    if BUSY_LINKS and (busy := busy_refusal()):
+        answer(busy)
         return
     ASKED[token] = ASKED.get(token, 0) + 1
 
@@ -2834,8 +2835,9 @@ def unblock_located(client: Client, where: list[int], error: bool, answer: Answe
     (``after``, see :attr:`ClientState.unblock_after`); if it still waited,
     the worker sends its null or ``-UNBLOCKED`` to that acceptor's pipe
     itself, as a timeout's."""
-    if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)
-        answer(next(iter(BUSY_LINKS)).busy)
+    # A script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag).
+    if BUSY_LINKS and (busy := busy_refusal()):
+        answer(busy)
         return
     pipe, shard, token = where
     link = client.server.links[shard]

@@ -28,7 +28,7 @@ from shardkv.acceptor import blocking, monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_mget, split_by_shard
 from shardkv.acceptor.replies import MUTED, MutedSlot, Pushed, Slot, Trailing, is_plain_slot
 from shardkv.acceptor.scriptcache import declares_denyoom, declares_flags, declares_no_writes, script_body
-from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS, RUNNING_LINKS
+from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS, RUNNING_LINKS, busy_refusal
 from shardkv.acceptor.state import (
     AFTER_SCRIPTS,
     REPLY_ON,
@@ -287,12 +287,12 @@ class Dispatch:
             # answers while it loads again, but for that shard alone.
             self.reject(cmd, args, errors.LOADING)
             return
-        if BUSY_LINKS and not commands.allowed_while_busy(cmd.name, args):
+        if BUSY_LINKS and not commands.allowed_while_busy(cmd.name, args) and (busy := busy_refusal()):
             # A script on some shard is past busy-reply-threshold: as Redis's
             # one thread, every command but the allow-busy ones gets -BUSY,
             # whatever shard its keys are on (and a MULTI being queued will
             # abort).  The hot path never comes here while a script is busy.
-            self.reject(cmd, args, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
+            self.reject(cmd, args, busy.decode("latin-1")[1:].strip())
             return
         if state.monitoring and monitor.touches_keyspace(cmd, args):
             self.reject(cmd, args, errors.MONITOR_KEYSPACE)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -69,6 +70,21 @@ _BUSY_WAITERS: list[Callable[[], None]] = []
 # script may have ended on this acceptor's pipe before it was asked, while
 # the other acceptor had not read the end yet (then no change would come).
 BUSY_SEEN_WITHIN = 0.5
+
+
+def busy_refusal() -> bytes | None:
+    """The ``-BUSY`` error, encoded, that a command not allowed
+    while busy gets now, or None: that of a link of :data:`BUSY_LINKS`
+    whose worker's end of the pipe is still open.  One whose worker closed
+    it (died) counts as gone, though this acceptor has not read the end yet
+    (:meth:`ShardLink.worker_closed`): a client that another acceptor told
+    of the death may ask first.  Its command then gets what it gets once
+    the end is read (for that shard: that it is unavailable, see
+    :meth:`ShardLink.send`).  Only asked while ``BUSY_LINKS`` holds a link."""
+    for link in BUSY_LINKS:
+        if not link.worker_closed():
+            return link.busy
+    return None
 
 
 def busy_changes() -> int:
@@ -489,7 +505,7 @@ class ShardLink:
         before (see :meth:`send_control`).
         """
         if not self.up or (self.busy and not control):
-            sink.deliver(self.busy or encode_error(errors.SHARD_UNAVAILABLE))
+            sink.deliver(self._refusal())
             return
         out = self.out
         out.append(header)
@@ -502,6 +518,15 @@ class ShardLink:
         if whole_step and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
             self._write()
 
+    def _refusal(self) -> bytes:
+        """What a client's command gets from a link that is down or busy:
+        ``-BUSY``, or, once the worker is gone (its end of the pipe closed,
+        though not read here yet: see :func:`busy_refusal`), that the shard
+        is unavailable, as once the end is read."""
+        if self.busy and not self.worker_closed():
+            return self.busy
+        return encode_error(errors.SHARD_UNAVAILABLE)
+
     def send_run(self, header: bytes, run: list) -> None:
         """Queue a run of plain single-key commands, each a whole step, as
         :meth:`send` queues each (``whole_step``): ``run`` is
@@ -510,7 +535,7 @@ class ShardLink:
         a step's capture (:mod:`shardkv.acceptor.holds`) shadows it as it
         shadows :meth:`send`."""
         if not self.up or self.busy:
-            error = self.busy or encode_error(errors.SHARD_UNAVAILABLE)
+            error = self._refusal()
             for sink in run[1::2]:
                 sink.deliver(error)
             return
@@ -878,6 +903,23 @@ class ShardLink:
         self.up = True
         self.stopped = False
         self.generation += 1
+
+    def worker_closed(self) -> bool:
+        """Whether the worker has closed its end of the pipe (it died),
+        read here or not yet: no pipe, a closing one, or one the kernel
+        says is hung up or reset (a zero-timeout poll of its descriptor,
+        which the open transport owns, so it is not another's).  Frames the
+        worker wrote before may be unread still; none comes after them."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return True
+        sock = transport.get_extra_info("socket")
+        fd = sock.fileno() if sock is not None else -1
+        if fd < 0:  # (a transport with no descriptor: a test's)
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
     def killed_elsewhere(self, pid: int, epoch: int) -> None:
         """Another acceptor signalled this worker's busy script ``(pid,
@@ -1492,5 +1534,14 @@ class _Pipe(asyncio.Protocol):
             except Exception:
                 _out_of_order(self.link.index)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def eof_received(self) -> None:
+        """The worker's end is closed (it died, or stopped): the link
+        learns it now, not in ``connection_lost``, which the loop calls
+        later, in a callback of its own.  A client's command read in the
+        same turn of the loop, after the pipe's end (a client told by
+        another acceptor that the worker died), found the dead worker's
+        script busy still: ``-BUSY``.  Returns None: the transport closes."""
         self.link.detached(self.transport)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link.detached(self.transport)  # type: ignore[arg-type]  # (after eof_received: nothing)

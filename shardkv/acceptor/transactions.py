@@ -72,7 +72,7 @@ from shardkv.acceptor.replies import (
     split_within,
     wait_after_exec,
 )
-from shardkv.acceptor.shardlink import BUSY_LINKS, RUNNING_LINKS, at_threshold
+from shardkv.acceptor.shardlink import BUSY_LINKS, RUNNING_LINKS, at_threshold, busy_refusal
 from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
@@ -854,8 +854,9 @@ def _at_threshold(server: object, refused: Callable[[int | bytes], None], then: 
     the script's kind or writes (see _after_scripts)."""
 
     def decide() -> None:
-        if BUSY_LINKS:
-            refused(next(iter(BUSY_LINKS)).busy)
+        busy = busy_refusal() if BUSY_LINKS else None
+        if busy is not None:
+            refused(busy)
         else:
             then()
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import psutil
 import pytest
 import redis
 
@@ -975,30 +976,9 @@ def test_a_scripts_publish_held_for_its_events_goes_when_its_worker_dies() -> No
     worker (numbering from 1 again) sent much later, or never, so the
     subscriber heard a PUBLISH sent after the kill first.  Now it goes when
     the worker's pipe closes (the lost write's event never comes)."""
-
-    def scenario(server: ServerProcess) -> list:
-        caller = client_on(server.port, 0, k=2, timeout=WAIT)
-        sub = client_on(server.port, 1, k=2, timeout=WAIT)
-        other = client_on(server.port, 1, k=2, timeout=WAIT)
-        try:
-            caller.command("CONFIG", "SET", "notify-keyspace-events", "KEA")
-            caller.command("CONFIG", "SET", "busy-reply-threshold", "100")
-            sub.send("SUBSCRIBE", "q")
-            sub.send("PSUBSCRIBE", "__keyevent@0__:*")
-            got: list = [sub.read_reply(), sub.read_reply()]
-            body = "redis.call('set', KEYS[1], 'v') redis.call('publish', 'q', 'm') while true do end"
-            caller.send("EVAL", body, 1, "k")
-            wait_busy(lambda: other.command("GET", "k"))  # (past its PUBLISH)
-            os.kill(worker_pid(server, 0), signal.SIGKILL)
-            got.append(str(caller.read_reply()).split()[0])
-            got.append(other.command("PUBLISH", "q", "end"))
-            got += [sub.read_reply(), sub.read_reply()]
-            return got
-        finally:
-            for c in (caller, sub, other):
-                c.close()
-
-    assert on_shardkv(scenario, acceptors=2, shards=1) == [
+    assert on_shardkv(
+        lambda server: publish_after_the_scripts_worker_died(server, False), acceptors=2, shards=1
+    ) == [
         [b"subscribe", b"q", 1],
         [b"psubscribe", b"__keyevent@0__:*", 2],
         "ERR",
@@ -1006,3 +986,75 @@ def test_a_scripts_publish_held_for_its_events_goes_when_its_worker_dies() -> No
         [b"message", b"q", b"m"],
         [b"message", b"q", b"end"],
     ]
+
+
+def test_a_command_read_with_the_dead_workers_eof_is_not_refused_busy() -> None:
+    """The same, acceptor 1 stopped (SIGSTOP) from before the kill until
+    the PUBLISH has been sent to it: it then reads its pipe's end and the
+    PUBLISH in one turn of its loop.  The pipe's end only closes the
+    transport there, which tells the link later (``connection_lost``
+    comes in a callback of its own), so the PUBLISH found the dead
+    worker's script busy still and got ``-BUSY``, although the script's
+    caller had its error already (under load, the same happened without
+    the stop: CI).  A busy link whose worker is gone counts as gone now:
+    the command waits for the link to know it."""
+    assert on_shardkv(
+        lambda server: publish_after_the_scripts_worker_died(server, True), acceptors=2, shards=1
+    ) == [
+        [b"subscribe", b"q", 1],
+        [b"psubscribe", b"__keyevent@0__:*", 2],
+        "ERR",
+        1,
+        [b"message", b"q", b"m"],
+        [b"message", b"q", b"end"],
+    ]
+
+
+def publish_after_the_scripts_worker_died(server: ServerProcess, hold_other: bool) -> list:
+    """The scenario of the two tests above; ``hold_other``: acceptor 1 is
+    stopped from before the worker's kill until the PUBLISH is sent."""
+    caller = client_on(server.port, 0, k=2, timeout=WAIT)
+    sub = client_on(server.port, 1, k=2, timeout=WAIT)
+    other = client_on(server.port, 1, k=2, timeout=WAIT)
+    stopped = acceptor_pids(server)[1] if hold_other else 0
+    try:
+        caller.command("CONFIG", "SET", "notify-keyspace-events", "KEA")
+        caller.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        sub.send("SUBSCRIBE", "q")
+        sub.send("PSUBSCRIBE", "__keyevent@0__:*")
+        got: list = [sub.read_reply(), sub.read_reply()]
+        body = "redis.call('set', KEYS[1], 'v') redis.call('publish', 'q', 'm') while true do end"
+        caller.send("EVAL", body, 1, "k")
+        wait_busy(lambda: other.command("GET", "k"))  # (past its PUBLISH)
+        worker = worker_pid(server, 0)
+        if stopped:
+            os.kill(stopped, signal.SIGSTOP)
+            assert until(lambda: _status(stopped) == psutil.STATUS_STOPPED), "acceptor 1 never stopped"
+        os.kill(worker, signal.SIGKILL)
+        got.append(str(caller.read_reply()).split()[0])
+        if stopped:
+            # Every pipe of the worker closed before the PUBLISH is sent.
+            assert until(lambda: _status(worker) in (psutil.STATUS_ZOMBIE, None)), "the worker never died"
+            other.send("PUBLISH", "q", "end")
+            os.kill(stopped, signal.SIGCONT)
+            stopped = 0
+            got.append(other.read_reply())
+        else:
+            got.append(other.command("PUBLISH", "q", "end"))
+        got.append(sub.read_reply())
+        if got[3] == 1:  # (a refused PUBLISH sends nothing)
+            got.append(sub.read_reply())
+        return got
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+        for c in (caller, sub, other):
+            c.close()
+
+
+def _status(pid: int) -> str | None:
+    """The process's psutil status; None once it is gone."""
+    try:
+        return psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return None

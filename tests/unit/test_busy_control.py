@@ -13,7 +13,10 @@ order, once the script ends.  In one process, with a real
 
 from __future__ import annotations
 
+import socket
 import time
+
+import pytest
 
 from shardkv.acceptor import notifications, scripting, shardlink
 from shardkv.acceptor.shardlink import ShardLink
@@ -291,3 +294,67 @@ def test_a_link_knows_a_script_runs_until_it_ends_or_the_pipe_closes() -> None:
         assert link not in shardlink.RUNNING_LINKS
     finally:
         shardlink.RUNNING_LINKS.clear()
+
+
+BUSY_REPORT = wire.encode_script_state(True, 1234, False, True, (0, {}, {}), b"sha", b"eval", 0.0, 0, 0)
+
+
+def test_the_pipes_end_ends_a_busy_script_at_once() -> None:
+    """The worker of a busy script died: the pipe's end (``eof_received``)
+    tells the link, not the ``connection_lost`` that the loop calls later,
+    in a callback of its own, after a client's command read in the same
+    turn, which got ``-BUSY`` (tests/system/test_busy_control.py)."""
+    link = ShardLink(0, lambda link: None, lambda: None)
+    pipe = link.protocol()
+    transport = MemoryTransport()
+    pipe.connection_made(transport)  # type: ignore[arg-type]
+    try:
+        pipe.data_received(frame(BUSY_REPORT))
+        assert link in shardlink.BUSY_LINKS
+        changes = shardlink.busy_changes()
+        assert not pipe.eof_received()  # (the transport closes)
+        assert link not in shardlink.BUSY_LINKS and link.busy is None and not link.up
+        assert shardlink.busy_changes() != changes  # what waits for the script's end goes
+        pipe.connection_lost(None)  # later: nothing more
+        assert not link.up
+    finally:
+        shardlink.BUSY_LINKS.clear()
+
+
+class SocketTransport(MemoryTransport):
+    """A transport over the acceptor's end of a real socket pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.sock if name == "socket" else super().get_extra_info(name, default)
+
+
+@pytest.mark.parametrize(
+    "unread", [b"", frame(wire.encode_replies([b"+OK\r\n"]))], ids=["none-unread", "a-frame-unread"]
+)
+def test_a_busy_link_whose_worker_closed_its_end_refuses_nothing(unread: bytes) -> None:
+    """The worker closed its end (it died), and this acceptor has not read
+    that yet (nor, maybe, frames it wrote before): its script no longer
+    makes a command get ``-BUSY``; one for its shard gets what it gets once
+    the end is read, that the shard is unavailable."""
+    ours, worker = socket.socketpair()
+    link = ShardLink(0, lambda link: None, lambda: None)
+    link.attached(SocketTransport(ours))  # type: ignore[arg-type]
+    try:
+        link.data_received(frame(BUSY_REPORT))
+        assert shardlink.busy_refusal() == link.busy == encode_error(errors.BUSY)
+        worker.sendall(unread)
+        assert shardlink.busy_refusal() == link.busy  # (written, not closed: it runs still)
+        worker.close()
+        assert link in shardlink.BUSY_LINKS  # (nothing read yet)
+        assert shardlink.busy_refusal() is None
+        sink = Sink()
+        link.send(wire.entry_header(0), encode_command([b"GET", b"k"]), sink)
+        assert sink.bodies == [encode_error(errors.SHARD_UNAVAILABLE)]
+    finally:
+        shardlink.BUSY_LINKS.clear()
+        ours.close()
+        worker.close()
