@@ -118,6 +118,37 @@ def assert_all_gone(family: list[psutil.Process], wait: float = WAIT) -> None:
     assert not left, f"processes left behind: {left}"
 
 
+_LISTENERS: dict[int, int] = {}  # port -> pid of a process listening on it (script_pid)
+
+
+def script_pid(port: int, shard: int = 0) -> int:
+    """The pid of the process that runs a script of ``shard`` on the server
+    listening on ``port``, for wait_spinning where a test has only the
+    port: redis-server itself, or a shardkv's worker of ``shard``."""
+
+    def listens(pid: int) -> bool:
+        try:
+            conns = psutil.Process(pid).net_connections("tcp")
+        except psutil.NoSuchProcess:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)
+
+    pid = _LISTENERS.get(port)
+    if pid is None or not listens(pid):  # (a server since stopped may have had the port)
+        _LISTENERS[port] = next(
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        )
+    listener = psutil.Process(_LISTENERS[port])
+    if listener.name().startswith("shardkv-accept"):  # (several acceptors: the server is their parent)
+        listener = listener.parent()
+    for child in listener.children():
+        if child.name() == f"shardkv-shard{shard}":
+            return child.pid
+    return listener.pid
+
+
 def wait_spinning(
     pid: int, ended: Callable[[], object] = lambda: False, polls: int = 3, wait: float = WAIT
 ) -> None:
