@@ -22,7 +22,9 @@ import select
 import time
 
 from shardkv.protocol import errors
+from shardkv.protocol.router import Router
 from tests.support.acceptors import client_on
+from tests.support.processes import script_pid, wait_spinning
 from tests.support.resp import parse_info
 
 WAIT = 30.0  # seconds for what must happen (a bound, not a timing check)
@@ -150,11 +152,14 @@ def _readable(c) -> bool:
 
 def _kill_until_answered(port: int, k: int, sent: list[tuple[int, tuple]], script: tuple = CROSS) -> dict:
     """``script`` (a looping one over both shards) from acceptor 0, then
-    each of ``sent`` (acceptor, command) on its own connection 0.05 s later
-    (200 ms threshold), then SCRIPT KILL (FUNCTION KILL), again while it
-    says so, until every command has its reply (10 s at most): how many
-    kills it took, the replies (the script's first), and the BUSY errors
-    and the commands' calls and rejected calls counted."""
+    each of ``sent`` (acceptor, command) on its own connection once the
+    script is seen looping (before the 200 ms threshold, unless the
+    machine is slow: the same replies then), then SCRIPT KILL (FUNCTION
+    KILL), again while it says so, until every command has its reply (10 s
+    at most): how many kills it took, the replies (the script's first),
+    and the BUSY errors and the commands' calls and rejected calls
+    counted.  (Sent a fixed time after the script, a command may reach
+    a loaded server first, Redis too, and run before it.)"""
     admin = client_on(port, 0, k=k, timeout=WAIT)
     caller = client_on(port, 0, k=k, timeout=WAIT)
     others = [client_on(port, where, k=k, timeout=WAIT) for where, _ in sent]
@@ -171,7 +176,7 @@ def _kill_until_answered(port: int, k: int, sent: list[tuple[int, tuple]], scrip
                 c.command("CONFIG", "RESETSTAT")
         admin.command("MSET", *[part for key in KEYS for part in (key, "old")])
         caller.send(*script)
-        time.sleep(0.05)
+        wait_spinning(script_pid(port, Router(2).shard_of(script[3].encode())))
         for c, (_, command) in zip(others, sent, strict=True):
             c.send(*command)
         deadline = time.monotonic() + 10
