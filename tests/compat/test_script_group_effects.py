@@ -21,6 +21,7 @@ from tests.support.processes import wait_busy
 from tests.support.servers import start_redis, start_shardkv
 
 A, B = key_on(0, "ga"), key_on(1, "gb")  # the scripts' keys, on two shards
+WAIT = 20.0  # seconds for what must happen (a bound, not a timing check)
 # Writes keys no shard was told of: its first run escapes.
 ESCAPE = "redis.call('INCR',KEYS[1]) redis.call('INCR',KEYS[2]) for i=1,20 do redis.call('INCR','u'..i) end return 'esc'"
 PUBLISH = (
@@ -52,10 +53,15 @@ def _connections(port: int, n: int) -> list[redis.Connection]:
     return out
 
 
-def _burst(conns: list[redis.Connection], commands: list[tuple]) -> list[object]:
-    """Each command on its own connection, all written before any reply is read."""
+def _burst(
+    conns: list[redis.Connection], commands: list[tuple], sent: threading.Event | None = None
+) -> list[object]:
+    """Each command on its own connection, all written before any reply is
+    read (``sent`` set once they are)."""
     for c, command in zip(conns, commands, strict=True):
         c.send_packed_command(c.pack_command(*command), check_health=False)
+    if sent is not None:
+        sent.set()
     out: list[object] = []
     for c in conns:
         try:
@@ -130,9 +136,13 @@ def _kill_round(port: int) -> dict:
     commands = [("EVAL", loop, 2, A, B), ("EVAL", f"-- {tag}\n" + ESCAPE, 2, A, B)]
     conns = _connections(port, 2)
     out: dict = {}
-    t = threading.Thread(target=lambda: out.setdefault("replies", _burst(conns, commands)))
+    sent = threading.Event()
+    t = threading.Thread(target=lambda: out.setdefault("replies", _burst(conns, commands, sent)))
     t.start()
     try:
+        # Both scripts written before the kill (the thread may be slow to
+        # write the second: killed first, it would run, in Redis too).
+        assert sent.wait(WAIT)
         # Past busy-reply-threshold (a GET of A sent before it waits behind
         # the operation's park and gets -BUSY then, as in Redis; see
         # ShardLink._offer_refusals).
