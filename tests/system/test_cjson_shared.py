@@ -34,7 +34,7 @@ import redis
 
 from shardkv.protocol.router import Router
 from tests.support.acceptors import client_on
-from tests.support.processes import until, worker_pid, worker_pids
+from tests.support.processes import until, wait_spinning, worker_pid, worker_pids
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import start_redis, start_shardkv
 
@@ -85,8 +85,12 @@ def test_a_forward_to_a_busy_shard_is_not_lost(acceptors: int) -> None:
         admin.config_set("busy-reply-threshold", 500)
         setter = redis.Redis(port=server.port, socket_timeout=60)
         looper = redis.Redis(port=server.port, socket_timeout=60)
-        # The setter on A sets its option 2 s in; the loop on B is busy by then.
+        # The setter on A sets its option 2 s in; the loop on B is busy by
+        # then.  The loop is sent once the setter runs, before its
+        # threshold: sent first, or after that, it would be busy when the
+        # other comes, which would get -BUSY.
         set_thread, set_out = _in_thread(lambda: setter.eval(SETTER, 1, A, 2000, 7))
+        wait_spinning(worker_pid(server, Router(2).shard_of(A.encode())), lambda: set_out)
         loop_thread, loop_out = _in_thread(lambda: looper.eval(LOOP, 1, B))
         set_thread.join(60)
         assert set_out == [1]
