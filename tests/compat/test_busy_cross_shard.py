@@ -24,7 +24,7 @@ import time
 from shardkv.protocol import errors
 from shardkv.protocol.router import Router
 from tests.support.acceptors import client_on
-from tests.support.processes import script_pid, wait_spinning
+from tests.support.processes import script_pid, wait_busy, wait_spinning
 from tests.support.resp import parse_info
 
 WAIT = 30.0  # seconds for what must happen (a bound, not a timing check)
@@ -55,11 +55,15 @@ def _text(reply: object) -> object:
     return reply
 
 
-def _scenario(port: int, k: int, where: int, commands: list, at: float = 0.05) -> list:
-    """``commands`` pipelined from acceptor ``where`` ``at`` s into a looping
-    script (300 ms threshold), the script killed 0.5 s later: their
-    replies, the keys' values after, and the BUSY and EXECABORT errors
-    counted and the commands' calls, rejected and failed calls."""
+def _scenario(port: int, k: int, where: int, commands: list, after: bool = False) -> list:
+    """``commands`` pipelined from acceptor ``where`` into a looping script
+    (300 ms threshold) once it is seen running (before the threshold,
+    unless the machine is slow), or, ``after``, once it is busy (an
+    admin's PING refused, counted too), the script killed 0.5 s later:
+    their replies, the keys' values after, and the BUSY and EXECABORT
+    errors counted and the commands' calls, rejected and failed calls.
+    (Sent a fixed time after the script, they could reach a loaded server
+    first, or only part of the pipeline, and run or be queued.)"""
     admin = client_on(port, 0, k=k, timeout=WAIT)
     caller = client_on(port, 0, k=k, timeout=WAIT)
     other = client_on(port, where, k=k, timeout=WAIT)
@@ -71,7 +75,10 @@ def _scenario(port: int, k: int, where: int, commands: list, at: float = 0.05) -
                 c.command("CONFIG", "RESETSTAT")
         admin.command("MSET", *[part for key in KEYS for part in (key, "old")])
         caller.send("EVAL", SPIN, 0)
-        time.sleep(at)
+        if after:
+            wait_busy(lambda: admin.command("PING"))
+        else:
+            wait_spinning(script_pid(port, 0))  # (a keyless script's shard)
         for command in commands:
             other.send(*command)
         time.sleep(0.5)
@@ -113,27 +120,28 @@ def test_cross_shard_writes_sent_before_the_threshold_are_refused_as_redis(redis
     counted as Redis at two (it was counted a failed call), run after the
     script at one (see README, busy scripts)."""
     real, ours, k = redis_and_shardkv_k12
-    for commands, at in (
-        (FLUSHALL, 0.05),
-        (MSET, 0.05),
-        (DEL, 0.05),
-        (RENAME, 0.05),
-        (EXEC, 0.05),
-        (EXEC, 0.4),
-        (BLMOVE, 0.05),
+    for commands, after in (
+        (FLUSHALL, False),
+        (MSET, False),
+        (DEL, False),
+        (RENAME, False),
+        (EXEC, False),
+        (EXEC, True),
+        (BLMOVE, False),
     ):
-        key = (commands[-1][0], at)
+        key = (commands[-1][0], after)
         if key not in _REDIS:  # (the same at K=1 and 2: asked once)
-            _REDIS[key] = _scenario(real, 1, 0, commands, at)
+            _REDIS[key] = _scenario(real, 1, 0, commands, after)
         expected = _REDIS[key]
         if commands is EXEC:
             assert expected[0] == ["OK", *[BUSY] * 8, "EXECABORT Transaction discarded because of: " + BUSY]
-            assert expected[1:] == [["old"] * 8, [8, 1], {"exec": [0, 1, 0], "set": [0, 8, 0]}]
+            busy = 8 + after  # (the probe's PING)
+            assert expected[1:] == [["old"] * 8, [busy, 1], {"exec": [0, 1, 0], "set": [0, 8, 0]}]
         else:
             assert expected[0] == [BUSY]
             assert expected[1:3] == [["old"] * 8, [1, 0]]
         for where in range(k):
-            got = _scenario(ours, k, where, commands, at)
+            got = _scenario(ours, k, where, commands, after)
             if commands is BLMOVE and k == 1:  # a blocking command waits, and runs after the script
                 assert got == [[errors.WRONGTYPE], expected[1], [0, 0], {"blmove": [1, 0, 1]}]
             else:
