@@ -318,12 +318,17 @@ class Stats:
         time, and into its histogram if tracking: per call, the hot path
         only appends its time.  A script's row counts no calls (see
         ScriptTimes)."""
-        times = row[5]
+        pending = times = row[5]
         n = len(times)
         if type(times) is ScriptTimes:
             if not n:
                 return  # (no row made for a script that never ran here)
             row = times.target()  # (``row`` stands in for it in by_bytes)
+            # Folded from a plain list: a list subclass's items, read by
+            # bisect (PySequence_GetItem) or by ``times[i]``, each go
+            # through its ``__getitem__`` (slot_sq_item), several times
+            # dearer than a list's.
+            times = times[:]
         else:
             row[0] += n
         row[1] += sum(times)
@@ -355,7 +360,7 @@ class Stats:
                     b = base + head
                     hist[b] = get(b, 0) + j - i
                     i = j
-        times.clear()
+        pending.clear()
 
     def take_back(self, name: str, row: list) -> None:
         """Take back a call counted with its time in ``row``, the row of

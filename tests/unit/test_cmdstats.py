@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from shardkv.runtime.cmdstats import Stats, apply_settings
+from shardkv.runtime.cmdstats import ScriptTimes, Stats, apply_settings
 from shardkv.runtime.slowlogfile import SlowLogFile
 
 
@@ -114,6 +114,27 @@ def test_fold_buckets_each_time_as_add_run_does():
         folded.fold(folded_row)
         assert folded_row[4] == row[4]
         assert folded_row[1] == row[1] == sum(times)
+
+
+def test_fold_of_a_script_row_counts_its_times_with_no_calls():
+    """A script's row (ScriptTimes, a list subclass folded from a plain
+    copy) folds its times into the command's row as add_run does, with no
+    calls, and is left empty, the same list still in the row."""
+    rng = random.Random(11)
+    for _ in range(50):
+        times = [rng.randrange(0, 1 << rng.randrange(1, 40)) for _ in range(rng.randrange(1, 300))]
+        one_by_one, folded = Stats(), Stats()
+        row = one_by_one._row("evalsha")
+        for ns in times:
+            one_by_one.add_run(row, ns)
+        pending = ScriptTimes(folded, "evalsha")
+        pending.extend(times)
+        script_row = [0, 0, 0, 0, {}, pending]
+        folded.fold(script_row)
+        target = pending.target()
+        assert target[4] == row[4]
+        assert target[1] == sum(times) and target[0] == 0
+        assert script_row[5] is pending and not pending
 
 
 def test_rollback_takes_back_counts_in_place():
