@@ -1979,7 +1979,7 @@ def kill_script(client: Client, eval_mode: bool) -> None:
         return
     slot = Slot(client)
     client.pending.append(slot)
-    busy = [link for link in server.links if link.script is not None]
+    busy = _busy_scripts(server)
     if not busy:
         at_threshold(server, lambda: _answer_kill(slot, eval_mode))
     elif all(link.kill_sent for link in busy):
@@ -2002,7 +2002,7 @@ def _kill_busy(server: object, eval_mode: bool) -> tuple[str | None, list, list]
     the worker of a script of the other kind that had not written as last
     reported is asked to report it at its next hook (wire.REPORT_SIGNAL;
     it may have written since)."""
-    busy = [link for link in server.links if link.script is not None]  # type: ignore[attr-defined]
+    busy = _busy_scripts(server)
     if not busy:
         return errors.NOTBUSY, [], []
     problem = None
@@ -2021,6 +2021,22 @@ def _kill_busy(server: object, eval_mode: bool) -> tuple[str | None, list, list]
             killed.append([link.index, pid, link.script_epoch])
             _signal(pid, signal.SIGUSR1)
     return problem, killed, asked
+
+
+def _busy_scripts(server: object) -> list:
+    """The links whose worker reported a busy script and still runs: one
+    whose worker closed its end of the pipe (it died), though the link
+    does not know it yet, runs none, as for the ``-BUSY`` refusals
+    (shardlink.busy_refusal).  The end read may come after a kill read in
+    the same turn of the loop: the pipe's reset (the worker died with
+    frames of this acceptor unread) tells the link only in the transport's
+    ``connection_lost``, called later, and the kill found the dead script
+    busy: ``-UNKILLABLE``, after its caller was told of the death."""
+    return [
+        link
+        for link in server.links  # type: ignore[attr-defined]
+        if link.script is not None and not link.worker_closed()
+    ]
 
 
 def _other_kind(eval_mode: bool) -> str:

@@ -1058,3 +1058,47 @@ def _status(pid: int) -> str | None:
         return psutil.Process(pid).status()
     except psutil.NoSuchProcess:
         return None
+
+
+def test_a_kill_read_with_the_dead_workers_reset_finds_no_script() -> None:
+    """A busy script's worker dies with frames of acceptor 1 unread (a
+    ``__watchb`` sent while the worker was stopped): acceptor 1's pipe is
+    reset, not ended, which the link learns only in the transport's
+    ``connection_lost``, called after the commands read in the same turn.
+    A SCRIPT KILL sent there after the script's caller was told of the
+    death found the dead script still busy: ``-UNKILLABLE`` (it had
+    written).  It finds none now, as once the reset is read: ``-NOTBUSY``.
+    Acceptor 1 is stopped from before the kill until the SCRIPT KILL is
+    sent, and the supervisor until it is answered (no new worker's pipe
+    comes first)."""
+
+    def scenario(server: ServerProcess) -> list:
+        caller = client_on(server.port, 0, k=2, timeout=WAIT)
+        killer = client_on(server.port, 1, k=2, timeout=WAIT)
+        watcher = client_on(server.port, 1, k=2, timeout=WAIT)
+        stopped = [acceptor_pids(server)[1], server.proc.pid]
+        try:
+            caller.command("CONFIG", "SET", "busy-reply-threshold", "100")
+            caller.send("EVAL", "redis.call('set', KEYS[1], 'v') while true do end", 1, "k")
+            wait_busy(lambda: killer.command("GET", "k"))
+            worker = worker_pid(server, 0)
+            os.kill(worker, signal.SIGSTOP)
+            assert until(lambda: _status(worker) == psutil.STATUS_STOPPED), "the worker never stopped"
+            assert watcher.command("WATCH", "k") == b"OK"  # (its __watchb is left unread)
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+                assert until(lambda pid=pid: _status(pid) == psutil.STATUS_STOPPED), "never stopped"
+            os.kill(worker, signal.SIGKILL)
+            got = [str(caller.read_reply()).split()[0]]
+            assert until(lambda: _status(worker) in (psutil.STATUS_ZOMBIE, None)), "the worker never died"
+            killer.send("SCRIPT", "KILL")
+            os.kill(stopped.pop(0), signal.SIGCONT)
+            got.append(str(killer.read_reply()).split()[0])
+            return got
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            for c in (caller, killer, watcher):
+                c.close()
+
+    assert on_shardkv(scenario, acceptors=2, shards=1) == ["ERR", "NOTBUSY"]

@@ -43,6 +43,10 @@ class FakeLink:
         """The sinks waiting for replies, as ShardLink.fifo: the unanswered entries'."""
         return [sink for _, _, sink in self.sent]
 
+    def worker_closed(self) -> bool:
+        """As ShardLink.worker_closed: the test's worker never dies."""
+        return False
+
     def send(
         self, header: bytes, command: bytes, sink: object, whole_step: bool = False, control: bool = False
     ) -> None:
