@@ -976,16 +976,10 @@ def test_a_scripts_publish_held_for_its_events_goes_when_its_worker_dies() -> No
     worker (numbering from 1 again) sent much later, or never, so the
     subscriber heard a PUBLISH sent after the kill first.  Now it goes when
     the worker's pipe closes (the lost write's event never comes)."""
-    assert on_shardkv(
-        lambda server: publish_after_the_scripts_worker_died(server, False), acceptors=2, shards=1
-    ) == [
-        [b"subscribe", b"q", 1],
-        [b"psubscribe", b"__keyevent@0__:*", 2],
-        "ERR",
-        1,
-        [b"message", b"q", b"m"],
-        [b"message", b"q", b"end"],
-    ]
+    assert (
+        on_shardkv(lambda server: publish_after_the_scripts_worker_died(server, False), acceptors=2, shards=1)
+        == PUBLISH_AFTER_THE_WORKER_DIED
+    )
 
 
 def test_a_command_read_with_the_dead_workers_eof_is_not_refused_busy() -> None:
@@ -998,16 +992,22 @@ def test_a_command_read_with_the_dead_workers_eof_is_not_refused_busy() -> None:
     caller had its error already (under load, the same happened without
     the stop: CI).  A busy link whose worker is gone counts as gone now:
     the command waits for the link to know it."""
-    assert on_shardkv(
-        lambda server: publish_after_the_scripts_worker_died(server, True), acceptors=2, shards=1
-    ) == [
-        [b"subscribe", b"q", 1],
-        [b"psubscribe", b"__keyevent@0__:*", 2],
-        "ERR",
-        1,
-        [b"message", b"q", b"m"],
-        [b"message", b"q", b"end"],
-    ]
+    assert (
+        on_shardkv(lambda server: publish_after_the_scripts_worker_died(server, True), acceptors=2, shards=1)
+        == PUBLISH_AFTER_THE_WORKER_DIED
+    )
+
+
+# What the subscriber, the script's caller and the publisher on the other
+# acceptor get in :func:`publish_after_the_scripts_worker_died`.
+PUBLISH_AFTER_THE_WORKER_DIED = [
+    [b"subscribe", b"q", 1],
+    [b"psubscribe", b"__keyevent@0__:*", 2],
+    "ERR",
+    1,
+    [b"message", b"q", b"m"],
+    [b"message", b"q", b"end"],
+]
 
 
 def publish_after_the_scripts_worker_died(server: ServerProcess, hold_other: bool) -> list:
