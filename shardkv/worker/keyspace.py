@@ -606,7 +606,14 @@ class Keyspace:
             return
         waiters = self.waiters
         if waiters is not None and waiters.by_key:
-            waiters.mark_keys(((self.db, key),))  # (dbGenericDelete signals a stream's XREADGROUPs)
+            # dbGenericDelete signals a stream, and only while stream reads
+            # are blocked (its XREADGROUPs fail): not a key that only
+            # blocked pops wait on, which would then be served from before
+            # the keys a MULTI writes ahead of it (Redis's ready keys order).
+            dbkey = (self.db, key)
+            blocked = waiters.by_key.get(dbkey)
+            if blocked and type(self.data[slot][key]) is Stream and any(w.wait.missing for w in blocked):
+                waiters.ready[dbkey] = None
         self._remove(slot, key)
         self.expired_keys += 1
         if self.event_mask & EXPIRED:

@@ -203,3 +203,22 @@ def test_a_transaction_renaming_a_stream_onto_a_read_then_moving_its_last_id_ser
     steps = [["MULTI"], ["RENAME", source, S], ["XSETID", S, "5-0"], ["EXEC"], "served"]
     out = _both(redis_and_shardkv_k12, setup, read, steps)
     assert out[-1] == ("served", [[S.encode(), []]])
+
+
+@pytest.mark.parametrize("kind", ["string", "stream"])
+def test_an_expired_key_only_a_blocked_pop_waits_on_is_not_served_first(redis_and_shardkv_k12, kind):
+    """Redis's expiry signals a stream only while stream reads are
+    blocked, and no other key: a BLPOP blocked on the expired key and on
+    another, both then pushed in one MULTI (the first command finding the
+    key expired, or the sweeper before it), is served from the key the
+    MULTI pushed first, as its ready keys list it first."""
+    near = key_on(0, "near", shards=2)
+    made = [["SET", S, "v", "PX", 30]] if kind == "string" else [["XADD", S, "1-0", "f", "1"], ["PEXPIRE", S, 30]]
+    steps = [
+        *made,
+        ("gone", S),
+        ("pipelined", ["MULTI"], ["GET", S], ["LPUSH", near, "x"], ["LPUSH", S, "y"], ["EXEC"]),
+        "served",
+    ]
+    out = _both(redis_and_shardkv_k12, [], ["BLPOP", S, near, 0], steps)
+    assert out[-1] == ("served", [near.encode(), b"x"])

@@ -1442,3 +1442,22 @@ def test_a_stream_that_expires_fails_its_blocked_xreadgroup(shard, how, bwait):
         (0, wire.encode_wake(5, b"-UNBLOCKED the stream key no longer exists\r\n"))
     ]
     assert list(shard.waiters.by_token) == [(0, 6)]
+
+
+@pytest.mark.parametrize("kind", ["string", "stream"])
+def test_an_expired_key_only_a_blocked_pop_waits_on_is_not_made_ready(shard, kind):
+    """Redis's expiry signals a stream only while stream reads are
+    blocked (``signalKeyAsReady``), and no other type: a key that only a
+    BLPOP waits on is not made ready, lest it come first among the keys a
+    MULTI then writes."""
+    assert wire.decode_replies(shard.run_batch(_batch((5, [b"BLPOP", b"k", b"0"])))) == [b""]
+    if kind == "string":
+        run(shard, "SET", "k", "v", "PX", "10")
+    else:
+        run(shard, "XADD", "k", "1-0", "f", "1")
+        run(shard, "PEXPIRE", "k", "10")
+    shard.waiters.ready.clear()  # (the write's, served by the loop)
+    shard.keyspace.clock.advance(10)
+    shard.keyspace.tick()
+    assert shard.sweeper.cycle(budget_s=1.0) == 1
+    assert not shard.waiters.ready
