@@ -213,7 +213,11 @@ def test_an_expired_key_only_a_blocked_pop_waits_on_is_not_served_first(redis_an
     key expired, or the sweeper before it), is served from the key the
     MULTI pushed first, as its ready keys list it first."""
     near = key_on(0, "near", shards=2)
-    made = [["SET", S, "v", "PX", 30]] if kind == "string" else [["XADD", S, "1-0", "f", "1"], ["PEXPIRE", S, 30]]
+    made = (
+        [["SET", S, "v", "PX", 30]]
+        if kind == "string"
+        else [["XADD", S, "1-0", "f", "1"], ["PEXPIRE", S, 30]]
+    )
     steps = [
         *made,
         ("gone", S),
@@ -222,3 +226,38 @@ def test_an_expired_key_only_a_blocked_pop_waits_on_is_not_served_first(redis_an
     ]
     out = _both(redis_and_shardkv_k12, [], ["BLPOP", S, near, 0], steps)
     assert out[-1] == ("served", [near.encode(), b"x"])
+
+
+_RENAME_THEN_FAIL = (
+    "redis.call('RENAME', KEYS[1], KEYS[2]); redis.call('XSETID', KEYS[2], '5-0'); error('boom')"
+)
+FAILING = {
+    # Run, an error among the replies: served after EXEC.
+    "exec-error": [["MULTI"], ["RENAME", FAR, S], ["XSETID", S, "5-0"], ["INCR", S], ["EXEC"]],
+    # A script that errs keeps the writes it made: served after it.
+    "script-error": [["EVAL", _RENAME_THEN_FAIL, 2, FAR, S]],
+    # Not run: still waits, and the next XADD serves it.
+    "execabort": [["MULTI"], ["RENAME", FAR, S], ["XSETID", S, "5-0"], ["NOSUCH"], ["EXEC"], "blocked"],
+    "watch-fail": [
+        ["WATCH", S],
+        ["XADD", S, "2-0", "f", "2"],
+        ["MULTI"],
+        ["RENAME", FAR, S],
+        ["XSETID", S, "5-0"],
+        ["EXEC"],
+        "blocked",
+    ],
+}
+
+
+@pytest.mark.parametrize("how", list(FAILING))
+def test_a_cross_shard_rename_onto_a_read_in_an_operation_that_fails(redis_and_shardkv_k12, how):
+    """The executor's end step (``signaled_at_end``) for an operation
+    that errs half way or never runs: one that ran serves the read on the
+    state it left, as Redis; one that did not leaves it waiting."""
+    setup = [["XADD", S, "1-0", "f", "1"], ["XADD", FAR, "1-0", "f", "1"]]
+    read = ["XREAD", "BLOCK", 0, "STREAMS", S, "3-0"]
+    steps = [*FAILING[how], ["XADD", S, "6-0", "f", "6"], "served"]
+    out = _both(redis_and_shardkv_k12, setup, read, steps)
+    ran = how in ("exec-error", "script-error")
+    assert out[-1] == ("served", [[S.encode(), []]] if ran else [[S.encode(), [[b"6-0", [b"f", b"6"]]]]])
