@@ -236,7 +236,11 @@ def test_after_an_abort_a_client_of_another_acceptor_finds_the_shard_open():
     behind its ``__shutdown``, so that a write sent then by a client of
     another acceptor, on that acceptor's own pipe, is served, as Redis's
     after its ABORT (it once got ``-ERR shard is shutting down``)."""
-    proc = start_shardkv("--save", "3600 1", shards=2, acceptors=2)
+    # The ABORT's +OK waits for the shard's abort at most shutdown-timeout
+    # (a frozen worker's bound: test_abort_of_a_shutdown_held_by_a_frozen_worker_answers_at_once),
+    # then comes with the shard still saving: the saves here (300 keys at 1
+    # and 8 ms) take 0.3-2.4 s, far longer under load, so the bound is 60 s.
+    proc = start_shardkv("--save", "3600 1", "--shutdown-timeout", "60", shards=2, acceptors=2)
     stopper, aborter, other = client_on(proc.port, 0), client_on(proc.port, 0), client_on(proc.port, 1)
     try:
         for i in range(300):
