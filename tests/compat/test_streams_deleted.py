@@ -14,90 +14,16 @@ with two (the blocked client on acceptor 0, the writer on acceptor 1).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import ErrorReply, RespClient
-from tests.support.waits import WAIT
+from tests.support.streamsteps import both
 
 S, T = key_on(0, "gone", shards=2), key_on(1, "gone", shards=2)
 # A key of S's shard, and one of T's, to rename S to.
 NEAR, FAR = key_on(0, "away", shards=2), key_on(1, "away", shards=2)
 
 UNBLOCKED = "error: UNBLOCKED the stream key no longer exists"
-
-
-def _blocked(c: RespClient) -> int:
-    info = c.command("INFO", "clients")
-    assert isinstance(info, bytes)
-    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
-
-
-def _wait_blocked(c: RespClient, n: int) -> None:
-    deadline = time.monotonic() + WAIT
-    while _blocked(c) != n:
-        assert time.monotonic() < deadline, f"never {n} blocked clients"
-        time.sleep(0.01)
-
-
-def _wait_gone(c: RespClient, key: str) -> None:
-    """Poll KEYS (which looks ``key`` up without deleting it) until its
-    TTL passed."""
-    deadline = time.monotonic() + WAIT
-    while _has(c, key):
-        assert time.monotonic() < deadline, f"{key} never expired"
-        time.sleep(0.01)
-
-
-def _has(c: RespClient, key: str) -> bool:
-    keys = c.command("KEYS", "*")
-    assert isinstance(keys, list)
-    return key.encode() in keys
-
-
-def _reply(value: object) -> object:
-    return f"error: {value}" if isinstance(value, ErrorReply) else value
-
-
-def _run(port: int, acceptors: int, setup: list, read: list, steps: list) -> list:
-    """Run ``setup``, block ``read`` on acceptor 0, then each of
-    ``steps`` from acceptor 1: a command (its reply), ``"blocked"`` (how
-    many clients are blocked), ``"served"`` (the blocked read's reply)
-    ``("gone", key)`` (wait until the expiry deleted ``key``) or
-    ``("pipelined", command, ...)`` (sent in one go); what each gave."""
-    with client_on(port, 1, k=acceptors) as writer, client_on(port, 0, k=acceptors) as reader:
-        writer.command("FLUSHALL")
-        for command in setup:
-            writer.command(*command)
-        reader.send(*read)
-        _wait_blocked(writer, 1)
-        out: list = []
-        for step in steps:
-            if step == "blocked":
-                out.append(("blocked", _blocked(writer)))
-            elif step == "served":
-                out.append(("served", _reply(reader.read_reply())))
-                _wait_blocked(writer, 0)
-            elif step[0] == "gone":
-                _wait_gone(writer, step[1])
-            elif step[0] == "pipelined":
-                for command in step[1:]:
-                    writer.send(*command)
-                out.extend((command[0], _reply(writer.read_reply())) for command in step[1:])
-            else:
-                writer.send(*step)
-                out.append((step[0], _reply(writer.read_reply())))
-        return out
-
-
-def _both(servers, setup: list, read: list, steps: list) -> list:
-    real, ours, acceptors = servers
-    expected = _run(real, 1, setup, read, steps)
-    assert _run(ours, acceptors, setup, read, steps) == expected
-    return expected
 
 
 KEYS = pytest.mark.parametrize("keys", [[S], [T, S]], ids=["one-shard", "cross-shard"])
@@ -136,7 +62,7 @@ GONE = {
 @KEYS
 @pytest.mark.parametrize("how", list(GONE))
 def test_a_blocked_xreadgroup_whose_stream_goes_is_unblocked(redis_and_shardkv_k12, keys, how):
-    out = _both(redis_and_shardkv_k12, _streams(keys), _group_read(keys), [*GONE[how], "served"])
+    out = both(redis_and_shardkv_k12, _streams(keys), _group_read(keys), [*GONE[how], "served"])
     assert out[-1] == ("served", UNBLOCKED)
 
 
@@ -144,7 +70,7 @@ def test_a_blocked_xreadgroup_whose_stream_goes_is_unblocked(redis_and_shardkv_k
 @pytest.mark.parametrize("how", list(GONE))
 def test_a_blocked_xread_whose_stream_goes_waits_on(redis_and_shardkv_k12, keys, how):
     steps = [*GONE[how], "blocked", ["DEL", S], ["XADD", S, "3-0", "f", "3"], "served"]
-    out = _both(redis_and_shardkv_k12, _streams(keys), _plain_read(keys), steps)
+    out = both(redis_and_shardkv_k12, _streams(keys), _plain_read(keys), steps)
     assert out[-1] == ("served", [[S.encode(), [[b"3-0", [b"f", b"3"]]]]])
 
 
@@ -155,7 +81,7 @@ def test_a_stream_deleted_and_added_again_in_a_transaction_fails_its_xreadgroup_
     """Served after EXEC, on the state it left: a stream without the
     read's group, ``-NOGROUP``."""
     steps = [["MULTI"], ["DEL", S], ["XADD", S, "2-0", "f", "2"], ["EXEC"], "served"]
-    out = _both(redis_and_shardkv_k12, _streams(keys), _group_read(keys), steps)
+    out = both(redis_and_shardkv_k12, _streams(keys), _group_read(keys), steps)
     assert out[-1] == (
         "served",
         "error: NOGROUP the consumer group this client was blocked on no longer exists",
@@ -187,7 +113,7 @@ def test_an_entry_added_and_removed_in_one_pipeline_is_served(
     remove = {"xdel": ["XDEL", S, "2-0"], "xtrim": ["XTRIM", S, "MAXLEN", "0"], "del": ["DEL", S]}[how]
     read = _group_read(keys) if group else _plain_read(keys)
     steps = [("pipelined", ["XADD", S, "2-0", "f", "2"], remove), "served"]
-    out = _both(redis_and_shardkv_k12, _streams(keys), read, steps)
+    out = both(redis_and_shardkv_k12, _streams(keys), read, steps)
     assert out[-1] == ("served", [[S.encode(), [[b"2-0", [b"f", b"2"]]]]])
 
 
@@ -201,7 +127,7 @@ def test_a_transaction_renaming_a_stream_onto_a_read_then_moving_its_last_id_ser
     setup = [["XADD", S, "1-0", "f", "1"], ["XADD", source, "1-0", "f", "1"]]
     read = ["XREAD", "BLOCK", 0, "STREAMS", S, "3-0"]
     steps = [["MULTI"], ["RENAME", source, S], ["XSETID", S, "5-0"], ["EXEC"], "served"]
-    out = _both(redis_and_shardkv_k12, setup, read, steps)
+    out = both(redis_and_shardkv_k12, setup, read, steps)
     assert out[-1] == ("served", [[S.encode(), []]])
 
 
@@ -224,7 +150,7 @@ def test_an_expired_key_only_a_blocked_pop_waits_on_is_not_served_first(redis_an
         ("pipelined", ["MULTI"], ["GET", S], ["LPUSH", near, "x"], ["LPUSH", S, "y"], ["EXEC"]),
         "served",
     ]
-    out = _both(redis_and_shardkv_k12, [], ["BLPOP", S, near, 0], steps)
+    out = both(redis_and_shardkv_k12, [], ["BLPOP", S, near, 0], steps)
     assert out[-1] == ("served", [near.encode(), b"x"])
 
 
@@ -258,6 +184,6 @@ def test_a_cross_shard_rename_onto_a_read_in_an_operation_that_fails(redis_and_s
     setup = [["XADD", S, "1-0", "f", "1"], ["XADD", FAR, "1-0", "f", "1"]]
     read = ["XREAD", "BLOCK", 0, "STREAMS", S, "3-0"]
     steps = [*FAILING[how], ["XADD", S, "6-0", "f", "6"], "served"]
-    out = _both(redis_and_shardkv_k12, setup, read, steps)
+    out = both(redis_and_shardkv_k12, setup, read, steps)
     ran = how in ("exec-error", "script-error")
     assert out[-1] == ("served", [[S.encode(), []]] if ran else [[S.encode(), [[b"6-0", [b"f", b"6"]]]]])

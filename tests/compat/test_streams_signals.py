@@ -14,66 +14,14 @@ the writer on acceptor 1).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import ErrorReply, RespClient
-from tests.support.waits import WAIT
+from tests.support.streamsteps import both
 
 S, T = key_on(0, "sig", shards=2), key_on(1, "sig", shards=2)
 # A stream on S's shard, another on T's.
 NEAR, FAR = key_on(0, "near", shards=2), key_on(1, "far", shards=2)
-
-
-def _blocked(c: RespClient) -> int:
-    info = c.command("INFO", "clients")
-    assert isinstance(info, bytes)
-    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
-
-
-def _wait_blocked(c: RespClient, n: int) -> None:
-    deadline = time.monotonic() + WAIT
-    while _blocked(c) != n:
-        assert time.monotonic() < deadline, f"never {n} blocked clients"
-        time.sleep(0.01)
-
-
-def _reply(value: object) -> object:
-    return f"error: {value}" if isinstance(value, ErrorReply) else value
-
-
-def _run(port: int, acceptors: int, setup: list, read: list, steps: list) -> list:
-    """Run ``setup``, block ``read`` on acceptor 0, then each of
-    ``steps`` from acceptor 1: a command (its reply), ``"blocked"`` (how
-    many clients are blocked) or ``"served"`` (the blocked read's reply);
-    what each gave."""
-    with client_on(port, 1, k=acceptors) as writer, client_on(port, 0, k=acceptors) as reader:
-        writer.command("FLUSHALL")
-        for command in setup:
-            writer.command(*command)
-        reader.send(*read)
-        _wait_blocked(writer, 1)
-        out: list = []
-        for step in steps:
-            if step == "blocked":
-                out.append(("blocked", _blocked(writer)))
-            elif step == "served":
-                out.append(("served", _reply(reader.read_reply())))
-                _wait_blocked(writer, 0)
-            else:
-                writer.send(*step)
-                out.append((step[0], _reply(writer.read_reply())))
-        return out
-
-
-def _both(servers, setup: list, read: list, steps: list) -> list:
-    real, ours, acceptors = servers
-    expected = _run(real, 1, setup, read, steps)
-    assert _run(ours, acceptors, setup, read, steps) == expected
-    return expected
 
 
 KEYS = pytest.mark.parametrize("keys", [[S], [T, S]], ids=["one-shard", "cross-shard"])
@@ -108,7 +56,7 @@ def _two_entries_then(*groups: str) -> list:
 @KEYS
 def test_xgroup_destroy_fails_the_reads_blocked_on_its_group(redis_and_shardkv_k12, keys):
     """Its XREADGROUP gets ``-NOGROUP`` (Redis's text), at once."""
-    out = _both(
+    out = both(
         redis_and_shardkv_k12,
         _streams(keys, "g"),
         _group_read(keys),
@@ -133,7 +81,7 @@ def test_xgroup_destroy_of_another_group_serves_an_xread_an_xsetid_passed(redis_
         ["XGROUP", "DESTROY", S, "other"],
         "served",
     ]
-    out = _both(redis_and_shardkv_k12, _streams(keys, "other"), read, steps)
+    out = both(redis_and_shardkv_k12, _streams(keys, "other"), read, steps)
     assert out[2:] == [("blocked", 1), ("XGROUP", 1), ("served", [[S.encode(), []]])]
 
 
@@ -143,7 +91,7 @@ def test_xgroup_destroy_serves_an_xread_past_an_entry_deleted_before_it_blocked(
     an XGROUP DESTROY serves it an empty array, as Redis's last ID is past it."""
     setup = [*_streams(keys, "other"), ["XADD", S, "2-0", "f", "2"], ["XDEL", S, "2-0"]]
     read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
-    out = _both(redis_and_shardkv_k12, setup, read, [["XGROUP", "DESTROY", S, "other"], "served"])
+    out = both(redis_and_shardkv_k12, setup, read, [["XGROUP", "DESTROY", S, "other"], "served"])
     assert out[-1] == ("served", [[S.encode(), []]])
 
 
@@ -154,7 +102,7 @@ def test_xgroup_setid_back_wakes_no_xreadgroup(redis_and_shardkv_k12, keys):
     last-delivered ID, the older ones too."""
     setup = [*_streams(_others(keys), "g"), *_two_entries_then("g")]
     steps = [["XGROUP", "SETID", S, "g", "0"], "blocked", ["XADD", S, "3-0", "f", "3"], "served"]
-    out = _both(redis_and_shardkv_k12, setup, _group_read(keys), steps)
+    out = both(redis_and_shardkv_k12, setup, _group_read(keys), steps)
     assert out[1] == ("blocked", 1)
     entries = [[b"1-0", [b"f", b"1"]], [b"2-0", [b"f", b"2"]], [b"3-0", [b"f", b"3"]]]
     assert out[-1] == ("served", [[S.encode(), entries]])
@@ -166,7 +114,7 @@ def test_xgroup_destroy_of_another_group_serves_an_xreadgroup_set_back(redis_and
     group destroyed: its blocked XREADGROUP is served the older entries."""
     setup = [*_streams(_others(keys), "g"), *_two_entries_then("g", "other")]
     steps = [["XGROUP", "SETID", S, "g", "1-0"], "blocked", ["XGROUP", "DESTROY", S, "other"], "served"]
-    out = _both(redis_and_shardkv_k12, setup, _group_read(keys), steps)
+    out = both(redis_and_shardkv_k12, setup, _group_read(keys), steps)
     assert out[-1] == ("served", [[S.encode(), [[b"2-0", [b"f", b"2"]]]]])
 
 
@@ -181,7 +129,7 @@ def test_a_stream_renamed_or_copied_onto_a_blocked_key_serves_past_its_last_id(
     setup = [["XADD", S, "1-0", "f", "1"], ["XADD", source, "1-0", "f", "1"], ["XSETID", source, "5-0"]]
     read = ["XREAD", "BLOCK", 0, "STREAMS", S, "3-0"]
     command = [how, source, S] + (["REPLACE"] if how == "COPY" else [])
-    out = _both(redis_and_shardkv_k12, setup, read, [command, "served"])
+    out = both(redis_and_shardkv_k12, setup, read, [command, "served"])
     assert out[-1] == ("served", [[S.encode(), []]])
 
 
@@ -194,7 +142,7 @@ def test_a_stream_renamed_onto_a_key_of_a_cross_shard_read_serves_past_its_last_
     setup.append(["XSETID", NEAR, "5-0"])
     read = ["XREAD", "BLOCK", 0, "STREAMS", T, S, "3-0", "3-0"]
     command = [how, NEAR, S] + (["REPLACE"] if how == "COPY" else [])
-    out = _both(redis_and_shardkv_k12, setup, read, [command, "served"])
+    out = both(redis_and_shardkv_k12, setup, read, [command, "served"])
     assert out[-1] == ("served", [[S.encode(), []]])
 
 
@@ -203,7 +151,7 @@ def test_an_xadd_that_trims_its_own_entry_serves_an_empty_array(redis_and_shardk
     """XADD ... MAXLEN 0 signals the key, its entry trimmed at once: the
     stream's last ID is past the read's, which gets an empty array."""
     read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(keys)]
-    out = _both(
+    out = both(
         redis_and_shardkv_k12, _streams(keys), read, [["XADD", S, "MAXLEN", "0", "2-0", "f", "2"], "served"]
     )
     assert out[-1] == ("served", [[S.encode(), []]])
@@ -227,7 +175,7 @@ def test_swapdb_serves_an_xread_its_new_stream_last_id_passed(redis_and_shardkv_
         *_in_db1([*_streams(others), ["XADD", S, "5-0", "f", "5"], ["XSETID", S, "10-0"]]),
     ]
     read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(others), "9-0"]
-    out = _both(redis_and_shardkv_k12, setup, read, [["SWAPDB", "0", "1"], "served"])
+    out = both(redis_and_shardkv_k12, setup, read, [["SWAPDB", "0", "1"], "served"])
     assert out[-1] == ("served", [[S.encode(), []]])
 
 
@@ -241,7 +189,7 @@ def test_swapdb_serves_an_xreadgroup_whose_new_group_is_behind(redis_and_shardkv
         *_two_entries_then("g"),
         *_in_db1([*_streams(others, "g"), *_two_entries_then(), ["XGROUP", "CREATE", S, "g", "0"]]),
     ]
-    out = _both(redis_and_shardkv_k12, setup, _group_read(keys), [["SWAPDB", "0", "1"], "served"])
+    out = both(redis_and_shardkv_k12, setup, _group_read(keys), [["SWAPDB", "0", "1"], "served"])
     assert out[-1] == ("served", [[S.encode(), [[b"1-0", [b"f", b"1"]], [b"2-0", [b"f", b"2"]]]]])
 
 
@@ -255,7 +203,7 @@ def test_a_stream_moved_or_copied_from_another_db_serves_past_its_last_id(redis_
     setup = [*_streams(others), *_in_db1([["XADD", S, "5-0", "f", "5"], ["XSETID", S, "9-0"]])]
     read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(others), "6-0"]
     command = ["MOVE", S, "0"] if how == "MOVE" else ["COPY", S, S, "DB", "0"]
-    out = _both(redis_and_shardkv_k12, setup, read, [["SELECT", "1"], command, "served"])
+    out = both(redis_and_shardkv_k12, setup, read, [["SELECT", "1"], command, "served"])
     assert out[-1] == ("served", [[S.encode(), []]])
 
 
@@ -265,7 +213,7 @@ def test_xgroup_destroy_then_xsetid_in_a_transaction_serves_past_the_new_last_id
     XSETID after the XGROUP DESTROY moves the last ID past the read's."""
     read = ["XREAD", "BLOCK", 0, "STREAMS", *keys, *["1-0"] * len(_others(keys)), "2-0"]
     steps = [["MULTI"], ["XGROUP", "DESTROY", S, "other"], ["XSETID", S, "5-0"], ["EXEC"], "served"]
-    out = _both(redis_and_shardkv_k12, [*_streams(_others(keys)), *_two_entries_then("other")], read, steps)
+    out = both(redis_and_shardkv_k12, [*_streams(_others(keys)), *_two_entries_then("other")], read, steps)
     assert out[-1] == ("served", [[S.encode(), []]])
 
 
@@ -276,5 +224,5 @@ def test_a_stream_renamed_from_a_key_of_the_same_read_serves_it(redis_and_shardk
     acceptor's try at once read no entry there and lost the signal."""
     setup = [*_streams([T]), ["XSETID", T, "5-0"], *_two_entries_then()]
     read = ["XREAD", "BLOCK", 0, "STREAMS", T, S, "1-0", "2-0"]
-    out = _both(redis_and_shardkv_k12, setup, read, [["RENAME", T, S], "served"])
+    out = both(redis_and_shardkv_k12, setup, read, [["RENAME", T, S], "served"])
     assert out[-1] == ("served", [[S.encode(), []]])
